@@ -1,0 +1,83 @@
+// The extension module: core entries (CPU info, ISA, threads) and every
+// registered family.
+#include <utility>
+#include <vector>
+
+#include "bindings/registry.h"
+#include "core/common.h"
+#include "core/cpu.h"
+#include "core/parallel.h"
+
+namespace lowbit {
+namespace {
+std::vector<std::pair<const char*, BindFn>>& registry() {
+  static std::vector<std::pair<const char*, BindFn>> r;
+  return r;
+}
+}  // namespace
+
+BindingRegistrar::BindingRegistrar(const char* name, BindFn fn) { registry().emplace_back(name, fn); }
+
+}  // namespace lowbit
+
+using namespace lowbit;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "lowbit native kernels (use the lowbit package, not this module)";
+
+  static py::exception<NonFiniteError> nonfinite(m, "NonFiniteError", PyExc_ValueError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const NonFiniteError& e) {
+      py::set_error(nonfinite, e.what());
+    }
+  });
+
+  m.def("cpu_features", [] {
+    const CpuFeatures& f = cpu_features();
+    py::dict d;
+    d["vendor"] = f.vendor;
+    d["brand"] = f.brand;
+    py::dict flags;
+#define LOWBIT_FLAG(x) flags[#x] = f.x;
+    LOWBIT_FLAG(sse42) LOWBIT_FLAG(avx) LOWBIT_FLAG(avx2) LOWBIT_FLAG(fma) LOWBIT_FLAG(f16c)
+    LOWBIT_FLAG(bmi2) LOWBIT_FLAG(avx512f) LOWBIT_FLAG(avx512bw) LOWBIT_FLAG(avx512vl)
+    LOWBIT_FLAG(avx512dq) LOWBIT_FLAG(avx512vnni) LOWBIT_FLAG(avxvnni) LOWBIT_FLAG(neon)
+    LOWBIT_FLAG(os_avx) LOWBIT_FLAG(os_avx512)
+#undef LOWBIT_FLAG
+    d["flags"] = flags;
+    return d;
+  });
+  m.def("isa_names", [] {
+    std::vector<std::string> v;
+    for (int i = 0; i < kIsaCount; ++i) v.push_back(isa_name(static_cast<Isa>(i)));
+    return v;
+  });
+  m.def("isa_compiled", [](const std::string& n) {
+    Isa isa;
+    return isa_from_name(n, &isa) && isa_compiled(isa);
+  });
+  m.def("isa_supported", [](const std::string& n) {
+    Isa isa;
+    return isa_from_name(n, &isa) && isa_supported(isa);
+  });
+  m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
+  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_active_isa", [](const std::string& n) {
+    Isa isa;
+    if (!isa_from_name(n, &isa)) throw std::invalid_argument("unknown ISA '" + n + "'");
+    set_active_isa(isa);
+  });
+  m.def("num_threads", &num_threads);
+  m.def("default_num_threads", &default_num_threads);
+  m.def("set_num_threads", [](int n) {
+    py::gil_scoped_release nogil;
+    set_num_threads(n);
+  });
+
+  for (auto& [name, fn] : registry()) {
+    (void)name;
+    fn(m);
+  }
+}

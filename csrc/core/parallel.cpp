@@ -1,0 +1,186 @@
+#include "core/parallel.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lowbit {
+namespace {
+
+thread_local bool t_in_pool = false;
+
+class Pool {
+ public:
+  explicit Pool(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Caller holds the run lock.
+  void run(size_t n, size_t chunk, const std::function<void(size_t, size_t)>& fn) {
+    fn_ = &fn;
+    n_ = n;
+    chunk_ = chunk;
+    next_.store(0, std::memory_order_relaxed);
+    error_ = nullptr;
+    size_t nchunks = (n + chunk - 1) / chunk;
+    int helpers = static_cast<int>(std::min<size_t>(workers_.size(), nchunks - 1));
+    active_.store(helpers, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      wanted_ = helpers;
+      ++generation_;
+    }
+    if (helpers > 0) cv_.notify_all();
+    t_in_pool = true;
+    drain();
+    t_in_pool = false;
+    while (active_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  std::mutex run_lock;
+
+ private:
+  void drain() {
+    for (;;) {
+      size_t b = next_.fetch_add(chunk_, std::memory_order_relaxed);
+      if (b >= n_) return;
+      size_t e = std::min(n_, b + chunk_);
+      try {
+        (*fn_)(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_m_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+  }
+  void work() {
+    t_in_pool = true;
+    unsigned long long seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stop_) return;
+        if (wanted_ <= 0) continue;
+        --wanted_;
+      }
+      drain();
+      active_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex m_, err_m_;
+  std::condition_variable cv_;
+  unsigned long long generation_ = 0;
+  int wanted_ = 0;
+  bool stop_ = false;
+  const std::function<void(size_t, size_t)>* fn_ = nullptr;
+  size_t n_ = 0, chunk_ = 1;
+  std::atomic<size_t> next_{0};
+  std::atomic<int> active_{0};
+  std::exception_ptr error_;
+};
+
+std::mutex g_pool_mutex;     // guards g_pool and g_threads
+Pool* g_pool = nullptr;
+int g_threads = 0;           // 0: not yet resolved
+std::once_flag g_atfork_once;
+
+void after_fork_in_child() {
+  // The worker threads do not exist in the child: forget the pool (leaking it
+  // is the only safe option) and build a new one on first use.
+  g_pool = nullptr;
+  new (&g_pool_mutex) std::mutex();
+}
+
+int threads_locked() {
+  if (g_threads == 0) g_threads = default_num_threads();
+  return g_threads;
+}
+
+}  // namespace
+
+int default_num_threads() {
+  if (const char* env = std::getenv("LOWBIT_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n >= 1) return std::min(n, 1024);
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
+int num_threads() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  return threads_locked();
+}
+
+void set_num_threads(int n) {
+  if (n < 1) n = 1;
+  Pool* old = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    g_threads = std::min(n, 1024);
+    old = g_pool;
+    g_pool = nullptr;
+  }
+  if (old) {
+    std::lock_guard<std::mutex> wait_for_work(old->run_lock);
+  }
+  delete old;
+}
+
+void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
+  if (n == 0) return;
+  if (grain == 0) grain = 1;
+  Pool* pool = nullptr;
+  int threads;
+  std::unique_lock<std::mutex> run;
+  if (!t_in_pool && n > grain) {
+    std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, after_fork_in_child); });
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    threads = threads_locked();
+    if (threads > 1) {
+      if (!g_pool) g_pool = new Pool(threads);
+      pool = g_pool;
+      run = std::unique_lock<std::mutex>(pool->run_lock, std::try_to_lock);
+      if (!run.owns_lock()) pool = nullptr;  // busy with another caller: run inline
+    }
+  }
+  if (!pool) {
+    fn(0, n);
+    return;
+  }
+  // About four chunks per thread balances uneven rows without much overhead.
+  size_t target = static_cast<size_t>(pool->size()) * 4;
+  size_t chunk = std::max(grain, (n + target - 1) / target);
+  pool->run(n, chunk, fn);
+}
+
+}  // namespace lowbit

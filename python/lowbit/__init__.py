@@ -1,0 +1,12 @@
+"""lowbit: exact, fast quantization of AI model weights on the CPU.
+
+The public API is re-exported here; ``lowbit.reference`` holds the NumPy twin
+of every function, and SPEC.md (docs/spec.md) is the numeric contract.
+"""
+from ._core import (available_isas, cpu_info, get_isa, get_num_threads, set_isa,  # noqa: F401
+                    set_num_threads, use_isa)
+from .qtensor import QTensor  # noqa: F401
+from .affine import dequantize, quantize  # noqa: F401
+from . import reference  # noqa: F401
+
+__version__ = "0.1.0"

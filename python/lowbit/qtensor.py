@@ -1,0 +1,233 @@
+"""QTensor: quantized codes plus everything needed to dequantize them."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import _args
+
+__all__ = ["QTensor", "register_scheme"]
+
+# scheme name -> function(qt, codes) -> float32 array of qt.shape, where codes
+# are the unpacked codes. Families register their schemes here; affine schemes
+# (and any scheme whose value is scale * (code - zero_point)) use the default.
+_DEQUANTIZERS: Dict[str, Callable] = {}
+_AFFINE_LIKE = {"absmax", "minmax"}
+
+
+def register_scheme(name: str, dequantize: Optional[Callable] = None) -> None:
+    """Declare a scheme. Without ``dequantize`` it is affine-like: scale * (code - zero_point)."""
+    if dequantize is None:
+        _AFFINE_LIKE.add(name)
+    else:
+        _DEQUANTIZERS[name] = dequantize
+
+
+@dataclass(eq=False)
+class QTensor:
+    """Quantized tensor: ``x_hat = scale * (codes - zero_point)`` for affine schemes.
+
+    ``scale`` / ``zero_point`` broadcast against ``codes`` for per-tensor and
+    per-channel granularity (keepdims shape); per-group ones have shape
+    ``(..., n_groups)``. ``packed`` names a bit-packed layout of ``codes``
+    (SPEC 6) or is None; ``codebook`` holds the values of a non-uniform scheme.
+    """
+
+    codes: np.ndarray
+    scale: np.ndarray
+    zero_point: Optional[np.ndarray]
+    shape: Tuple[int, ...]
+    bits: int
+    scheme: str
+    axis: Optional[int] = None
+    group_size: Optional[int] = None
+    signed: bool = True
+    narrow: bool = False
+    packed: Optional[str] = None
+    codebook: Optional[np.ndarray] = None
+    meta: Dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(s) for s in self.shape)
+        if not isinstance(self.codes, np.ndarray):
+            raise TypeError("codes must be a NumPy array")
+        if self.codes.dtype not in (np.int8, np.uint8):
+            raise TypeError(f"codes must be int8 or uint8, got {self.codes.dtype}")
+        if self.packed is None and self.codes.shape != self.shape:
+            raise ValueError(f"codes shape {self.codes.shape} does not match shape {self.shape}")
+        if not isinstance(self.scale, np.ndarray) or self.scale.dtype != np.float32:
+            raise TypeError("scale must be a float32 NumPy array")
+        if self.zero_point is not None:
+            if not isinstance(self.zero_point, np.ndarray) or self.zero_point.dtype != np.int32:
+                raise TypeError("zero_point must be an int32 NumPy array or None")
+            if self.zero_point.shape != self.scale.shape:
+                raise ValueError(f"zero_point shape {self.zero_point.shape} != scale shape {self.scale.shape}")
+        if not 1 <= int(self.bits) <= 8:
+            raise ValueError(f"bits must be in 1..8, got {self.bits}")
+        lay = self.layout()
+        if self.scale.shape != lay.param_shape:
+            raise ValueError(f"scale shape {self.scale.shape} does not fit shape {self.shape} with "
+                             f"{self.granularity}: expected {lay.param_shape}")
+
+    # ---- structure -------------------------------------------------------
+    def layout(self) -> _args.Layout:
+        return _args.layout(self.shape, self.axis, self.group_size)[0]
+
+    @property
+    def granularity(self) -> str:
+        if self.group_size is not None:
+            return f"per-group({self.group_size})"
+        if self.axis is not None:
+            return f"per-channel(axis={self.axis})"
+        return "per-tensor"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        n = self.codes.nbytes + self.scale.nbytes
+        if self.zero_point is not None:
+            n += self.zero_point.nbytes
+        if self.codebook is not None:
+            n += self.codebook.nbytes
+        return n
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.nbytes / max(self.size, 1)
+
+    def __repr__(self) -> str:
+        zp = "" if self.zero_point is None or not self.zero_point.any() else ", zero_point"
+        pk = f", packed={self.packed!r}" if self.packed else ""
+        return (f"QTensor(shape={self.shape}, scheme={self.scheme!r}, bits={self.bits}, "
+                f"{self.granularity}, codes={self.codes.dtype}{pk}, scale{tuple(self.scale.shape)}{zp}, "
+                f"{self.nbytes} bytes = {self.bits_per_weight:.3g} bits/weight)")
+
+    # ---- values ----------------------------------------------------------
+    def unpacked_codes(self) -> np.ndarray:
+        if self.packed is None:
+            return self.codes
+        from . import packing  # the packing family owns every packed layout
+        return packing.unpack_qtensor_codes(self)
+
+    def dequantize(self, dtype=np.float32, *, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Float values ``scale * (codes - zero_point)`` (or the scheme's own rule)."""
+        from . import affine
+        return affine.dequantize(self, dtype=dtype, out=out)
+
+    # ---- serialization ---------------------------------------------------
+    def to_dict(self) -> Dict[str, np.ndarray]:
+        """Plain NumPy arrays (safetensors-ready); ``qmeta`` is UTF-8 JSON as uint8."""
+        d = {"codes": self.codes, "scale": self.scale}
+        if self.zero_point is not None:
+            d["zero_point"] = self.zero_point
+        if self.codebook is not None:
+            d["codebook"] = self.codebook
+        meta = {"format": "lowbit.qtensor", "version": 1, "shape": list(self.shape), "bits": int(self.bits),
+                "scheme": self.scheme, "axis": self.axis, "group_size": self.group_size,
+                "signed": bool(self.signed), "narrow": bool(self.narrow), "packed": self.packed,
+                "meta": self.meta}
+        d["qmeta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8).copy()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, np.ndarray]) -> "QTensor":
+        """Rebuild from :meth:`to_dict` output; every field is checked (input may be untrusted)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"from_dict expects a dict, got {type(d).__name__}")
+        for key in ("codes", "scale", "qmeta"):
+            if key not in d:
+                raise ValueError(f"QTensor dict is missing {key!r}")
+        try:
+            meta = json.loads(np.asarray(d["qmeta"], dtype=np.uint8).tobytes().decode())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"QTensor dict: qmeta is not valid JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != "lowbit.qtensor":
+            raise ValueError("QTensor dict: qmeta is not a lowbit.qtensor record")
+        if meta.get("version") != 1:
+            raise ValueError(f"QTensor dict: unsupported version {meta.get('version')!r}")
+        shape = meta.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                  for s in shape):
+            raise ValueError(f"QTensor dict: bad shape {shape!r}")
+        bits = meta.get("bits")
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 8:
+            raise ValueError(f"QTensor dict: bad bits {bits!r}")
+        scheme = meta.get("scheme")
+        if scheme not in _AFFINE_LIKE and scheme not in _DEQUANTIZERS:
+            _load_scheme_modules()
+            if scheme not in _AFFINE_LIKE and scheme not in _DEQUANTIZERS:
+                raise ValueError(f"QTensor dict: unknown scheme {scheme!r}")
+        for key in ("axis", "group_size"):
+            v = meta.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ValueError(f"QTensor dict: bad {key} {v!r}")
+        if not isinstance(meta.get("meta", {}), dict):
+            raise ValueError("QTensor dict: bad meta")
+        packed = meta.get("packed")
+        if packed is not None and not isinstance(packed, str):
+            raise ValueError(f"QTensor dict: bad packed {packed!r}")
+
+        def arr(key, dtype):
+            v = d.get(key)
+            if v is None:
+                return None
+            v = np.asarray(v)
+            if v.dtype != dtype:
+                raise ValueError(f"QTensor dict: {key} must be {np.dtype(dtype)}, got {v.dtype}")
+            return np.ascontiguousarray(v)
+
+        codes = np.asarray(d["codes"])
+        if codes.dtype not in (np.int8, np.uint8):
+            raise ValueError(f"QTensor dict: codes must be int8 or uint8, got {codes.dtype}")
+        try:
+            qt = cls(codes=np.ascontiguousarray(codes), scale=arr("scale", np.float32),
+                     zero_point=arr("zero_point", np.int32), shape=tuple(shape), bits=bits, scheme=scheme,
+                     axis=meta.get("axis"), group_size=meta.get("group_size"),
+                     signed=bool(meta.get("signed", True)), narrow=bool(meta.get("narrow", False)),
+                     packed=packed, codebook=arr("codebook", np.float32), meta=meta.get("meta", {}))
+        except TypeError as e:
+            raise ValueError(f"QTensor dict: {e}") from None
+        qt.validate()
+        return qt
+
+    def validate(self) -> None:
+        """Full check of values (codes within the grid, finite scales); raises ValueError."""
+        if self.axis is not None:
+            _args.normalize_axis(self.axis, self.ndim)
+        if not np.isfinite(self.scale).all():
+            raise ValueError("QTensor: scale holds NaN or Inf")
+        if self.packed is not None:
+            from . import packing
+            packing.validate_qtensor_packing(self)
+            return
+        if self.scheme in ("absmax", "minmax") and self.codes.size:
+            g = _args.grid(self.bits, self.scheme, self.signed, self.narrow)
+            lo, hi = int(self.codes.min()), int(self.codes.max())
+            if lo < g.qmin or hi > g.qmax:
+                raise ValueError(f"QTensor: codes span [{lo}, {hi}], outside the {self.bits}-bit grid "
+                                 f"[{g.qmin}, {g.qmax}]")
+            if self.zero_point is not None and self.zero_point.size:
+                zl, zh = int(self.zero_point.min()), int(self.zero_point.max())
+                if zl < g.qmin or zh > g.qmax:
+                    raise ValueError(f"QTensor: zero points span [{zl}, {zh}], outside [{g.qmin}, {g.qmax}]")
+
+
+def _load_scheme_modules() -> None:
+    """Import the families that register schemes, so from_dict knows them all."""
+    import importlib
+    for mod in ("extreme", "codebook"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ImportError:
+            pass

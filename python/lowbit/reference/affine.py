@@ -1,0 +1,106 @@
+"""Reference affine quantization (SPEC 1-3), NumPy only."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .. import _args
+from ..qtensor import QTensor
+
+__all__ = ["quantize", "dequantize", "group_params", "group_ranges"]
+
+F32, F64 = np.float32, np.float64
+
+
+def group_ranges(x: np.ndarray, lay: _args.Layout):
+    """Per-group (lo, hi) as float32 arrays of shape (n_groups,)."""
+    if lay.kind == "groups":
+        R, L, g = lay.a, lay.b, lay.c
+        x2 = x.reshape(R, L)
+        ng = -(-L // g) if L else 0
+        lo = np.zeros((R, ng), F32)
+        hi = np.zeros((R, ng), F32)
+        for j in range(ng):  # a loop over the group index, vectorized over rows
+            blk = x2[:, j * g:(j + 1) * g]
+            lo[:, j] = blk.min(axis=1)
+            hi[:, j] = blk.max(axis=1)
+        return lo.reshape(-1), hi.reshape(-1)
+    outer, C, inner = (lay.a, lay.b, 1) if lay.kind == "cols" else (lay.a, lay.b, lay.c)
+    x3 = x.reshape(outer, C, inner)
+    return x3.min(axis=(0, 2)).astype(F32), x3.max(axis=(0, 2)).astype(F32)
+
+
+def group_params(lo, hi, scheme: str, g: _args.Grid):
+    """SPEC 1-2: scale, inv_scale (float32) and zero point (int32) per group."""
+    lo = np.asarray(lo, F32)
+    hi = np.asarray(hi, F32)
+    if scheme == "absmax":
+        a = np.maximum(np.abs(lo.astype(F64)), np.abs(hi.astype(F64)))
+        scale = (a / g.absmax_qmax).astype(F32)
+    else:
+        lo = np.minimum(lo, F32(0))
+        hi = np.maximum(hi, F32(0))
+        scale = ((hi.astype(F64) - lo.astype(F64)) / (g.qmax - g.qmin)).astype(F32)
+    scale = np.maximum(scale, _args.FLT_MIN)
+    inv = (F32(1) / scale).astype(F32)
+    if scheme == "absmax":
+        zp = np.zeros(scale.shape, np.int32)
+    else:
+        prod = (lo * inv).astype(F32)
+        zp = np.clip(g.qmin - np.rint(prod).astype(np.int64), g.qmin, g.qmax).astype(np.int32)
+    return scale, inv, zp
+
+
+def _expand(p: np.ndarray, x_shape, lay: _args.Layout) -> np.ndarray:
+    """Per-group values broadcast to every element (flat, C order)."""
+    if lay.kind == "groups":
+        R, L, g = lay.a, lay.b, lay.c
+        return np.repeat(p.reshape(R, -1), g, axis=1)[:, :L].reshape(-1)
+    outer, C, inner = (lay.a, lay.b, 1) if lay.kind == "cols" else (lay.a, lay.b, lay.c)
+    return np.broadcast_to(p.reshape(1, C, 1), (outer, C, inner)).reshape(-1)
+
+
+def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = None,
+             group_size: Optional[int] = None, signed: Optional[bool] = None, narrow: bool = False,
+             clip=None, clip_param=None) -> QTensor:
+    x = _args.as_float32(x)
+    bits = _args.check_bits(bits)
+    g = _args.grid(bits, scheme, signed, narrow)
+    lay, axis, group_size = _args.layout(x.shape, axis, group_size)
+    if isinstance(clip, str) and clip != "none":
+        from . import calibrate
+        clip_lo, clip_hi = calibrate.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay)
+    else:
+        if clip_param is not None:
+            raise ValueError("clip_param is only used with a calibrated clip method (clip='percentile'|'mse'|'kl')")
+        clip_lo, clip_hi = _args.clip_arrays(None if clip == "none" else clip, scheme, lay.n_groups)
+    _args.check_finite(x)
+    if x.size == 0:
+        lo = hi = np.zeros(lay.n_groups, F32)
+    else:
+        lo, hi = group_ranges(x, lay)
+    if clip_lo is not None:
+        lo, hi = clip_lo, clip_hi
+    scale, inv, zp = group_params(lo, hi, scheme, g)
+    xf = x.reshape(-1)
+    prod = (xf * _expand(inv, x.shape, lay)).astype(F32)          # one float32 multiply
+    q = np.clip(np.rint(prod), -2.0 ** 20, 2.0 ** 20).astype(np.int64) + _expand(zp, x.shape, lay)
+    q = np.clip(q, g.qmin, g.qmax)
+    codes = q.astype(np.int8 if g.signed else np.uint8).reshape(x.shape)
+    return QTensor(codes=codes, scale=scale.reshape(lay.param_shape), zero_point=zp.reshape(lay.param_shape),
+                   shape=x.shape, bits=bits, scheme=scheme, axis=axis, group_size=group_size,
+                   signed=g.signed, narrow=g.narrow)
+
+
+def dequantize(qt: QTensor, dtype=np.float32) -> np.ndarray:
+    """``scale * float32(code - zero_point)``, one float32 multiply per value."""
+    codes = qt.unpacked_codes().astype(np.int32)
+    lay = qt.layout()
+    zp = qt.zero_point if qt.zero_point is not None else np.zeros(qt.scale.shape, np.int32)
+    if qt.size == 0:
+        return np.zeros(qt.shape, dtype)
+    s = _expand(qt.scale.reshape(-1), qt.shape, lay)
+    z = _expand(zp.reshape(-1), qt.shape, lay)
+    y = (s * (codes.reshape(-1) - z).astype(F32)).astype(F32)
+    return y.reshape(qt.shape).astype(dtype)
