@@ -17,7 +17,6 @@ from . import _args, _C
 from ._packargs import (TERNARY_LAYOUTS, bad_code_message, check_codes, check_n, check_out, check_packed,
                         find_bad, packed_length, range_text, ternary_packed_length)
 from .qtensor import QTensor
-from .reference import packing as _ref
 
 __all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
            "pack_qtensor", "unpack_qtensor", "unpack_qtensor_codes", "validate_qtensor_packing",
@@ -116,28 +115,6 @@ def _layout_id(layout) -> int:
     if layout not in TERNARY_LAYOUTS:
         raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
     return _TERNARY_IDS[layout]
-
-
-if not hasattr(_C, "pack_bits"):  # interim: native kernels not built yet
-    def pack(codes, bits, *, signed=None, out=None):  # noqa: F811
-        r = _ref.pack(codes, bits, signed=signed)
-        return r if out is None else _copy_to(out, r)
-
-    def unpack(packed, bits, n, *, signed=False, out=None):  # noqa: F811
-        r = _ref.unpack(packed, bits, n, signed=signed)
-        return r if out is None else _copy_to(out, r)
-
-    def pack_ternary(codes, layout="2bit", *, out=None):  # noqa: F811
-        r = _ref.pack_ternary(codes, layout)
-        return r if out is None else _copy_to(out, r)
-
-    def unpack_ternary(packed, n, layout="2bit", *, out=None):  # noqa: F811
-        r = _ref.unpack_ternary(packed, n, layout)
-        return r if out is None else _copy_to(out, r)
-
-    def _copy_to(out, r):
-        check_out(out, r.shape, r.dtype)[...] = r
-        return out
 
 
 # ---- QTensor integration ---------------------------------------------------

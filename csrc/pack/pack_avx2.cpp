@@ -1,0 +1,211 @@
+// Packing kernels, AVX2 variant: widths 1, 2, 4 and base-3 in vectors; other
+// widths and every tail go through the scalar helpers of pack_ops.h.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "pack/pack.h"
+#include "pack/pack_ops.h"
+
+namespace lowbit {
+namespace {
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline void store32(void* p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i*>(p), v); }
+inline __m256i bcast16(const uint8_t* t) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+}
+// All bytes of v <= the matching bytes of lim (unsigned).
+inline bool all_le(__m256i v, __m256i lim) {
+  return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(v, lim), lim)) == -1;
+}
+
+// ---- pack ---------------------------------------------------------------
+
+bool pack1(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i one = _mm256_set1_epi8(1), other = _mm256_set1_epi8(static_cast<char>(m.other));
+  __m256i good = _mm256_set1_epi8(-1);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i v = load32(q + i);
+    __m256i is1 = _mm256_cmpeq_epi8(v, one);
+    good = _mm256_and_si256(good, _mm256_or_si256(is1, _mm256_cmpeq_epi8(v, other)));
+    uint32_t bits = static_cast<uint32_t>(_mm256_movemask_epi8(is1));
+    std::memcpy(out + i / 8, &bits, 4);
+  }
+  bool ok = _mm256_movemask_epi8(good) == -1;
+  return pack_any_scalar(q + i, n - i, m, out + i / 8) && ok;
+}
+
+bool pack2(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i off = _mm256_set1_epi8(static_cast<char>(m.off)), xr = _mm256_set1_epi8(static_cast<char>(m.xr));
+  const __m256i lim = _mm256_set1_epi8(static_cast<char>(m.lim));
+  const __m256i w2 = _mm256_set1_epi16(0x0401), w4 = _mm256_set1_epi32(0x00100001);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    __m256i r[4];
+    for (int k = 0; k < 4; ++k) {
+      __m256i v = _mm256_add_epi8(load32(q + i + 32 * k), off);
+      mx = _mm256_max_epu8(mx, v);
+      __m256i f = _mm256_xor_si256(v, xr);
+      r[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(f, w2), w4);  // f0 + 4 f1 + 16 f2 + 64 f3 per u32
+    }
+    __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(r[0], r[1]), _mm256_packus_epi32(r[2], r[3]));
+    store32(out + i / 4, _mm256_permutevar8x32_epi32(b, perm));
+  }
+  bool ok = all_le(mx, lim);
+  return pack_any_scalar(q + i, n - i, m, out + i / 4) && ok;
+}
+
+bool pack4(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i off = _mm256_set1_epi8(static_cast<char>(m.off)), xr = _mm256_set1_epi8(static_cast<char>(m.xr));
+  const __m256i lim = _mm256_set1_epi8(static_cast<char>(m.lim));
+  const __m256i w = _mm256_set1_epi16(0x1001);
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    __m256i a = _mm256_add_epi8(load32(q + i), off), b = _mm256_add_epi8(load32(q + i + 32), off);
+    mx = _mm256_max_epu8(mx, _mm256_max_epu8(a, b));
+    __m256i pa = _mm256_maddubs_epi16(_mm256_xor_si256(a, xr), w);  // f0 + 16 f1 per u16
+    __m256i pb = _mm256_maddubs_epi16(_mm256_xor_si256(b, xr), w);
+    store32(out + i / 2, _mm256_permute4x64_epi64(_mm256_packus_epi16(pa, pb), 0xD8));
+  }
+  bool ok = all_le(mx, lim);
+  return pack_any_scalar(q + i, n - i, m, out + i / 2) && ok;
+}
+
+// 160 codes -> 32 bytes. Register j takes groups 4j..4j+3 (codes 20j..20j+19) as
+// two 128-bit halves of two groups each, spread to 8-byte slots; maddubs with
+// the powers of 3 and a byte sum (sad) leave each group's byte in a u64 lane.
+bool pack_base3(const int8_t* q, size_t n, uint8_t* out) {
+  const __m256i one = _mm256_set1_epi8(1), two = _mm256_set1_epi8(2);
+  const __m256i spread = _mm256_setr_epi8(0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9, -1, -1, -1,
+                                          0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9, -1, -1, -1);
+  const __m256i pw = _mm256_setr_epi8(1, 3, 9, 27, 81, 0, 0, 0, 1, 3, 9, 27, 81, 0, 0, 0,
+                                      1, 3, 9, 27, 81, 0, 0, 0, 1, 3, 9, 27, 81, 0, 0, 0);
+  const __m256i gather = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                             0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i mx = zero;
+  size_t i = 0;
+  for (; i + 176 <= n; i += 160) {
+    __m256i acc = zero;
+    for (int j = 0; j < 8; ++j) {
+      const int8_t* s = q + i + 20 * j;
+      __m256i x = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(s + 10), reinterpret_cast<const __m128i*>(s));
+      __m256i d = _mm256_shuffle_epi8(_mm256_add_epi8(x, one), spread);  // digits q + 1, zero padded
+      mx = _mm256_max_epu8(mx, d);
+      __m256i g = _mm256_sad_epu8(_mm256_maddubs_epi16(d, pw), zero);
+      acc = _mm256_or_si256(acc, _mm256_slli_epi64(g, 8 * j));   // u64 lane l, byte j: group 4j + l
+    }
+    store32(out + i / 5, _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(acc, gather), transpose));
+  }
+  bool ok = all_le(mx, two);
+  return pack_base3_scalar(q + i, n - i, out + i / 5) && ok;
+}
+
+// ---- unpack -------------------------------------------------------------
+
+bool unpack1(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i lut = bcast16(m.dec);
+  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  const __m256i one = _mm256_set1_epi8(1);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    uint32_t w;
+    std::memcpy(&w, p + i / 8, 4);
+    __m256i x = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(w)), spread);
+    __m256i f = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, bit), bit), one);
+    store32(out + i, _mm256_shuffle_epi8(lut, f));
+  }
+  return unpack_any_scalar(p + i / 8, n - i, m, out + i);
+}
+
+bool unpack2(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i lut = bcast16(m.dec), badlut = bcast16(m.dec_bad);
+  const __m256i mask = _mm256_set1_epi32(0x03030303);
+  __m256i bad = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + i / 4)));
+    __m256i x = _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
+                                _mm256_or_si256(_mm256_slli_epi32(b, 12), _mm256_slli_epi32(b, 18)));
+    __m256i f = _mm256_and_si256(x, mask);  // byte k of u32 lane: field k of the packed byte
+    bad = _mm256_or_si256(bad, _mm256_shuffle_epi8(badlut, f));
+    store32(out + i, _mm256_shuffle_epi8(lut, f));
+  }
+  bool ok = _mm256_testz_si256(bad, bad);
+  return unpack_any_scalar(p + i / 4, n - i, m, out + i) && ok;
+}
+
+bool unpack4(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i lut = bcast16(m.dec), badlut = bcast16(m.dec_bad);
+  const __m256i mask = _mm256_set1_epi16(0x0F0F);
+  __m256i bad = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i / 2)));
+    __m256i f = _mm256_and_si256(_mm256_or_si256(b, _mm256_slli_epi16(b, 4)), mask);  // lo nibble, hi nibble
+    bad = _mm256_or_si256(bad, _mm256_shuffle_epi8(badlut, f));
+    store32(out + i, _mm256_shuffle_epi8(lut, f));
+  }
+  bool ok = _mm256_testz_si256(bad, bad);
+  return unpack_any_scalar(p + i / 2, n - i, m, out + i) && ok;
+}
+
+// 32 bytes -> 160 codes, 16 at a time: code k of a 16-code chunk is digit k % 5
+// of byte k / 5, floor(b / 3^i) - 3 floor(b / 3^(i+1)), with
+// floor(b / d) = (2b * ceil(2^15 / d)) >> 16, exact for b < 243.
+bool unpack_base3(const uint8_t* p, size_t n, int8_t* out) {
+  static const uint16_t kDiv[6] = {32768, 10923, 3641, 1214, 405, 135};
+  alignas(16) uint8_t idx[5][16];
+  alignas(32) uint16_t kd[5][16], kd3[5][16];
+  for (int c = 0; c < 5; ++c)
+    for (int k = 0; k < 16; ++k) {
+      int pos = 16 * c + k;
+      idx[c][k] = static_cast<uint8_t>(pos / 5);
+      kd[c][k] = kDiv[pos % 5];
+      kd3[c][k] = kDiv[pos % 5 + 1];
+    }
+  const __m256i lim = _mm256_set1_epi8(static_cast<char>(242)), one = _mm256_set1_epi16(1);
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 160 <= n; i += 160) {
+    __m256i in = load32(p + i / 5);
+    mx = _mm256_max_epu8(mx, in);
+    __m256i codes[10];
+    for (int h = 0; h < 2; ++h) {
+      __m128i half = h == 0 ? _mm256_castsi256_si128(in) : _mm256_extracti128_si256(in, 1);
+      for (int c = 0; c < 5; ++c) {
+        __m128i e = _mm_shuffle_epi8(half, _mm_load_si128(reinterpret_cast<const __m128i*>(idx[c])));
+        __m256i b2 = _mm256_slli_epi16(_mm256_cvtepu8_epi16(e), 1);
+        __m256i t0 = _mm256_mulhi_epu16(b2, load32(kd[c]));
+        __m256i t1 = _mm256_mulhi_epu16(b2, load32(kd3[c]));
+        __m256i d = _mm256_sub_epi16(t0, _mm256_add_epi16(t1, _mm256_add_epi16(t1, t1)));
+        codes[5 * h + c] = _mm256_sub_epi16(d, one);
+      }
+    }
+    for (int k = 0; k < 5; ++k)
+      store32(out + i + 32 * k,
+              _mm256_permute4x64_epi64(_mm256_packs_epi16(codes[2 * k], codes[2 * k + 1]), 0xD8));
+  }
+  bool ok = all_le(mx, lim);
+  return unpack_base3_scalar(p + i / 5, n - i, out + i) && ok;
+}
+
+bool pack_any(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) { return pack_any_scalar(q, n, m, out); }
+bool unpack_any(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
+  return unpack_any_scalar(p, n, m, out);
+}
+
+}  // namespace
+
+const PackKernels pack_avx2 = {pack1,   pack2,   pack4,   pack_any,   unpack1,
+                               unpack2, unpack4, unpack_any, pack_base3, unpack_base3};
+
+}  // namespace lowbit
