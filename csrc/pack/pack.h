@@ -19,8 +19,9 @@ struct PackMap {
   int width = 0;               // field width in bits, 1..8
   // Code byte -> field; enc_bad[q] != 0 marks a code the width cannot hold.
   uint8_t enc[256] = {}, enc_bad[256] = {};
-  // The same encoding as arithmetic, for SIMD paths (width 2 and 4):
-  // v = uint8(q + off); valid iff v <= lim; field = v ^ xr.
+  // The same map as arithmetic, for every width but binary (width 1 signed):
+  // v = uint8(q + off); valid iff v <= lim; field = v ^ xr. Unpacking inverts
+  // it: v = field ^ xr, valid iff v <= lim, q = v - off.
   uint8_t off = 0, lim = 0, xr = 0;
   // Width 1: code 1 -> bit 1, code `other` (0, or 0xFF = -1 for binary codes) -> bit 0.
   uint8_t other = 0;

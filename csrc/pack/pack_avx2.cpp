@@ -158,41 +158,41 @@ bool unpack4(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
   return unpack_any_scalar(p + i / 2, n - i, m, out + i) && ok;
 }
 
-// 32 bytes -> 160 codes, 16 at a time: code k of a 16-code chunk is digit k % 5
-// of byte k / 5, floor(b / 3^i) - 3 floor(b / 3^(i+1)), with
-// floor(b / d) = (2b * ceil(2^15 / d)) >> 16, exact for b < 243.
+// 32 bytes -> 160 codes, 16 at a time. A pshufb puts byte k / 5 of a 16-byte
+// half in u16 lane k; trit i = k % 5 of b is floor(3 * frac(b / 3^(i+1))), with
+// the fraction as 16-bit fixed point: frac = (b * ceil(2^16 / 3^(i+1))) mod 2^16,
+// trit = (3 * frac) >> 16. Exact for every b < 243 (the tests try them all).
 bool unpack_base3(const uint8_t* p, size_t n, int8_t* out) {
-  static const uint16_t kDiv[6] = {32768, 10923, 3641, 1214, 405, 135};
-  alignas(16) uint8_t idx[5][16];
-  alignas(32) uint16_t kd[5][16], kd3[5][16];
+  static const uint16_t kFrac[5] = {21846, 7282, 2428, 810, 270};
+  alignas(32) uint8_t idx[5][32];
+  alignas(32) uint16_t mul[5][16];
   for (int c = 0; c < 5; ++c)
     for (int k = 0; k < 16; ++k) {
       int pos = 16 * c + k;
-      idx[c][k] = static_cast<uint8_t>(pos / 5);
-      kd[c][k] = kDiv[pos % 5];
-      kd3[c][k] = kDiv[pos % 5 + 1];
+      idx[c][2 * k] = static_cast<uint8_t>(pos / 5);
+      idx[c][2 * k + 1] = 0x80;  // zero high byte
+      mul[c][k] = kFrac[pos % 5];
     }
-  const __m256i lim = _mm256_set1_epi8(static_cast<char>(242)), one = _mm256_set1_epi16(1);
+  __m256i vidx[5], vmul[5];
+  for (int c = 0; c < 5; ++c) vidx[c] = load32(idx[c]), vmul[c] = load32(mul[c]);
+  const __m256i lim = _mm256_set1_epi8(static_cast<char>(242)), three = _mm256_set1_epi16(3);
+  const __m256i one8 = _mm256_set1_epi8(1);
   __m256i mx = _mm256_setzero_si256();
   size_t i = 0;
   for (; i + 160 <= n; i += 160) {
     __m256i in = load32(p + i / 5);
     mx = _mm256_max_epu8(mx, in);
-    __m256i codes[10];
-    for (int h = 0; h < 2; ++h) {
-      __m128i half = h == 0 ? _mm256_castsi256_si128(in) : _mm256_extracti128_si256(in, 1);
+    __m256i halves[2] = {_mm256_permute2x128_si256(in, in, 0x00), _mm256_permute2x128_si256(in, in, 0x11)};
+    __m256i t[10];
+    for (int h = 0; h < 2; ++h)
       for (int c = 0; c < 5; ++c) {
-        __m128i e = _mm_shuffle_epi8(half, _mm_load_si128(reinterpret_cast<const __m128i*>(idx[c])));
-        __m256i b2 = _mm256_slli_epi16(_mm256_cvtepu8_epi16(e), 1);
-        __m256i t0 = _mm256_mulhi_epu16(b2, load32(kd[c]));
-        __m256i t1 = _mm256_mulhi_epu16(b2, load32(kd3[c]));
-        __m256i d = _mm256_sub_epi16(t0, _mm256_add_epi16(t1, _mm256_add_epi16(t1, t1)));
-        codes[5 * h + c] = _mm256_sub_epi16(d, one);
+        __m256i b = _mm256_shuffle_epi8(halves[h], vidx[c]);
+        t[5 * h + c] = _mm256_mulhi_epu16(_mm256_mullo_epi16(b, vmul[c]), three);
       }
+    for (int k = 0; k < 5; ++k) {
+      __m256i d = _mm256_permute4x64_epi64(_mm256_packus_epi16(t[2 * k], t[2 * k + 1]), 0xD8);
+      store32(out + i + 32 * k, _mm256_sub_epi8(d, one8));
     }
-    for (int k = 0; k < 5; ++k)
-      store32(out + i + 32 * k,
-              _mm256_permute4x64_epi64(_mm256_packs_epi16(codes[2 * k], codes[2 * k + 1]), 0xD8));
   }
   bool ok = all_le(mx, lim);
   return unpack_base3_scalar(p + i / 5, n - i, out + i) && ok;
