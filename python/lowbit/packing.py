@@ -34,7 +34,8 @@ def _rows(shape):
 def pack(codes, bits: int, *, signed: Optional[bool] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Pack integer codes at ``bits`` (1..8) bits each along the last axis -> uint8.
 
-    ``signed`` defaults to the dtype's signedness. Signed codes must lie in
+    ``signed`` defaults to True for int8, False for uint8 (for wider integer
+    types: True iff a code is negative). Signed codes must lie in
     [-2^(bits-1), 2^(bits-1) - 1] and are stored as two's complement; with
     bits=1 they must be the binary codes {-1, +1} (stored as 0, 1). Unsigned
     codes must lie in [0, 2^bits - 1]. Anything else is a ValueError.

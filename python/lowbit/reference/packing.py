@@ -84,7 +84,7 @@ def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
         nb = ternary_packed_length(n, "base3")
         d = np.zeros((rows2.shape[0], nb * 5), np.int16)
         d[:, :n] = rows2
-        out = (d.reshape(-1, nb, 5) * np.array([1, 3, 9, 27, 81], np.int16)).sum(axis=2).astype(np.uint8)
+        out = (d.reshape(rows2.shape[0], nb, 5) * np.array([1, 3, 9, 27, 81], np.int16)).sum(axis=2).astype(np.uint8)
     return out.reshape(q.shape[:-1] + (ternary_packed_length(n, layout),))
 
 
