@@ -154,6 +154,12 @@ inline __m256i load8_codes(const uint8_t* q, bool is_signed) {
   return is_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
 }
 
+bool quantize_groups(const float* x, size_t len, size_t group, size_t g0, size_t g1, const AffineParams& p,
+                     const float* clip_lo, const float* clip_hi, uint8_t* codes, float* scale, int32_t* zp) {
+  return quantize_groups_batched(range, quantize, x, len, group, g0, g1, p.scheme == AffineScheme::minmax, p.qmin,
+                                 p.qmax, p.absmax_qmax, clip_lo, clip_hi, codes, scale, zp);
+}
+
 void dequantize(const uint8_t* q, bool is_signed, size_t n, float scale, int32_t zp, float* out) {
   const __m256 vs = _mm256_set1_ps(scale);
   const __m256i vzp = _mm256_set1_epi32(zp);
@@ -188,6 +194,7 @@ void dequantize_cols(const uint8_t* q, bool is_signed, size_t rows, size_t cols,
 
 }  // namespace
 
-const AffineKernels affine_avx2 = {range, range_cols, quantize, quantize_cols, dequantize, dequantize_cols};
+const AffineKernels affine_avx2 = {range, range_cols, quantize, quantize_cols, quantize_groups, dequantize,
+                                         dequantize_cols};
 
 }  // namespace lowbit
