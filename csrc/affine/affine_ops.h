@@ -10,17 +10,16 @@
 namespace lowbit {
 namespace {
 
-// Clamping the product to +-2^20 before rounding changes no code (codes are
-// clamped to at most [-128, 255] afterwards) and keeps the int conversion exact.
-constexpr float kQuantClampF = 1048576.0f;
-
 inline bool finite_f32(float v) { return v - v == 0.0f; }  // false for NaN and +-Inf
 
+// clamp(round(v) + zp, qmin, qmax) == round(clamp(v, qmin - zp, qmax - zp)) + zp, because
+// the bounds are integers and rounding is monotonic. Clamping first, in float, keeps the
+// int conversion in range (x * inv may be huge when a clip range is given).
 inline int32_t quantize_one(float x, float inv, int32_t zp, int32_t qmin, int32_t qmax) {
   float v = x * inv;
-  v = v < -kQuantClampF ? -kQuantClampF : (v > kQuantClampF ? kQuantClampF : v);
-  int32_t q = static_cast<int32_t>(std::nearbyint(v)) + zp;  // default mode: half to even
-  return q < qmin ? qmin : (q > qmax ? qmax : q);
+  float lo = static_cast<float>(qmin - zp), hi = static_cast<float>(qmax - zp);
+  v = v < lo ? lo : (v > hi ? hi : v);
+  return static_cast<int32_t>(std::nearbyint(v)) + zp;  // default mode: half to even
 }
 
 inline float dequantize_one(int32_t q, float scale, int32_t zp) {
