@@ -301,6 +301,11 @@ def test_qtensor_edges(isa):
     p = one.pack("base3")
     assert p.codes.shape == (1,)
     np.testing.assert_array_equal(p.dequantize(), one.dequantize())
+    scalar = lowbit.ternarize(np.float32(-2.0))
+    ps = scalar.pack("base3")
+    assert ps.codes.shape == (1,) and ps.codes.tolist() == [0]
+    np.testing.assert_array_equal(ps.dequantize(), scalar.dequantize())
+    assert_qtensor_equal(lowbit.QTensor.from_dict(ps.to_dict()).unpack(), scalar)
     empty = lowbit.binarize(np.zeros((3, 0), np.float32), axis=0)
     pe = empty.pack()
     assert pe.codes.shape == (3, 0)
