@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "pack/pack.h"
 
@@ -81,29 +82,29 @@ constexpr uint64_t kLo7 = 0x7F7F7F7F7F7F7F7FULL, kHi1 = 0x8080808080808080ULL, k
 
 inline uint64_t swar_add(uint64_t x, uint64_t y) { return ((x & kLo7) + (y & kLo7)) ^ ((x ^ y) & kHi1); }
 inline uint64_t swar_sub(uint64_t x, uint64_t y) { return ((x | kHi1) - (y & kLo7)) ^ ((x ^ ~y) & kHi1); }
+// Little-endian loads and stores of up to 8 bytes (the layouts are little-endian).
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pack_ops.h assumes a little-endian host");
 inline uint64_t load_le(const uint8_t* p, int nbytes) {
   uint64_t v = 0;
-  for (int b = 0; b < nbytes; ++b) v |= static_cast<uint64_t>(p[b]) << (8 * b);
+  std::memcpy(&v, p, static_cast<size_t>(nbytes));
   return v;
 }
-inline void store_le(uint8_t* p, uint64_t v, int nbytes) {
-  for (int b = 0; b < nbytes; ++b) p[b] = static_cast<uint8_t>(v >> (8 * b));
-}
+inline void store_le(uint8_t* p, uint64_t v, int nbytes) { std::memcpy(p, &v, static_cast<size_t>(nbytes)); }
 // Bytes of v that are not <= lim, as non-zero bits (lim is 2^W - 1, or 2 for ternary).
-inline uint64_t swar_over(uint64_t v, uint8_t lim) {
-  if (lim == 2) return (v & ~(kOnes * 3)) | (v & (v >> 1) & kOnes);  // ternary: 3 is not a field
-  return v & ~(kOnes * lim);
+inline uint64_t swar_over(uint64_t v, uint64_t lim_mask, uint64_t tern) {
+  return (v & lim_mask) | (v & (v >> 1) & tern);
 }
 
 template <int W>
 inline bool pack_fixed(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
   const uint64_t off = kOnes * m.off, xr = kOnes * m.xr;
-  const uint8_t lim = m.lim;
+  // lim is 2^W - 1, or 2 for ternary (then the field 3 is out)
+  const uint64_t lim_mask = ~(kOnes * (m.lim == 2 ? 3 : m.lim)), tern = m.lim == 2 ? kOnes : 0;
   uint64_t over = 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t v = swar_add(load_le(q + i, 8), off);
-    over |= swar_over(v, lim);
+    over |= swar_over(v, lim_mask, tern);
     uint64_t f = v ^ xr;
     f = (f & 0x00FF00FF00FF00FFULL) | ((f & 0xFF00FF00FF00FF00ULL) >> (8 - W));
     f = (f & 0x0000FFFF0000FFFFULL) | ((f & 0xFFFF0000FFFF0000ULL) >> (16 - 2 * W));
@@ -119,7 +120,7 @@ inline bool unpack_fixed(const uint8_t* p, size_t n, const PackMap& m, uint8_t* 
   const uint64_t m1 = 0x0001000100010001ULL * ((1u << W) - 1);        // low field of each u16
   const uint64_t m2 = 0x0000000100000001ULL * ((1u << (2 * W)) - 1);  // low 2 fields of each u32
   const uint64_t m4 = (1ULL << (4 * W)) - 1;                           // low 4 fields
-  const uint8_t lim = m.lim;
+  const uint64_t lim_mask = ~(kOnes * (m.lim == 2 ? 3 : m.lim)), tern = m.lim == 2 ? kOnes : 0;
   uint64_t over = 0;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -128,7 +129,7 @@ inline bool unpack_fixed(const uint8_t* p, size_t n, const PackMap& m, uint8_t* 
     f = (f & m2) | ((f >> (2 * W)) & m2) << 16;
     f = (f & m1) | ((f >> W) & m1) << 8;
     uint64_t v = f ^ xr;
-    over |= swar_over(v, lim);
+    over |= swar_over(v, lim_mask, tern);
     store_le(out + i, swar_sub(v, off), 8);
   }
   return unpack_table_scalar(p + i / 8 * W, n - i, m, out + i) && over == 0;
