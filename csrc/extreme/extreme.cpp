@@ -37,18 +37,21 @@ double ordered_total(const double* blocks, size_t nb) {
 bool quantize_group(const ExtremeKernels& k, const float* x, size_t n, ExtremeMethod m, float t, int8_t* q,
                     float* scale) {
   const size_t nb = ceil_div(n, kSumBlock);
+  // Per-block partial results; on the stack for groups of up to 4 blocks.
   double small_a[4], small_s[4];
+  float small_lo[4], small_hi[4];
   std::vector<double> big_a, big_s;
+  std::vector<float> big_lo, big_hi;
   double *abs_b = small_a, *sum_b = small_s;
+  float *lo = small_lo, *hi = small_hi;
   if (nb > 4) {
-    big_a.resize(nb), big_s.resize(nb);
-    abs_b = big_a.data(), sum_b = big_s.data();
+    big_a.resize(nb), big_s.resize(nb), big_lo.resize(nb), big_hi.resize(nb);
+    abs_b = big_a.data(), sum_b = big_s.data(), lo = big_lo.data(), hi = big_hi.data();
   }
   const double dn = static_cast<double>(n);
 
   if (m == ExtremeMethod::threshold) {
     const AffineKernels& ak = affine_kernels();
-    std::vector<float> lo(nb), hi(nb);
     std::atomic<bool> ok{true};
     over_blocks(n, [&](size_t b0, size_t b1) {
       for (size_t b = b0; b < b1; ++b)
