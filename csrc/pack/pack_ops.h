@@ -121,10 +121,12 @@ inline bool unpack_fixed(const uint8_t* p, size_t n, const PackMap& m, uint8_t* 
   const uint64_t m2 = 0x0000000100000001ULL * ((1u << (2 * W)) - 1);  // low 2 fields of each u32
   const uint64_t m4 = (1ULL << (4 * W)) - 1;                           // low 4 fields
   const uint64_t lim_mask = ~(kOnes * (m.lim == 2 ? 3 : m.lim)), tern = m.lim == 2 ? kOnes : 0;
+  const uint64_t wmask = W == 8 ? ~0ULL : (1ULL << (8 * W)) - 1;
+  const size_t nbytes = (n * W + 7) / 8;
   uint64_t over = 0;
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t f = load_le(p + i / 8 * W, W);
+  for (; i + 8 <= n && i / 8 * W + 8 <= nbytes; i += 8) {  // an 8-byte load, W bytes used
+    uint64_t f = load_le(p + i / 8 * W, 8) & wmask;
     f = (f & m4) | ((f >> (4 * W)) & m4) << 32;
     f = (f & m2) | ((f >> (2 * W)) & m2) << 16;
     f = (f & m1) | ((f >> W) & m1) << 8;
