@@ -5,6 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import lowbit
 from lowbit import reference as ref
@@ -228,3 +231,40 @@ def test_from_dict_checks_ternary_codes(rng):
     d["codes"][0, 0] = 2
     with pytest.raises(ValueError, match="ternary codes span"):
         lowbit.QTensor.from_dict(d)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_matches_reference(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=40))
+    x = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(width=32, allow_nan=False, allow_infinity=False)))
+    method = data.draw(st.sampled_from(TERNARY + BINARY))
+    gran = data.draw(st.sampled_from(["tensor", "channel", "group"]))
+    kw = {}
+    if gran == "channel":
+        kw["axis"] = data.draw(st.integers(-len(shape), len(shape) - 1))
+    elif gran == "group":
+        kw["group_size"] = data.draw(st.integers(1, 50))
+    if method == "threshold":
+        kw["threshold"] = data.draw(st.floats(0, 0.99))
+    for isa in lowbit.available_isas():
+        with lowbit.use_isa(isa):
+            a, b = both(x, method, **kw)
+            assert_qtensor_equal(a, b)
+
+
+def test_threads_do_not_change_results(rng):
+    x = rng.standard_cauchy((67, 4099)).astype(np.float32)
+    prev = lowbit.get_num_threads()
+    try:
+        results = []
+        for n in [1, 2, 3, 8]:
+            lowbit.set_num_threads(n)
+            results.append([f(x, m, **kw) for f, m in [(lowbit.ternarize, "absmean"), (lowbit.ternarize, "twn"),
+                                                       (lowbit.binarize, "bitnet")]
+                            for kw in [{}, {"axis": 0}, {"axis": 1}, {"group_size": 64}]])
+        for r in results[1:]:
+            for a, b in zip(results[0], r):
+                assert_qtensor_equal(a, b)
+    finally:
+        lowbit.set_num_threads(prev)

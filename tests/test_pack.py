@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lowbit
 from lowbit import reference as ref
@@ -310,3 +312,42 @@ def test_qtensor_edges(isa):
     pe = empty.pack()
     assert pe.codes.shape == (3, 0)
     assert pe.dequantize().shape == (3, 0)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_round_trip(data):
+    rows = data.draw(st.integers(0, 4))
+    n = data.draw(st.integers(0, 700))
+    seed = data.draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = data.draw(st.sampled_from(["bits", "2bit", "base3"]))
+    for isa in lowbit.available_isas():
+        with lowbit.use_isa(isa):
+            if kind == "bits":
+                bits = data.draw(st.integers(1, 8))
+                signed = data.draw(st.booleans())
+                q = random_codes(rng, (rows, n), bits, signed)
+                p = lowbit.pack(q, bits)
+                np.testing.assert_array_equal(p, expected_bits(q, bits, signed))
+                np.testing.assert_array_equal(lowbit.unpack(p, bits, n, signed=signed), q)
+            else:
+                q = rng.integers(-1, 2, (rows, n)).astype(np.int8)
+                p = lowbit.pack_ternary(q, kind)
+                np.testing.assert_array_equal(p, expected_ternary(q, kind))
+                np.testing.assert_array_equal(lowbit.unpack_ternary(p, n, kind), q)
+
+
+def test_threads_do_not_change_results(rng):
+    q = rng.integers(-1, 2, (3, 300001)).astype(np.int8)
+    prev = lowbit.get_num_threads()
+    try:
+        outs = []
+        for nt in [1, 2, 5]:
+            lowbit.set_num_threads(nt)
+            outs.append([lowbit.pack_ternary(q, "base3"), lowbit.pack(q, 3), lowbit.pack_ternary(q, "2bit")])
+        for o in outs[1:]:
+            for a, b in zip(outs[0], o):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        lowbit.set_num_threads(prev)
