@@ -14,8 +14,7 @@ namespace lowbit {
 namespace {
 
 constexpr size_t kGrainBlocks = 8;          // blocks of kSumBlock per task
-constexpr float kAbsmeanEps = 1e-5f;
-constexpr double kTwnFactor = 0.7;
+constexpr size_t kGrainValues = 1 << 15;    // values per task for many small groups
 
 // fn(first block, end block) over ceil(n / kSumBlock) blocks; inline when small.
 template <class Fn>
@@ -122,6 +121,29 @@ void extreme_quantize(const float* x, const AffineLayout& L, ExtremeMethod m, fl
     size_t per_row = ceil_div(L.b, L.c);
     if (G == 1) {
       if (!quantize_group(k, x, L.b, m, t, codes, scale)) throw NonFiniteError();
+      return;
+    }
+    if (L.c <= kSumBlock && m != ExtremeMethod::threshold) {
+      // Small groups: runs of whole groups through one kernel call; with
+      // L.b % L.c == 0 the whole tensor is one run, else each row's last group is apart.
+      size_t full = L.b / L.c, rem = L.b % L.c;
+      if (rem == 0) {
+        parallel_for(G, std::max<size_t>(1, kGrainValues / L.c), [&](size_t b, size_t e) {
+          if (!k.small_groups(x + b * L.c, e - b, L.c, m, codes + b * L.c, scale + b)) ok = false;
+        });
+      } else {
+        parallel_for(L.a, std::max<size_t>(1, kGrainValues / L.b), [&](size_t b, size_t e) {
+          bool good = true;
+          for (size_t r = b; r < e; ++r) {
+            size_t off = r * L.b;
+            good &= k.small_groups(x + off, full, L.c, m, codes + off, scale + r * per_row);
+            good &= quantize_group(k, x + off + full * L.c, rem, m, t, codes + off + full * L.c,
+                                   scale + r * per_row + full);
+          }
+          if (!good) ok = false;
+        });
+      }
+      if (!ok) throw NonFiniteError();
       return;
     }
     parallel_for(G, std::max<size_t>(1, (1u << 15) / L.c), [&](size_t b, size_t e) {

@@ -20,6 +20,10 @@ namespace lowbit {
 
 constexpr size_t kSumBlock = 4096;
 constexpr size_t kSumLanes = 16;
+constexpr float kAbsmeanEps = 1e-5f;   // absmean: g = max(mean|x|, 1e-5)
+constexpr double kTwnFactor = 0.7;     // TWN: delta = 0.7 mean|x|
+
+enum class ExtremeMethod { absmean = 0, twn = 1, threshold = 2, sign = 3, bitnet = 4 };
 
 struct ExtremeKernels {
   // Block values (see above) of |x| into abs_out[ceil(n / kSumBlock)], and of x
@@ -34,6 +38,10 @@ struct ExtremeKernels {
   void (*ternary_threshold)(const float* x, size_t n, float a, float t, int8_t* q);
   // Binary: q = +1 where float32(x - mu) >= 0, else -1.
   void (*binary_sign)(const float* x, size_t n, float mu, int8_t* q);
+  // `count` groups of `group` <= kSumBlock values back to back: codes and one
+  // scale per group, as extreme_quantize defines them (not for threshold).
+  // False if a group holds NaN or Inf.
+  bool (*small_groups)(const float* x, size_t count, size_t group, ExtremeMethod m, int8_t* q, float* scale);
 };
 
 extern const ExtremeKernels extreme_scalar;
@@ -46,8 +54,6 @@ inline const ExtremeKernels& extreme_kernels() {
 }
 
 // ---- driver (extreme.cpp) ------------------------------------------------
-
-enum class ExtremeMethod { absmean = 0, twn = 1, threshold = 2, sign = 3, bitnet = 4 };
 
 // x: float32, C-contiguous, split into groups by `layout` (see affine.h).
 // codes[numel] get int8 codes; scale[n_groups] the per-group scales:

@@ -20,6 +20,11 @@ struct Lanes {
   void store(double* l) const {
     for (int k = 0; k < 4; ++k) _mm256_storeu_pd(l + 4 * k, acc[k]);
   }
+  double tree() const {  // lane_tree in registers: the same additions in the same order
+    __m256d s4 = _mm256_add_pd(_mm256_add_pd(acc[0], acc[2]), _mm256_add_pd(acc[1], acc[3]));
+    __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+  }
 };
 
 inline __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
@@ -45,6 +50,11 @@ void block_sums(const float* x, size_t n, double* abs_out, double* sum_out) {
       }
     } else {
       for (; i + 16 <= len; i += 16) A.add(abs8(_mm256_loadu_ps(xb + i)), abs8(_mm256_loadu_ps(xb + i + 8)));
+    }
+    if (i == len) {
+      abs_out[b] = A.tree();
+      if (sum_out) sum_out[b] = S.tree();
+      continue;
     }
     double al[kSumLanes], sl[kSumLanes];
     A.store(al);
@@ -123,6 +133,10 @@ size_t ternary_twn(const float* x, size_t n, float delta, int8_t* q, double* kep
       K.add(ak[2], ak[3]);
       store_codes(qb + i, r[0], r[1], r[2], r[3]);
     }
+    if (i == len) {
+      kept_out[b] = K.tree();
+      continue;
+    }
     double l[kSumLanes];
     K.store(l);
     kept += twn_lanes(xb + i, len - i, 0, delta, qb + i, l);
@@ -131,8 +145,22 @@ size_t ternary_twn(const float* x, size_t n, float delta, int8_t* q, double* kep
   return kept;
 }
 
+struct Ops {
+  static void block_sums(const float* x, size_t n, double* a, double* s) { lowbit::block_sums(x, n, a, s); }
+  static void ternary_round(const float* x, size_t n, float inv, int8_t* q) { lowbit::ternary_round(x, n, inv, q); }
+  static size_t ternary_twn(const float* x, size_t n, float d, int8_t* q, double* k) {
+    return lowbit::ternary_twn(x, n, d, q, k);
+  }
+  static void binary_sign(const float* x, size_t n, float mu, int8_t* q) { lowbit::binary_sign(x, n, mu, q); }
+};
+
+bool small_groups(const float* x, size_t count, size_t group, ExtremeMethod m, int8_t* q, float* scale) {
+  return small_groups_impl<Ops>(x, count, group, m, q, scale);
+}
+
 }  // namespace
 
-const ExtremeKernels extreme_avx2 = {block_sums, ternary_round, ternary_twn, ternary_threshold, binary_sign};
+const ExtremeKernels extreme_avx2 = {block_sums,  ternary_round, ternary_twn, ternary_threshold,
+                                     binary_sign, small_groups};
 
 }  // namespace lowbit

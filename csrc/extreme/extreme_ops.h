@@ -76,5 +76,47 @@ inline size_t ternary_twn_scalar(const float* x, size_t n, float delta, int8_t* 
   return kept;
 }
 
+// Many small groups (one sum block each), for an ISA whose kernels are the
+// static members of Ops. The arithmetic is quantize_group's in extreme.cpp.
+template <class Ops>
+bool small_groups_impl(const float* x, size_t count, size_t group, ExtremeMethod m, int8_t* q, float* scale) {
+  const double dn = static_cast<double>(group);
+  bool ok = true;
+  for (size_t gi = 0; gi < count; ++gi) {
+    const float* xs = x + gi * group;
+    int8_t* qs = q + gi * group;
+    double a, s = 0.0;
+    Ops::block_sums(xs, group, &a, m == ExtremeMethod::bitnet ? &s : nullptr);
+    a = 0.0 + a;  // the group total: block values added in order from 0.0
+    s = 0.0 + s;
+    if (!(a - a == 0.0)) {  // NaN or Inf in the group
+      ok = false;
+      continue;
+    }
+    switch (m) {
+      case ExtremeMethod::absmean: {
+        float g = static_cast<float>(a / dn);
+        g = g > kAbsmeanEps ? g : kAbsmeanEps;
+        Ops::ternary_round(xs, group, 1.0f / g, qs);
+        scale[gi] = g;
+        break;
+      }
+      case ExtremeMethod::twn: {
+        double kept_sum;
+        size_t kept = Ops::ternary_twn(xs, group, static_cast<float>(kTwnFactor * (a / dn)), qs, &kept_sum);
+        scale[gi] = kept ? static_cast<float>((0.0 + kept_sum) / static_cast<double>(kept)) : 0.0f;
+        break;
+      }
+      default: {
+        float mu = m == ExtremeMethod::bitnet ? static_cast<float>(s / dn) : 0.0f;
+        Ops::binary_sign(xs, group, mu, qs);
+        scale[gi] = static_cast<float>(a / dn);
+        break;
+      }
+    }
+  }
+  return ok;
+}
+
 }  // namespace
 }  // namespace lowbit
