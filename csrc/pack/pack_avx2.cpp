@@ -2,6 +2,7 @@
 // widths and every tail go through the scalar helpers of pack_ops.h.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "pack/pack.h"
@@ -76,11 +77,8 @@ bool pack4(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
   return pack_any_scalar(q + i, n - i, m, out + i / 2) && ok;
 }
 
-// 160 codes -> 32 bytes. Register j takes groups 4j..4j+3 (codes 20j..20j+19) as
-// two 128-bit halves of two groups each, spread to 8-byte slots; maddubs with
-// the powers of 3 and a byte sum (sad) leave each group's byte in a u64 lane.
-bool pack_base3(const int8_t* q, size_t n, uint8_t* out) {
-  const __m256i one = _mm256_set1_epi8(1), two = _mm256_set1_epi8(2);
+inline void pack_base3_step(const int8_t* q, uint8_t* out, __m256i& mx) {
+  const __m256i one = _mm256_set1_epi8(1);
   const __m256i spread = _mm256_setr_epi8(0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9, -1, -1, -1,
                                           0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9, -1, -1, -1);
   const __m256i pw = _mm256_setr_epi8(1, 3, 9, 27, 81, 0, 0, 0, 1, 3, 9, 27, 81, 0, 0, 0,
@@ -89,22 +87,37 @@ bool pack_base3(const int8_t* q, size_t n, uint8_t* out) {
   const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
                                              0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m256i zero = _mm256_setzero_si256();
-  __m256i mx = zero;
-  size_t i = 0;
-  for (; i + 176 <= n; i += 160) {
-    __m256i acc = zero;
-    for (int j = 0; j < 8; ++j) {
-      const int8_t* s = q + i + 20 * j;
-      __m256i x = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(s + 10), reinterpret_cast<const __m128i*>(s));
-      __m256i d = _mm256_shuffle_epi8(_mm256_add_epi8(x, one), spread);  // digits q + 1, zero padded
-      mx = _mm256_max_epu8(mx, d);
-      __m256i g = _mm256_sad_epu8(_mm256_maddubs_epi16(d, pw), zero);
-      acc = _mm256_or_si256(acc, _mm256_slli_epi64(g, 8 * j));   // u64 lane l, byte j: group 4j + l
-    }
-    store32(out + i / 5, _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(acc, gather), transpose));
+  __m256i acc = zero;
+  for (int j = 0; j < 8; ++j) {
+    const int8_t* s = q + 20 * j;
+    __m256i x = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(s + 10), reinterpret_cast<const __m128i*>(s));
+    __m256i d = _mm256_shuffle_epi8(_mm256_add_epi8(x, one), spread);  // digits q + 1, zero padded
+    mx = _mm256_max_epu8(mx, d);
+    __m256i g = _mm256_sad_epu8(_mm256_maddubs_epi16(d, pw), zero);
+    acc = _mm256_or_si256(acc, _mm256_slli_epi64(g, 8 * j));   // u64 lane l, byte j: group 4j + l
   }
-  bool ok = all_le(mx, two);
-  return pack_base3_scalar(q + i, n - i, out + i / 5) && ok;
+  store32(out, _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(acc, gather), transpose));
+}
+
+// 160 codes -> 32 bytes per step (reads 166 codes). Register j takes groups
+// 4j..4j+3 (codes 20j..20j+19) as two 128-bit halves of two groups each, spread
+// to 8-byte slots; maddubs with the powers of 3 and a byte sum (sad) leave each
+// group's byte in a u64 lane; one permute and pshufb put the 32 bytes in order.
+bool pack_base3(const int8_t* q, size_t n, uint8_t* out) {
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 176 <= n; i += 160) pack_base3_step(q + i, out + i / 5, mx);
+  while (i < n) {  // the rest through a copy padded with -1 (trit 0, the padding)
+    alignas(32) int8_t buf[192];
+    alignas(32) uint8_t obuf[32];
+    std::memset(buf, -1, sizeof buf);
+    size_t len = std::min<size_t>(160, n - i);
+    std::memcpy(buf, q + i, len);
+    pack_base3_step(buf, obuf, mx);
+    std::memcpy(out + i / 5, obuf, (len + 4) / 5);
+    i += len;
+  }
+  return all_le(mx, _mm256_set1_epi8(2));
 }
 
 // ---- unpack -------------------------------------------------------------
@@ -158,44 +171,69 @@ bool unpack4(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
   return unpack_any_scalar(p + i / 2, n - i, m, out + i) && ok;
 }
 
-// 32 bytes -> 160 codes, 16 at a time. A pshufb puts byte k / 5 of a 16-byte
-// half in u16 lane k; trit i = k % 5 of b is floor(3 * frac(b / 3^(i+1))), with
-// the fraction as 16-bit fixed point: frac = (b * ceil(2^16 / 3^(i+1))) mod 2^16,
-// trit = (3 * frac) >> 16. Exact for every b < 243 (the tests try them all).
-bool unpack_base3(const uint8_t* p, size_t n, int8_t* out) {
-  static const uint16_t kFrac[5] = {21846, 7282, 2428, 810, 270};
-  alignas(32) uint8_t idx[5][32];
-  alignas(32) uint16_t mul[5][16];
-  for (int c = 0; c < 5; ++c)
-    for (int k = 0; k < 16; ++k) {
-      int pos = 16 * c + k;
-      idx[c][2 * k] = static_cast<uint8_t>(pos / 5);
-      idx[c][2 * k + 1] = 0x80;  // zero high byte
-      mul[c][k] = kFrac[pos % 5];
-    }
-  __m256i vidx[5], vmul[5];
-  for (int c = 0; c < 5; ++c) vidx[c] = load32(idx[c]), vmul[c] = load32(mul[c]);
-  const __m256i lim = _mm256_set1_epi8(static_cast<char>(242)), three = _mm256_set1_epi16(3);
-  const __m256i one8 = _mm256_set1_epi8(1);
-  __m256i mx = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 160 <= n; i += 160) {
-    __m256i in = load32(p + i / 5);
-    mx = _mm256_max_epu8(mx, in);
-    __m256i halves[2] = {_mm256_permute2x128_si256(in, in, 0x00), _mm256_permute2x128_si256(in, in, 0x11)};
-    __m256i t[10];
-    for (int h = 0; h < 2; ++h)
-      for (int c = 0; c < 5; ++c) {
-        __m256i b = _mm256_shuffle_epi8(halves[h], vidx[c]);
-        t[5 * h + c] = _mm256_mulhi_epu16(_mm256_mullo_epi16(b, vmul[c]), three);
-      }
+// 160 codes (32 bytes) per step, as 5 stores of 32 codes. A pshufb puts byte
+// k / 5 in u16 lane k of two registers whose lanes are arranged so that one
+// packus gives 32 codes in order (A: codes 0-7 | 16-23, B: 8-15 | 24-31); each
+// store has its own two-window load, so no lane crossing is needed.
+// Trit i = k % 5 of b is floor(3 * frac(b / 3^(i+1))); with the fraction in
+// 16-bit fixed point, frac = (b * ceil(2^16 / 3^(i+1))) mod 2^16, and its high
+// byte h, the trit is (h >= 85) + (h >= 170): for b < 243 the rounding error
+// never crosses those byte boundaries (the tests try every b).
+struct Base3Tables {
+  alignas(32) uint8_t idx[5][2][32];
+  alignas(32) uint16_t mul[5][2][16];
+  size_t lo_off[5], hi_off[5];
+  Base3Tables() {
+    static const uint16_t kFrac[5] = {21846, 7282, 2428, 810, 270};
     for (int k = 0; k < 5; ++k) {
-      __m256i d = _mm256_permute4x64_epi64(_mm256_packus_epi16(t[2 * k], t[2 * k + 1]), 0xD8);
-      store32(out + i + 32 * k, _mm256_sub_epi8(d, one8));
+      lo_off[k] = static_cast<size_t>(32 * k / 5);
+      hi_off[k] = static_cast<size_t>((32 * k + 16) / 5);
+      for (int r = 0; r < 2; ++r)
+        for (int lane = 0; lane < 2; ++lane)
+          for (int j = 0; j < 8; ++j) {
+            int pos = 32 * k + 16 * lane + 8 * r + j, slot = 8 * lane + j;
+            idx[k][r][2 * slot] = static_cast<uint8_t>(pos / 5 - static_cast<int>(lane ? hi_off[k] : lo_off[k]));
+            idx[k][r][2 * slot + 1] = 0x80;  // zero high byte
+            mul[k][r][slot] = kFrac[pos % 5];
+          }
     }
   }
-  bool ok = all_le(mx, lim);
-  return unpack_base3_scalar(p + i / 5, n - i, out + i) && ok;
+};
+constexpr size_t kBase3Reach = 44;  // bytes one step reads: hi_off[4] + 16
+
+// 32 bytes (read: kBase3Reach) -> 160 codes; mx collects the bytes read.
+inline void unpack_base3_step(const Base3Tables& T, const uint8_t* b, int8_t* o, __m256i& mx) {
+  const __m256i c85 = _mm256_set1_epi8(85), c170 = _mm256_set1_epi8(static_cast<char>(170));
+  const __m256i minus1 = _mm256_set1_epi8(-1);
+  for (int k = 0; k < 5; ++k) {
+    __m256i src = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b + T.hi_off[k]),
+                                      reinterpret_cast<const __m128i*>(b + T.lo_off[k]));
+    mx = _mm256_max_epu8(mx, src);
+    __m256i f0 = _mm256_mullo_epi16(_mm256_shuffle_epi8(src, load32(T.idx[k][0])), load32(T.mul[k][0]));
+    __m256i f1 = _mm256_mullo_epi16(_mm256_shuffle_epi8(src, load32(T.idx[k][1])), load32(T.mul[k][1]));
+    __m256i h = _mm256_packus_epi16(_mm256_srli_epi16(f0, 8), _mm256_srli_epi16(f1, 8));
+    __m256i ge85 = _mm256_cmpeq_epi8(_mm256_max_epu8(h, c85), h);     // all ones where h >= 85
+    __m256i ge170 = _mm256_cmpeq_epi8(_mm256_max_epu8(h, c170), h);
+    store32(o + 32 * k, _mm256_sub_epi8(_mm256_sub_epi8(minus1, ge85), ge170));  // trit - 1
+  }
+}
+
+bool unpack_base3(const uint8_t* p, size_t n, int8_t* out) {
+  static const Base3Tables T;  // plain bytes, built on first use (on the AVX2 path)
+  const size_t nbytes = (n + 4) / 5;
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 160 <= n && i / 5 + kBase3Reach <= nbytes; i += 160) unpack_base3_step(T, p + i / 5, out + i, mx);
+  while (i < n) {  // the rest through a zero-padded copy (0 is a valid byte)
+    alignas(32) uint8_t buf[64] = {};
+    alignas(32) int8_t obuf[160];
+    size_t len = std::min<size_t>(160, n - i), nb = (len + 4) / 5;
+    std::memcpy(buf, p + i / 5, nb);
+    unpack_base3_step(T, buf, obuf, mx);
+    std::memcpy(out + i, obuf, len);
+    i += len;
+  }
+  return all_le(mx, _mm256_set1_epi8(static_cast<char>(242)));
 }
 
 bool pack_any(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) { return pack_any_scalar(q, n, m, out); }
