@@ -139,11 +139,35 @@ bool unpack1(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
   return unpack_any_scalar(p + i / 8, n - i, m, out + i);
 }
 
+// 32 bytes -> 128 codes: field k of every byte (shift by 2k, mask), the code
+// table, then byte/word interleaves within 128-bit lanes and 16-byte stores.
 bool unpack2(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
   const __m256i lut = bcast16(m.dec), badlut = bcast16(m.dec_bad);
-  const __m256i mask = _mm256_set1_epi32(0x03030303);
+  const __m256i three = _mm256_set1_epi8(3);
   __m256i bad = _mm256_setzero_si256();
   size_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    __m256i b = load32(p + i / 4);
+    __m256i f0 = _mm256_and_si256(b, three), f1 = _mm256_and_si256(_mm256_srli_epi16(b, 2), three);
+    __m256i f2 = _mm256_and_si256(_mm256_srli_epi16(b, 4), three), f3 = _mm256_and_si256(_mm256_srli_epi16(b, 6), three);
+    bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_or_si256(_mm256_shuffle_epi8(badlut, f0),
+                                                                 _mm256_shuffle_epi8(badlut, f1)),
+                                                _mm256_or_si256(_mm256_shuffle_epi8(badlut, f2),
+                                                                _mm256_shuffle_epi8(badlut, f3))));
+    __m256i c0 = _mm256_shuffle_epi8(lut, f0), c1 = _mm256_shuffle_epi8(lut, f1);
+    __m256i c2 = _mm256_shuffle_epi8(lut, f2), c3 = _mm256_shuffle_epi8(lut, f3);
+    __m256i t0 = _mm256_unpacklo_epi8(c0, c1), t1 = _mm256_unpackhi_epi8(c0, c1);
+    __m256i t2 = _mm256_unpacklo_epi8(c2, c3), t3 = _mm256_unpackhi_epi8(c2, c3);
+    // u0 = codes of bytes 0-3 | 16-19, u1 = 4-7 | 20-23, u2 = 8-11 | 24-27, u3 = 12-15 | 28-31
+    __m256i u[4] = {_mm256_unpacklo_epi16(t0, t2), _mm256_unpackhi_epi16(t0, t2), _mm256_unpacklo_epi16(t1, t3),
+                    _mm256_unpackhi_epi16(t1, t3)};
+    uint8_t* o = out + i;
+    for (int k = 0; k < 4; ++k) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16 * k), _mm256_castsi256_si128(u[k]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 64 + 16 * k), _mm256_extracti128_si256(u[k], 1));
+    }
+  }
+  const __m256i mask = _mm256_set1_epi32(0x03030303);
   for (; i + 32 <= n; i += 32) {
     __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + i / 4)));
     __m256i x = _mm256_or_si256(_mm256_or_si256(b, _mm256_slli_epi32(b, 6)),
@@ -236,9 +260,93 @@ bool unpack_base3(const uint8_t* p, size_t n, int8_t* out) {
   return all_le(mx, _mm256_set1_epi8(static_cast<char>(242)));
 }
 
-bool pack_any(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) { return pack_any_scalar(q, n, m, out); }
+// Any width W (3, 5, 6, 7, 8): the SWAR merge of pack_ops.h in four u64 lanes
+// (8 codes -> W bytes each), then a pshufb joins each 128-bit lane's two W-byte
+// pieces and two 16-byte stores write 4W bytes (the extra bytes they write are
+// rewritten by the next step, so the loop stops while they are still in bounds).
+template <int W>
+inline __m256i join_shuffle() {  // bytes 0..W-1 and 8..8+W-1 of each lane -> 0..2W-1
+  alignas(32) int8_t t[32];
+  for (int lane = 0; lane < 2; ++lane)
+    for (int j = 0; j < 16; ++j) t[16 * lane + j] = static_cast<int8_t>(j < W ? j : (j < 2 * W ? 8 + j - W : -1));
+  return load32(t);
+}
+template <int W>
+inline __m256i split_shuffle() {  // the inverse: bytes 0..2W-1 -> 0..W-1 and 8..8+W-1
+  alignas(32) int8_t t[32];
+  for (int lane = 0; lane < 2; ++lane)
+    for (int j = 0; j < 16; ++j) t[16 * lane + j] = static_cast<int8_t>(j < W ? j : (j >= 8 && j < 8 + W ? j - 8 + W : -1));
+  return load32(t);
+}
+
+template <int W>
+bool pack_w(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i off = _mm256_set1_epi8(static_cast<char>(m.off)), xr = _mm256_set1_epi8(static_cast<char>(m.xr));
+  const __m256i m8 = _mm256_set1_epi16(0x00FF), m16 = _mm256_set1_epi32(0x0000FFFF);
+  const __m256i m32 = _mm256_set1_epi64x(0xFFFFFFFFLL), join = join_shuffle<W>();
+  const size_t nbytes = (n * W + 7) / 8;
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= n && i / 8 * W + 2 * W + 16 <= nbytes; i += 32) {
+    __m256i v = _mm256_add_epi8(load32(q + i), off);
+    mx = _mm256_max_epu8(mx, v);
+    __m256i f = _mm256_xor_si256(v, xr);
+    f = _mm256_or_si256(_mm256_and_si256(f, m8), _mm256_srli_epi16(_mm256_andnot_si256(m8, f), 8 - W));
+    f = _mm256_or_si256(_mm256_and_si256(f, m16), _mm256_srli_epi32(_mm256_andnot_si256(m16, f), 16 - 2 * W));
+    f = _mm256_or_si256(_mm256_and_si256(f, m32), _mm256_srli_epi64(_mm256_andnot_si256(m32, f), 32 - 4 * W));
+    f = _mm256_shuffle_epi8(f, join);
+    uint8_t* o = out + i / 8 * W;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm256_castsi256_si128(f));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 2 * W), _mm256_extracti128_si256(f, 1));
+  }
+  bool ok = all_le(mx, _mm256_set1_epi8(static_cast<char>(m.lim)));
+  return pack_any_scalar(q + i, n - i, m, out + i / 8 * W) && ok;
+}
+
+template <int W>
+bool unpack_w(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
+  const __m256i off = _mm256_set1_epi8(static_cast<char>(m.off)), xr = _mm256_set1_epi8(static_cast<char>(m.xr));
+  const __m256i m1 = _mm256_set1_epi16(static_cast<short>((1 << W) - 1));
+  const __m256i m2 = _mm256_set1_epi32((1 << (2 * W)) - 1);
+  const __m256i m4 = _mm256_set1_epi64x(static_cast<long long>((1ULL << (4 * W)) - 1));
+  const __m256i split = split_shuffle<W>();
+  const size_t nbytes = (n * W + 7) / 8;
+  __m256i mx = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 32 <= n && i / 8 * W + 2 * W + 16 <= nbytes; i += 32) {
+    const uint8_t* b = p + i / 8 * W;
+    __m256i f = _mm256_shuffle_epi8(
+        _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b + 2 * W), reinterpret_cast<const __m128i*>(b)), split);
+    f = _mm256_or_si256(_mm256_and_si256(f, m4), _mm256_slli_epi64(_mm256_and_si256(_mm256_srli_epi64(f, 4 * W), m4), 32));
+    f = _mm256_or_si256(_mm256_and_si256(f, m2), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(f, 2 * W), m2), 16));
+    f = _mm256_or_si256(_mm256_and_si256(f, m1), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(f, W), m1), 8));
+    __m256i v = _mm256_xor_si256(f, xr);
+    mx = _mm256_max_epu8(mx, v);
+    store32(out + i, _mm256_sub_epi8(v, off));
+  }
+  bool ok = all_le(mx, _mm256_set1_epi8(static_cast<char>(m.lim)));
+  return unpack_any_scalar(p + i / 8 * W, n - i, m, out + i) && ok;
+}
+
+bool pack_any(const uint8_t* q, size_t n, const PackMap& m, uint8_t* out) {
+  switch (m.width) {
+    case 3: return pack_w<3>(q, n, m, out);
+    case 5: return pack_w<5>(q, n, m, out);
+    case 6: return pack_w<6>(q, n, m, out);
+    case 7: return pack_w<7>(q, n, m, out);
+    case 8: return pack_w<8>(q, n, m, out);
+    default: return pack_any_scalar(q, n, m, out);
+  }
+}
 bool unpack_any(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
-  return unpack_any_scalar(p, n, m, out);
+  switch (m.width) {
+    case 3: return unpack_w<3>(p, n, m, out);
+    case 5: return unpack_w<5>(p, n, m, out);
+    case 6: return unpack_w<6>(p, n, m, out);
+    case 7: return unpack_w<7>(p, n, m, out);
+    case 8: return unpack_w<8>(p, n, m, out);
+    default: return unpack_any_scalar(p, n, m, out);
+  }
 }
 
 }  // namespace
