@@ -38,7 +38,8 @@ def pack(codes, bits: int, *, signed: Optional[bool] = None, out: Optional[np.nd
     types: True iff a code is negative). Signed codes must lie in
     [-2^(bits-1), 2^(bits-1) - 1] and are stored as two's complement; with
     bits=1 they must be the binary codes {-1, +1} (stored as 0, 1). Unsigned
-    codes must lie in [0, 2^bits - 1]. Anything else is a ValueError.
+    codes must lie in [0, 2^bits - 1]. Anything else is a ValueError (checked
+    in the same pass as the packing; ``out``, if given, is then left unspecified).
     """
     bits = _args.check_bits(bits, 1, 8)
     q, signed = check_codes(codes, bits, signed, check_range=False)
