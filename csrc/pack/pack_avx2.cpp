@@ -199,10 +199,9 @@ bool unpack4(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
 // k / 5 in u16 lane k of two registers whose lanes are arranged so that one
 // packus gives 32 codes in order (A: codes 0-7 | 16-23, B: 8-15 | 24-31); each
 // store has its own two-window load, so no lane crossing is needed.
-// Trit i = k % 5 of b is floor(3 * frac(b / 3^(i+1))); with the fraction in
-// 16-bit fixed point, frac = (b * ceil(2^16 / 3^(i+1))) mod 2^16, and its high
-// byte h, the trit is (h >= 85) + (h >= 170): for b < 243 the rounding error
-// never crosses those byte boundaries (the tests try every b).
+// Trit i = k % 5 of b is floor(3 * frac(b / 3^(i+1))), the fraction in 16-bit
+// fixed point: frac = (b * ceil(2^16 / 3^(i+1))) mod 2^16, trit = (3 * frac) >> 16,
+// exact for every b < 243 (the tests try them all).
 struct Base3Tables {
   alignas(32) uint8_t idx[5][2][32];
   alignas(32) uint16_t mul[5][2][16];
@@ -227,18 +226,15 @@ constexpr size_t kBase3Reach = 44;  // bytes one step reads: hi_off[4] + 16
 
 // 32 bytes (read: kBase3Reach) -> 160 codes; mx collects the bytes read.
 inline void unpack_base3_step(const Base3Tables& T, const uint8_t* b, int8_t* o, __m256i& mx) {
-  const __m256i c85 = _mm256_set1_epi8(85), c170 = _mm256_set1_epi8(static_cast<char>(170));
-  const __m256i minus1 = _mm256_set1_epi8(-1);
+  const __m256i three = _mm256_set1_epi16(3), one = _mm256_set1_epi8(1);
   for (int k = 0; k < 5; ++k) {
     __m256i src = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b + T.hi_off[k]),
                                       reinterpret_cast<const __m128i*>(b + T.lo_off[k]));
     mx = _mm256_max_epu8(mx, src);
     __m256i f0 = _mm256_mullo_epi16(_mm256_shuffle_epi8(src, load32(T.idx[k][0])), load32(T.mul[k][0]));
     __m256i f1 = _mm256_mullo_epi16(_mm256_shuffle_epi8(src, load32(T.idx[k][1])), load32(T.mul[k][1]));
-    __m256i h = _mm256_packus_epi16(_mm256_srli_epi16(f0, 8), _mm256_srli_epi16(f1, 8));
-    __m256i ge85 = _mm256_cmpeq_epi8(_mm256_max_epu8(h, c85), h);     // all ones where h >= 85
-    __m256i ge170 = _mm256_cmpeq_epi8(_mm256_max_epu8(h, c170), h);
-    store32(o + 32 * k, _mm256_sub_epi8(_mm256_sub_epi8(minus1, ge85), ge170));  // trit - 1
+    __m256i t = _mm256_packus_epi16(_mm256_mulhi_epu16(f0, three), _mm256_mulhi_epu16(f1, three));
+    store32(o + 32 * k, _mm256_sub_epi8(t, one));  // trit - 1
   }
 }
 
