@@ -1,0 +1,474 @@
+// GGUF block formats, AVX2 variant (compiled with -mavx2 -mfma -mf16c -mbmi2; no
+// FMA is used: every product and sum is rounded on its own, as ggml's reference is).
+//
+// Byte-exact with gguf_ops.h, which it falls back to for the rare blocks that need
+// care (1/d overflowing, a zero min/max whose sign matters). How the exactness is kept:
+// - max |x| is an integer max of the sign-cleared bit patterns (the same order as
+//   the floats), which also flags NaN/Inf (patterns >= 0x7f800000) for free;
+// - roundf (half away from zero) is trunc(p + copysign(0.49999997f, p)), exact for
+//   every float32 (the addend is the float just below 0.5);
+// - the float16 scales go through F16C, IEEE round-to-nearest-even like fp32_to_fp16.
+#include <immintrin.h>
+
+#include <cfloat>
+
+#include "gguf/gguf.h"
+#include "gguf/gguf_ops.h"
+
+namespace lowbit {
+namespace {
+
+inline __m256i abs_bits(__m256 v) {
+  return _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fffffff));
+}
+
+inline uint32_t hmax_u31(__m256i m) {  // max of non-negative int32 lanes
+  __m128i a = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  a = _mm_max_epi32(a, _mm_shuffle_epi32(a, 0x4E));
+  a = _mm_max_epi32(a, _mm_shuffle_epi32(a, 0xB1));
+  return static_cast<uint32_t>(_mm_cvtsi128_si32(a));
+}
+
+inline float hmin_ps(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline float hmax_ps(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+inline void store_half(uint8_t* p, float f) {
+  const unsigned short h = _cvtss_sh(f, 0);  // 0: round to nearest even
+  p[0] = static_cast<uint8_t>(h);
+  p[1] = static_cast<uint8_t>(h >> 8);
+}
+inline float load_half(const uint8_t* p) { return _cvtsh_ss(static_cast<unsigned short>(p[0] | (p[1] << 8))); }
+
+inline bool finite_inverse(float id) { return std::fabs(id) <= FLT_MAX; }
+
+// roundf(p) as int32 for finite p.
+inline __m256i roundf_epi32(__m256 p) {
+  const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m256 below_half = _mm256_castsi256_ps(_mm256_set1_epi32(0x3effffff));
+  return _mm256_cvttps_epi32(_mm256_add_ps(p, _mm256_or_ps(_mm256_and_ps(p, sign), below_half)));
+}
+
+// 32 int32 lanes holding 0..255 (or -128..127 with kSigned) -> 32 bytes in order.
+template <bool kSigned>
+inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+  const __m256i r = kSigned ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
+  return _mm256_permutevar8x32_epi32(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+// 16 int32 lanes holding 0..255 -> 16 bytes in order.
+inline __m128i pack16(__m256i a, __m256i b) {
+  const __m256i ab = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+  return _mm_packus_epi16(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+}
+
+// ---- Q8_0 -------------------------------------------------------------------------
+
+bool quantize_q8_0(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK;
+    uint8_t* yb = out + i * sizeof(BlockQ8_0);
+    const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+    const __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+    const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(abs_bits(v0), abs_bits(v1)),
+                                                  _mm256_max_epi32(abs_bits(v2), abs_bits(v3))));
+    if (mb >= 0x7f800000u) return false;
+    const float d = f32_from_bits(mb) / 127.0f, id = inverse(d);
+    if (!finite_inverse(id)) {
+      quantize_block_q8_0(xb, yb);
+      continue;
+    }
+    store_half(yb, d);
+    const __m256 vid = _mm256_set1_ps(id);
+    const __m256i q = pack32<true>(roundf_epi32(_mm256_mul_ps(v0, vid)), roundf_epi32(_mm256_mul_ps(v1, vid)),
+                                   roundf_epi32(_mm256_mul_ps(v2, vid)), roundf_epi32(_mm256_mul_ps(v3, vid)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb + 2), q);
+  }
+  return true;
+}
+
+// ---- Q4_0 / Q5_0: d = max / -div, q = min(top, (int)(x * id + bias)) ----------------
+
+// 0: ok (d, id, codes q[4] set), 1: NaN/Inf, 2: leave the block to scalar code.
+inline int sym_codes_avx2(const float* xb, float div, float bias, int top, float* d_out, __m256i q[4]) {
+  __m256 v[4];
+  __m256i a[4];
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(xb + 8 * k);
+    a[k] = abs_bits(v[k]);
+  }
+  const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(a[0], a[1]), _mm256_max_epi32(a[2], a[3])));
+  if (mb >= 0x7f800000u) return 1;
+  // The first value of largest magnitude (ggml: `if (amax < fabsf(v))`; gguf-py: argmax).
+  const __m256i vm = _mm256_set1_epi32(static_cast<int>(mb));
+  uint32_t hits = 0;
+  for (int k = 0; k < 4; ++k)
+    hits |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(a[k], vm)))) << (8 * k);
+  const float max = xb[__builtin_ctz(hits)];  // hits != 0: mb is one of the lanes
+  const float d = max / -div, id = inverse(d);
+  if (!finite_inverse(id)) return 2;
+  const __m256 vid = _mm256_set1_ps(id), vbias = _mm256_set1_ps(bias);
+  const __m256i vtop = _mm256_set1_epi32(top);
+  for (int k = 0; k < 4; ++k)
+    q[k] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[k], vid), vbias)), vtop);
+  *d_out = d;
+  return 0;
+}
+
+bool quantize_q4_0(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK;
+    uint8_t* yb = out + i * sizeof(BlockQ4_0);
+    float d;
+    __m256i q[4];
+    const int r = sym_codes_avx2(xb, 8.0f, 8.5f, 15, &d, q);
+    if (r == 1) return false;
+    if (r == 2) {
+      quantize_block_q4_0(xb, yb);
+      continue;
+    }
+    store_half(yb, d);
+    const __m128i qs = pack16(_mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)),
+                              _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 2), qs);
+  }
+  return true;
+}
+
+inline uint32_t high_bits(const __m256i q[4]) {  // bit 4 of each of the 32 codes
+  uint32_t h = 0;
+  for (int k = 0; k < 4; ++k)
+    h |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(q[k], 27)))) << (8 * k);
+  return h;
+}
+inline __m128i low_nibbles(const __m256i q[4]) {
+  const __m256i m = _mm256_set1_epi32(0x0F);
+  return pack16(_mm256_or_si256(_mm256_and_si256(q[0], m), _mm256_slli_epi32(_mm256_and_si256(q[2], m), 4)),
+                _mm256_or_si256(_mm256_and_si256(q[1], m), _mm256_slli_epi32(_mm256_and_si256(q[3], m), 4)));
+}
+inline void store_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }  // little-endian host
+
+bool quantize_q5_0(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK;
+    uint8_t* yb = out + i * sizeof(BlockQ5_0);
+    float d;
+    __m256i q[4];
+    const int r = sym_codes_avx2(xb, 16.0f, 16.5f, 31, &d, q);
+    if (r == 1) return false;
+    if (r == 2) {
+      quantize_block_q5_0(xb, yb);
+      continue;
+    }
+    store_half(yb, d);
+    store_u32(yb + 2, high_bits(q));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 6), low_nibbles(q));
+  }
+  return true;
+}
+
+// ---- Q4_1 / Q5_1: d = (max - min) / div, q = min(top, (int)((x - min) * id + 0.5f)) --
+
+inline int asym_codes_avx2(const float* xb, float div, int top, float* d_out, float* m_out, __m256i q[4]) {
+  __m256 v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xb + 8 * k);
+  const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(abs_bits(v[0]), abs_bits(v[1])),
+                                                _mm256_max_epi32(abs_bits(v[2]), abs_bits(v[3]))));
+  if (mb >= 0x7f800000u) return 1;
+  const float mn = hmin_ps(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+  const float mx = hmax_ps(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
+  if (mn == 0.0f || mx == 0.0f) return 2;  // the sign of a zero extreme: scalar code decides
+  const float d = (mx - mn) / div, id = inverse(d);
+  if (!(d <= FLT_MAX) || !finite_inverse(id)) return 2;
+  const __m256 vid = _mm256_set1_ps(id), vmn = _mm256_set1_ps(mn), half = _mm256_set1_ps(0.5f);
+  const __m256i vtop = _mm256_set1_epi32(top);
+  for (int k = 0; k < 4; ++k)
+    q[k] = _mm256_min_epi32(
+        _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vmn), vid), half)), vtop);
+  *d_out = d;
+  *m_out = mn;
+  return 0;
+}
+
+bool quantize_q4_1(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK;
+    uint8_t* yb = out + i * sizeof(BlockQ4_1);
+    float d, m;
+    __m256i q[4];
+    const int r = asym_codes_avx2(xb, 15.0f, 15, &d, &m, q);
+    if (r == 1) return false;
+    if (r == 2) {
+      quantize_block_q4_1(xb, yb);
+      continue;
+    }
+    store_half(yb, d);
+    store_half(yb + 2, m);
+    const __m128i qs = pack16(_mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)),
+                              _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 4), qs);
+  }
+  return true;
+}
+
+bool quantize_q5_1(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK;
+    uint8_t* yb = out + i * sizeof(BlockQ5_1);
+    float d, m;
+    __m256i q[4];
+    const int r = asym_codes_avx2(xb, 31.0f, 31, &d, &m, q);
+    if (r == 1) return false;
+    if (r == 2) {
+      quantize_block_q5_1(xb, yb);
+      continue;
+    }
+    store_half(yb, d);
+    store_half(yb + 2, m);
+    store_u32(yb + 4, high_bits(q));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 8), low_nibbles(q));
+  }
+  return true;
+}
+
+// ---- TQ1_0 / TQ2_0 ------------------------------------------------------------------
+
+// max |x| over a 256-value block as bits; >= 0x7f800000 means NaN/Inf.
+inline uint32_t absmax_bits_256(const float* xb) {
+  __m256i m0 = _mm256_setzero_si256(), m1 = m0, m2 = m0, m3 = m0;
+  for (int k = 0; k < kQK_K; k += 32) {
+    m0 = _mm256_max_epi32(m0, abs_bits(_mm256_loadu_ps(xb + k)));
+    m1 = _mm256_max_epi32(m1, abs_bits(_mm256_loadu_ps(xb + k + 8)));
+    m2 = _mm256_max_epi32(m2, abs_bits(_mm256_loadu_ps(xb + k + 16)));
+    m3 = _mm256_max_epi32(m3, abs_bits(_mm256_loadu_ps(xb + k + 24)));
+  }
+  return hmax_u31(_mm256_max_epi32(_mm256_max_epi32(m0, m1), _mm256_max_epi32(m2, m3)));
+}
+
+// Trits roundf(x * id) + 1 of values 8k..8k+7. |x * id| <= 1 + 2^-23 < 1.5, so roundf
+// is 1 exactly when p >= 0.5 and -1 exactly when p <= -0.5.
+inline __m256i trits(const float* xb, int k, __m256 vid) {
+  const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(xb + 8 * k), vid);
+  const __m256i ge = _mm256_castps_si256(_mm256_cmp_ps(p, _mm256_set1_ps(0.5f), _CMP_GE_OQ));
+  const __m256i le = _mm256_castps_si256(_mm256_cmp_ps(p, _mm256_set1_ps(-0.5f), _CMP_LE_OQ));
+  return _mm256_sub_epi32(_mm256_add_epi32(_mm256_set1_epi32(1), le), ge);
+}
+
+inline __m256i mul3(__m256i v) { return _mm256_add_epi32(v, _mm256_add_epi32(v, v)); }
+inline __m128i mul3(__m128i v) { return _mm_add_epi32(v, _mm_add_epi32(v, v)); }
+// ceil(v * 256 / 243) = (v * 256 + 242) / 243 for 0 <= v <= 242 (checked exhaustively).
+inline __m256i tq1_bytes(__m256i v) {
+  return _mm256_srli_epi32(_mm256_add_epi32(_mm256_mullo_epi32(v, _mm256_set1_epi32(17261)),
+                                            _mm256_set1_epi32(16383)), 14);
+}
+inline __m128i tq1_bytes(__m128i v) {
+  return _mm_srli_epi32(_mm_add_epi32(_mm_mullo_epi32(v, _mm_set1_epi32(17261)), _mm_set1_epi32(16383)), 14);
+}
+
+bool quantize_tq1_0(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK_K;
+    uint8_t* yb = out + i * sizeof(BlockTQ1_0);
+    const uint32_t mb = absmax_bits_256(xb);
+    if (mb >= 0x7f800000u) return false;
+    const float d = f32_from_bits(mb), id = inverse(d);
+    if (!finite_inverse(id)) {
+      quantize_block_tq1_0(xb, yb);
+      continue;
+    }
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i w[4];
+    for (int jv = 0; jv < 4; ++jv) {  // byte m < 32: values m, m+32, ..., m+128 -> vectors 4n + jv
+      __m256i h = trits(xb, jv, vid);
+      for (int n = 1; n < 5; ++n) h = _mm256_add_epi32(mul3(h), trits(xb, 4 * n + jv, vid));
+      w[jv] = tq1_bytes(h);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb), pack32<false>(w[0], w[1], w[2], w[3]));
+    for (int jv = 0; jv < 2; ++jv) {  // byte 32+m: values 160+m+16n -> vectors 20 + 2n + jv
+      __m256i h = trits(xb, 20 + jv, vid);
+      for (int n = 1; n < 5; ++n) h = _mm256_add_epi32(mul3(h), trits(xb, 20 + 2 * n + jv, vid));
+      w[jv] = tq1_bytes(h);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 32), pack16(w[0], w[1]));
+    // qh byte j: values 240+j, 244+j, 248+j, 252+j = low/high halves of vectors 30, 31.
+    const __m256i t30 = trits(xb, 30, vid), t31 = trits(xb, 31, vid);
+    __m128i h = _mm256_castsi256_si128(t30);
+    h = _mm_add_epi32(mul3(h), _mm256_extracti128_si256(t30, 1));
+    h = _mm_add_epi32(mul3(h), _mm256_castsi256_si128(t31));
+    h = _mm_add_epi32(mul3(h), _mm256_extracti128_si256(t31, 1));
+    const __m128i qh = tq1_bytes(mul3(h));
+    store_u32(yb + 48, static_cast<uint32_t>(_mm_cvtsi128_si32(_mm_packus_epi16(_mm_packs_epi32(qh, qh), qh))));
+    store_half(yb + 52, d);
+  }
+  return true;
+}
+
+bool quantize_tq2_0(const float* x, size_t nblocks, uint8_t* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const float* xb = x + i * kQK_K;
+    uint8_t* yb = out + i * sizeof(BlockTQ2_0);
+    const uint32_t mb = absmax_bits_256(xb);
+    if (mb >= 0x7f800000u) return false;
+    const float d = f32_from_bits(mb), id = inverse(d);
+    if (!finite_inverse(id)) {
+      quantize_block_tq2_0(xb, yb);
+      continue;
+    }
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int g = 0; g < 2; ++g) {  // byte 32g+m: values 128g+m+32l at bits 2l -> vectors 16g + 4l + jv
+      __m256i w[4];
+      for (int jv = 0; jv < 4; ++jv) {
+        __m256i b = trits(xb, 16 * g + jv, vid);
+        b = _mm256_or_si256(b, _mm256_slli_epi32(trits(xb, 16 * g + 4 + jv, vid), 2));
+        b = _mm256_or_si256(b, _mm256_slli_epi32(trits(xb, 16 * g + 8 + jv, vid), 4));
+        w[jv] = _mm256_or_si256(b, _mm256_slli_epi32(trits(xb, 16 * g + 12 + jv, vid), 6));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb + 32 * g), pack32<false>(w[0], w[1], w[2], w[3]));
+    }
+    store_half(yb + 64, d);
+  }
+  return true;
+}
+
+// ---- dequantize ---------------------------------------------------------------------
+
+inline __m256i load8_u8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
+void dequantize_q8_0(const uint8_t* in, size_t nblocks, float* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockQ8_0);
+    float* y = out + i * kQK;
+    const __m256 vd = _mm256_set1_ps(load_half(b));
+    for (int k = 0; k < 4; ++k) {
+      const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * k)));
+      _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(q), vd));
+    }
+  }
+}
+
+// The 32 codes of a Q4/Q5 block as int32 vectors: nibbles, plus bit 4 from qh if given.
+inline void unpack_codes(const uint8_t* qs, const uint8_t* qh, __m256i q[4]) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+  q[0] = _mm256_cvtepu8_epi32(lo);
+  q[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8));
+  q[2] = _mm256_cvtepu8_epi32(hi);
+  q[3] = _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8));
+  if (qh) {
+    uint32_t h;
+    std::memcpy(&h, qh, 4);
+    const __m256i vh = _mm256_set1_epi32(static_cast<int>(h));
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi32(1);
+    for (int k = 0; k < 4; ++k) {
+      const __m256i bit = _mm256_and_si256(
+          _mm256_srlv_epi32(vh, _mm256_add_epi32(lanes, _mm256_set1_epi32(8 * k))), one);
+      q[k] = _mm256_or_si256(q[k], _mm256_slli_epi32(bit, 4));
+    }
+  }
+}
+
+inline void store_sym(float* y, const __m256i q[4], float d, int offset) {
+  const __m256 vd = _mm256_set1_ps(d);
+  const __m256i vo = _mm256_set1_epi32(offset);
+  for (int k = 0; k < 4; ++k)
+    _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[k], vo))));
+}
+inline void store_asym(float* y, const __m256i q[4], float d, float m) {
+  const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+  for (int k = 0; k < 4; ++k)
+    _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(vd, _mm256_cvtepi32_ps(q[k])), vm));
+}
+
+void dequantize_q4_0(const uint8_t* in, size_t nblocks, float* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockQ4_0);
+    __m256i q[4];
+    unpack_codes(b + 2, nullptr, q);
+    store_sym(out + i * kQK, q, load_half(b), 8);
+  }
+}
+void dequantize_q4_1(const uint8_t* in, size_t nblocks, float* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockQ4_1);
+    __m256i q[4];
+    unpack_codes(b + 4, nullptr, q);
+    store_asym(out + i * kQK, q, load_half(b), load_half(b + 2));
+  }
+}
+void dequantize_q5_0(const uint8_t* in, size_t nblocks, float* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockQ5_0);
+    __m256i q[4];
+    unpack_codes(b + 6, b + 2, q);
+    store_sym(out + i * kQK, q, load_half(b), 16);
+  }
+}
+void dequantize_q5_1(const uint8_t* in, size_t nblocks, float* out) {
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockQ5_1);
+    __m256i q[4];
+    unpack_codes(b + 8, b + 4, q);
+    store_asym(out + i * kQK, q, load_half(b), load_half(b + 2));
+  }
+}
+
+// d * (trit - 1) for 8 values.
+inline void store_trits(float* y, __m256i t, __m256 vd) {
+  _mm256_storeu_ps(y, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_sub_epi32(t, _mm256_set1_epi32(1)))));
+}
+
+void dequantize_tq1_0(const uint8_t* in, size_t nblocks, float* out) {
+  const __m256i byte = _mm256_set1_epi32(0xFF);
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockTQ1_0);
+    float* y = out + i * kQK_K;
+    const __m256 vd = _mm256_set1_ps(load_half(b + 52));
+    // Trit n of byte v: ((v * 3^n mod 256) * 3) >> 8. Bytes 0..31 -> values 32n + m,
+    // bytes 32..47 -> 160 + 16n + m.
+    for (int c = 0; c < 6; ++c) {
+      const int base = c < 4 ? 8 * c : 160 + 8 * (c - 4), stride = c < 4 ? 32 : 16;
+      __m256i v = load8_u8(b + (c < 4 ? 8 * c : 32 + 8 * (c - 4)));
+      for (int n = 0; n < 5; ++n) {
+        if (n) v = _mm256_and_si256(mul3(v), byte);
+        store_trits(y + base + stride * n, _mm256_srli_epi32(mul3(v), 8), vd);
+      }
+    }
+    for (int n = 0; n < 4; ++n)
+      for (int j = 0; j < 4; ++j) y[240 + 4 * n + j] = load_half(b + 52) * static_cast<float>(tq1_trit(b[48 + j], n) - 1);
+  }
+}
+
+void dequantize_tq2_0(const uint8_t* in, size_t nblocks, float* out) {
+  const __m256i three = _mm256_set1_epi32(3);
+  for (size_t i = 0; i < nblocks; ++i) {
+    const uint8_t* b = in + i * sizeof(BlockTQ2_0);
+    float* y = out + i * kQK_K;
+    const __m256 vd = _mm256_set1_ps(load_half(b + 64));
+    for (int g = 0; g < 2; ++g)
+      for (int jv = 0; jv < 4; ++jv) {
+        const __m256i v = load8_u8(b + 32 * g + 8 * jv);
+        for (int l = 0; l < 4; ++l)
+          store_trits(y + 128 * g + 32 * l + 8 * jv, _mm256_and_si256(_mm256_srli_epi32(v, 2 * l), three), vd);
+      }
+  }
+}
+
+}  // namespace
+
+const GgufKernels gguf_avx2 = {
+    {quantize_q8_0, quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_tq1_0, quantize_tq2_0},
+    {dequantize_q8_0, dequantize_q4_0, dequantize_q4_1, dequantize_q5_0, dequantize_q5_1, dequantize_tq1_0,
+     dequantize_tq2_0},
+};
+
+}  // namespace lowbit
