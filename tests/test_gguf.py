@@ -411,3 +411,38 @@ def test_write_is_atomic(tmp_path, rng, monkeypatch):
         lowbit.gguf.write(tmp_path / "other.gguf", {"b": x})
     assert sorted(os.listdir(tmp_path)) == ["m.gguf"]
     assert path.read_bytes() == before
+
+
+def _special_blocks(fmt, rng):
+    """Blocks that take the kernels' slow paths, for every format."""
+    n = block(fmt)
+    r = lambda: rng.standard_normal(n)  # noqa: E731
+    out = [np.zeros(n), np.full(n, -0.0), r() * 1e-39, r() * 1e-45, r() * 1e6, r() * 3e37]
+    tie = r()
+    tie[3], tie[9] = 5.0, -5.0      # largest magnitude with both signs: the first one wins
+    out.append(tie)
+    tie2 = -tie
+    out.append(tie2)
+    neg = r()
+    neg[n - 1] = -9.0               # largest magnitude negative, in the last lane
+    out.append(neg)
+    zmin = np.abs(r())
+    zmin[4] = 0.0                   # min is +0.0
+    out.append(zmin)
+    out.append(-zmin)               # max is -0.0
+    out.append(np.full(n, 2.5))     # constant block: max == min
+    return [b.astype(F32) for b in out]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_special_blocks_at_every_batch_position(isa, rng, fmt):
+    # kernels work on batches of 8 blocks plus a tail: put each special block at several positions
+    n = block(fmt)
+    specials = _special_blocks(fmt, rng)
+    nblk = 19  # two batches of 8 and a tail of 3
+    for shift in range(0, nblk, 2):
+        x = rng.standard_normal((nblk, n)).astype(F32)
+        for k, s in enumerate(specials):
+            x[(shift + 5 * k) % nblk] = s
+        with np.errstate(over="ignore"):
+            check(x.reshape(1, -1), fmt)

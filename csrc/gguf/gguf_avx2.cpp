@@ -71,41 +71,147 @@ inline __m128i pack16(__m256i a, __m256i b) {
   return _mm_packus_epi16(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
 }
 
+// ---- batches of 8 blocks -------------------------------------------------------------
+// The Q formats quantize 8 blocks at a time: the per-block maxima/minima are reduced
+// into one vector (lane b = block b), so the scale divisions and the float16
+// conversions run once per 8 blocks. Lanes flagged "slow" (1/d overflowing, a tie
+// for the largest magnitude, a zero extreme) take the single-block path instead.
+
+// Lane b of the result = op over the 8 lanes of a[b].
+template <class Op>
+inline __m256 reduce8_ps(const __m256 a[8], Op op) {
+  __m256 t[4];
+  for (int k = 0; k < 4; ++k)
+    t[k] = op(_mm256_unpacklo_ps(a[2 * k], a[2 * k + 1]), _mm256_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+  const __m256 u0 = op(_mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[0]), _mm256_castps_pd(t[1]))),
+                       _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[0]), _mm256_castps_pd(t[1]))));
+  const __m256 u1 = op(_mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[2]), _mm256_castps_pd(t[3]))),
+                       _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[2]), _mm256_castps_pd(t[3]))));
+  return op(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+struct MaxOp {
+  __m256 operator()(__m256 a, __m256 b) const { return _mm256_max_ps(a, b); }
+  __m256i operator()(__m256i a, __m256i b) const { return _mm256_max_epi32(a, b); }
+};
+struct MinOp {
+  __m256 operator()(__m256 a, __m256 b) const { return _mm256_min_ps(a, b); }
+};
+
+inline __m256 sign_mask() { return _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0x80000000u))); }
+// ggml's `id = d ? 1.0f/d : 0.0f`, 8 lanes.
+inline __m256 inverse8(__m256 d) {
+  return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ));
+}
+inline int inf_lanes(__m256 v) {
+  return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign_mask(), v), _mm256_set1_ps(FLT_MAX), _CMP_GT_OQ));
+}
+
+// Per-block scale data of a batch, stored for the block loop.
+struct Batch {
+  alignas(32) float id[8];
+  alignas(32) float m[8];
+  alignas(16) uint16_t hd[8];
+  alignas(16) uint16_t hm[8];
+  int slow;
+};
+
+// Max and min of each of 8 blocks; false if any value is NaN or Inf.
+inline bool minmax8(const float* xb, __m256* MX, __m256* MN) {
+  __m256 mx[8], mn[8], bad = _mm256_setzero_ps();
+  for (int b = 0; b < 8; ++b) {
+    const float* p = xb + b * kQK;
+    const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+    const __m256 v2 = _mm256_loadu_ps(p + 16), v3 = _mm256_loadu_ps(p + 24);
+    mx[b] = _mm256_max_ps(_mm256_max_ps(v0, v1), _mm256_max_ps(v2, v3));
+    mn[b] = _mm256_min_ps(_mm256_min_ps(v0, v1), _mm256_min_ps(v2, v3));
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q)));
+  }
+  *MX = reduce8_ps(mx, MaxOp());
+  *MN = reduce8_ps(mn, MinOp());
+  const __m256 inf = _mm256_set1_ps(INFINITY);
+  bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(*MX, inf, _CMP_EQ_OQ),
+                                       _mm256_cmp_ps(*MN, _mm256_xor_ps(inf, sign_mask()), _CMP_EQ_OQ)));
+  return _mm256_movemask_ps(bad) == 0;
+}
+
 // ---- Q8_0 -------------------------------------------------------------------------
 
+inline void q8_0_codes(const float* p, float id, uint8_t* qs) {
+  const __m256 vid = _mm256_set1_ps(id);
+  const __m256i q = pack32<true>(
+      roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(p), vid)), roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 8), vid)),
+      roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 16), vid)), roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 24), vid)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), q);
+}
+
+inline bool q8_0_one(const float* xb, uint8_t* yb) {
+  const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+  const __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+  const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(abs_bits(v0), abs_bits(v1)),
+                                                _mm256_max_epi32(abs_bits(v2), abs_bits(v3))));
+  if (mb >= 0x7f800000u) return false;
+  const float d = f32_from_bits(mb) / 127.0f, id = inverse(d);
+  if (!finite_inverse(id)) return quantize_block_q8_0(xb, yb);
+  store_half(yb, d);
+  q8_0_codes(xb, id, yb + 2);
+  return true;
+}
+
 bool quantize_q8_0(const float* x, size_t nblocks, uint8_t* out) {
-  for (size_t i = 0; i < nblocks; ++i) {
+  constexpr size_t kBytes = sizeof(BlockQ8_0);
+  size_t i = 0;
+  for (; i + 8 <= nblocks; i += 8) {
     const float* xb = x + i * kQK;
-    uint8_t* yb = out + i * sizeof(BlockQ8_0);
-    const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
-    const __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
-    const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(abs_bits(v0), abs_bits(v1)),
-                                                  _mm256_max_epi32(abs_bits(v2), abs_bits(v3))));
-    if (mb >= 0x7f800000u) return false;
-    const float d = f32_from_bits(mb) / 127.0f, id = inverse(d);
-    if (!finite_inverse(id)) {
-      quantize_block_q8_0(xb, yb);
-      continue;
+    uint8_t* yb = out + i * kBytes;
+    __m256i m[8];
+    for (int b = 0; b < 8; ++b) {
+      const float* p = xb + b * kQK;
+      m[b] = _mm256_max_epi32(_mm256_max_epi32(abs_bits(_mm256_loadu_ps(p)), abs_bits(_mm256_loadu_ps(p + 8))),
+                              _mm256_max_epi32(abs_bits(_mm256_loadu_ps(p + 16)), abs_bits(_mm256_loadu_ps(p + 24))));
     }
-    store_half(yb, d);
-    const __m256 vid = _mm256_set1_ps(id);
-    const __m256i q = pack32<true>(roundf_epi32(_mm256_mul_ps(v0, vid)), roundf_epi32(_mm256_mul_ps(v1, vid)),
-                                   roundf_epi32(_mm256_mul_ps(v2, vid)), roundf_epi32(_mm256_mul_ps(v3, vid)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(yb + 2), q);
+    // max |x| bit patterns reduce as int32: lane b = block b; > FLT_MAX's pattern is NaN/Inf
+    __m256i t[4];
+    for (int k = 0; k < 4; ++k)
+      t[k] = _mm256_max_epi32(_mm256_unpacklo_epi32(m[2 * k], m[2 * k + 1]), _mm256_unpackhi_epi32(m[2 * k], m[2 * k + 1]));
+    const __m256i u0 = _mm256_max_epi32(_mm256_unpacklo_epi64(t[0], t[1]), _mm256_unpackhi_epi64(t[0], t[1]));
+    const __m256i u1 = _mm256_max_epi32(_mm256_unpacklo_epi64(t[2], t[3]), _mm256_unpackhi_epi64(t[2], t[3]));
+    const __m256i am = _mm256_max_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(am, _mm256_set1_epi32(0x7f7fffff))))) return false;
+    const __m256 d = _mm256_div_ps(_mm256_castsi256_ps(am), _mm256_set1_ps(127.0f));
+    Batch B;
+    const __m256 id = inverse8(d);
+    B.slow = inf_lanes(id);
+    _mm256_store_ps(B.id, id);
+    _mm_store_si128(reinterpret_cast<__m128i*>(B.hd), _mm256_cvtps_ph(d, 0));
+    for (int b = 0; b < 8; ++b) {
+      const float* p = xb + b * kQK;
+      uint8_t* y = yb + b * kBytes;
+      if ((B.slow >> b) & 1) {
+        quantize_block_q8_0(p, y);
+        continue;
+      }
+      std::memcpy(y, &B.hd[b], 2);
+      q8_0_codes(p, B.id[b], y + 2);
+    }
   }
+  for (; i < nblocks; ++i)
+    if (!q8_0_one(x + i * kQK, out + i * kBytes)) return false;
   return true;
 }
 
 // ---- Q4_0 / Q5_0: d = max / -div, q = min(top, (int)(x * id + bias)) ----------------
 
-// 0: ok (d, id, codes q[4] set), 1: NaN/Inf, 2: leave the block to scalar code.
-inline int sym_codes_avx2(const float* xb, float div, float bias, int top, float* d_out, __m256i q[4]) {
-  __m256 v[4];
+inline void sym_codes_vec(const float* p, float id, float bias, int top, __m256i q[4]) {
+  const __m256 vid = _mm256_set1_ps(id), vbias = _mm256_set1_ps(bias);
+  const __m256i vtop = _mm256_set1_epi32(top);
+  for (int k = 0; k < 4; ++k)
+    q[k] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(p + 8 * k), vid), vbias)), vtop);
+}
+
+// One block: 0 ok (d and codes q[4] set), 1 NaN/Inf, 2 leave the block to scalar code.
+inline int sym_one(const float* xb, float div, float bias, int top, float* d_out, __m256i q[4]) {
   __m256i a[4];
-  for (int k = 0; k < 4; ++k) {
-    v[k] = _mm256_loadu_ps(xb + 8 * k);
-    a[k] = abs_bits(v[k]);
-  }
+  for (int k = 0; k < 4; ++k) a[k] = abs_bits(_mm256_loadu_ps(xb + 8 * k));
   const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(a[0], a[1]), _mm256_max_epi32(a[2], a[3])));
   if (mb >= 0x7f800000u) return 1;
   // The first value of largest magnitude (ggml: `if (amax < fabsf(v))`; gguf-py: argmax).
@@ -116,34 +222,30 @@ inline int sym_codes_avx2(const float* xb, float div, float bias, int top, float
   const float max = xb[__builtin_ctz(hits)];  // hits != 0: mb is one of the lanes
   const float d = max / -div, id = inverse(d);
   if (!finite_inverse(id)) return 2;
-  const __m256 vid = _mm256_set1_ps(id), vbias = _mm256_set1_ps(bias);
-  const __m256i vtop = _mm256_set1_epi32(top);
-  for (int k = 0; k < 4; ++k)
-    q[k] = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v[k], vid), vbias)), vtop);
+  sym_codes_vec(xb, id, bias, top, q);
   *d_out = d;
   return 0;
 }
 
-bool quantize_q4_0(const float* x, size_t nblocks, uint8_t* out) {
-  for (size_t i = 0; i < nblocks; ++i) {
-    const float* xb = x + i * kQK;
-    uint8_t* yb = out + i * sizeof(BlockQ4_0);
-    float d;
-    __m256i q[4];
-    const int r = sym_codes_avx2(xb, 8.0f, 8.5f, 15, &d, q);
-    if (r == 1) return false;
-    if (r == 2) {
-      quantize_block_q4_0(xb, yb);
-      continue;
-    }
-    store_half(yb, d);
-    const __m128i qs = pack16(_mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)),
-                              _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 2), qs);
-  }
+// d = (the value of largest magnitude) / -div for 8 blocks. When max > -min that
+// value is max, when max < -min it is min; a tie (max == -min, all zeros included)
+// needs the first occurrence: a slow lane.
+inline bool sym_batch(const float* xb, float div, Batch* B) {
+  __m256 MX, MN;
+  if (!minmax8(xb, &MX, &MN)) return false;
+  const __m256 neg_mn = _mm256_xor_ps(MN, sign_mask());
+  const __m256 smax = _mm256_blendv_ps(MN, MX, _mm256_cmp_ps(MX, neg_mn, _CMP_GT_OQ));
+  const __m256 d = _mm256_div_ps(smax, _mm256_set1_ps(-div));
+  const __m256 id = inverse8(d);
+  B->slow = _mm256_movemask_ps(_mm256_cmp_ps(MX, neg_mn, _CMP_EQ_OQ)) | inf_lanes(id);
+  _mm256_store_ps(B->id, id);
+  _mm_store_si128(reinterpret_cast<__m128i*>(B->hd), _mm256_cvtps_ph(d, 0));
   return true;
 }
 
+inline __m128i q4_nibbles(const __m256i q[4]) {  // codes <= 15
+  return pack16(_mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)), _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
+}
 inline uint32_t high_bits(const __m256i q[4]) {  // bit 4 of each of the 32 codes
   uint32_t h = 0;
   for (int k = 0; k < 4; ++k)
@@ -157,87 +259,139 @@ inline __m128i low_nibbles(const __m256i q[4]) {
 }
 inline void store_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }  // little-endian host
 
-bool quantize_q5_0(const float* x, size_t nblocks, uint8_t* out) {
-  for (size_t i = 0; i < nblocks; ++i) {
+inline void q4_0_store(uint8_t* y, const uint16_t* hd, const __m256i q[4]) {
+  std::memcpy(y, hd, 2);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 2), q4_nibbles(q));
+}
+inline void q5_0_store(uint8_t* y, const uint16_t* hd, const __m256i q[4]) {
+  std::memcpy(y, hd, 2);
+  store_u32(y + 2, high_bits(q));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 6), low_nibbles(q));
+}
+
+template <size_t kBytes, int kDiv, int kTop, bool (*kScalar)(const float*, uint8_t*),
+          void (*kStore)(uint8_t*, const uint16_t*, const __m256i*)>
+bool quantize_sym(const float* x, size_t nblocks, uint8_t* out) {
+  const float div = static_cast<float>(kDiv), bias = static_cast<float>(kDiv) + 0.5f;
+  size_t i = 0;
+  for (; i + 8 <= nblocks; i += 8) {
     const float* xb = x + i * kQK;
-    uint8_t* yb = out + i * sizeof(BlockQ5_0);
+    uint8_t* yb = out + i * kBytes;
+    Batch B;
+    if (!sym_batch(xb, div, &B)) return false;
+    for (int b = 0; b < 8; ++b) {
+      const float* p = xb + b * kQK;
+      uint8_t* y = yb + b * kBytes;
+      __m256i q[4];
+      if ((B.slow >> b) & 1) {
+        float d;
+        if (sym_one(p, div, bias, kTop, &d, q) != 0) {
+          kScalar(p, y);
+          continue;
+        }
+        const uint16_t h = _cvtss_sh(d, 0);
+        kStore(y, &h, q);
+        continue;
+      }
+      sym_codes_vec(p, B.id[b], bias, kTop, q);
+      kStore(y, &B.hd[b], q);
+    }
+  }
+  for (; i < nblocks; ++i) {
+    const float* p = x + i * kQK;
+    uint8_t* y = out + i * kBytes;
     float d;
     __m256i q[4];
-    const int r = sym_codes_avx2(xb, 16.0f, 16.5f, 31, &d, q);
+    const int r = sym_one(p, div, bias, kTop, &d, q);
     if (r == 1) return false;
     if (r == 2) {
-      quantize_block_q5_0(xb, yb);
+      kScalar(p, y);
       continue;
     }
-    store_half(yb, d);
-    store_u32(yb + 2, high_bits(q));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 6), low_nibbles(q));
+    const uint16_t h = _cvtss_sh(d, 0);
+    kStore(y, &h, q);
   }
   return true;
+}
+
+bool quantize_q4_0(const float* x, size_t nblocks, uint8_t* out) {
+  return quantize_sym<sizeof(BlockQ4_0), 8, 15, quantize_block_q4_0, q4_0_store>(x, nblocks, out);
+}
+bool quantize_q5_0(const float* x, size_t nblocks, uint8_t* out) {
+  return quantize_sym<sizeof(BlockQ5_0), 16, 31, quantize_block_q5_0, q5_0_store>(x, nblocks, out);
 }
 
 // ---- Q4_1 / Q5_1: d = (max - min) / div, q = min(top, (int)((x - min) * id + 0.5f)) --
 
-inline int asym_codes_avx2(const float* xb, float div, int top, float* d_out, float* m_out, __m256i q[4]) {
-  __m256 v[4];
-  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_ps(xb + 8 * k);
-  const uint32_t mb = hmax_u31(_mm256_max_epi32(_mm256_max_epi32(abs_bits(v[0]), abs_bits(v[1])),
-                                                _mm256_max_epi32(abs_bits(v[2]), abs_bits(v[3]))));
-  if (mb >= 0x7f800000u) return 1;
-  const float mn = hmin_ps(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
-  const float mx = hmax_ps(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
-  if (mn == 0.0f || mx == 0.0f) return 2;  // the sign of a zero extreme: scalar code decides
-  const float d = (mx - mn) / div, id = inverse(d);
-  if (!(d <= FLT_MAX) || !finite_inverse(id)) return 2;
+inline void asym_codes_vec(const float* p, float id, float mn, int top, __m256i q[4]) {
   const __m256 vid = _mm256_set1_ps(id), vmn = _mm256_set1_ps(mn), half = _mm256_set1_ps(0.5f);
   const __m256i vtop = _mm256_set1_epi32(top);
   for (int k = 0; k < 4; ++k)
     q[k] = _mm256_min_epi32(
-        _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v[k], vmn), vid), half)), vtop);
-  *d_out = d;
-  *m_out = mn;
-  return 0;
+        _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(p + 8 * k), vmn), vid), half)),
+        vtop);
+}
+
+// Slow lanes: a zero min or max (its sign is decided by scalar code), d or 1/d overflowing.
+inline bool asym_batch(const float* xb, float div, Batch* B) {
+  __m256 MX, MN;
+  if (!minmax8(xb, &MX, &MN)) return false;
+  const __m256 d = _mm256_div_ps(_mm256_sub_ps(MX, MN), _mm256_set1_ps(div));
+  const __m256 id = inverse8(d);
+  const __m256 zero = _mm256_setzero_ps();
+  B->slow = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(MN, zero, _CMP_EQ_OQ), _mm256_cmp_ps(MX, zero, _CMP_EQ_OQ))) |
+            inf_lanes(d) | inf_lanes(id);
+  _mm256_store_ps(B->id, id);
+  _mm256_store_ps(B->m, MN);
+  _mm_store_si128(reinterpret_cast<__m128i*>(B->hd), _mm256_cvtps_ph(d, 0));
+  _mm_store_si128(reinterpret_cast<__m128i*>(B->hm), _mm256_cvtps_ph(MN, 0));
+  return true;
+}
+
+inline void q4_1_store(uint8_t* y, const uint16_t* hd, const uint16_t* hm, const __m256i q[4]) {
+  std::memcpy(y, hd, 2);
+  std::memcpy(y + 2, hm, 2);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 4), q4_nibbles(q));
+}
+inline void q5_1_store(uint8_t* y, const uint16_t* hd, const uint16_t* hm, const __m256i q[4]) {
+  std::memcpy(y, hd, 2);
+  std::memcpy(y + 2, hm, 2);
+  store_u32(y + 4, high_bits(q));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 8), low_nibbles(q));
+}
+
+template <size_t kBytes, int kDiv, bool (*kScalar)(const float*, uint8_t*),
+          void (*kStore)(uint8_t*, const uint16_t*, const uint16_t*, const __m256i*)>
+bool quantize_asym(const float* x, size_t nblocks, uint8_t* out) {
+  const float div = static_cast<float>(kDiv);
+  size_t i = 0;
+  for (; i + 8 <= nblocks; i += 8) {
+    const float* xb = x + i * kQK;
+    uint8_t* yb = out + i * kBytes;
+    Batch B;
+    if (!asym_batch(xb, div, &B)) return false;
+    for (int b = 0; b < 8; ++b) {
+      const float* p = xb + b * kQK;
+      uint8_t* y = yb + b * kBytes;
+      if ((B.slow >> b) & 1) {
+        kScalar(p, y);
+        continue;
+      }
+      __m256i q[4];
+      asym_codes_vec(p, B.id[b], B.m[b], kDiv, q);
+      kStore(y, &B.hd[b], &B.hm[b], q);
+    }
+  }
+  for (; i < nblocks; ++i)  // the last < 8 blocks: scalar code
+    if (!kScalar(x + i * kQK, out + i * kBytes)) return false;
+  return true;
 }
 
 bool quantize_q4_1(const float* x, size_t nblocks, uint8_t* out) {
-  for (size_t i = 0; i < nblocks; ++i) {
-    const float* xb = x + i * kQK;
-    uint8_t* yb = out + i * sizeof(BlockQ4_1);
-    float d, m;
-    __m256i q[4];
-    const int r = asym_codes_avx2(xb, 15.0f, 15, &d, &m, q);
-    if (r == 1) return false;
-    if (r == 2) {
-      quantize_block_q4_1(xb, yb);
-      continue;
-    }
-    store_half(yb, d);
-    store_half(yb + 2, m);
-    const __m128i qs = pack16(_mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)),
-                              _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 4), qs);
-  }
-  return true;
+  return quantize_asym<sizeof(BlockQ4_1), 15, quantize_block_q4_1, q4_1_store>(x, nblocks, out);
 }
-
 bool quantize_q5_1(const float* x, size_t nblocks, uint8_t* out) {
-  for (size_t i = 0; i < nblocks; ++i) {
-    const float* xb = x + i * kQK;
-    uint8_t* yb = out + i * sizeof(BlockQ5_1);
-    float d, m;
-    __m256i q[4];
-    const int r = asym_codes_avx2(xb, 31.0f, 31, &d, &m, q);
-    if (r == 1) return false;
-    if (r == 2) {
-      quantize_block_q5_1(xb, yb);
-      continue;
-    }
-    store_half(yb, d);
-    store_half(yb + 2, m);
-    store_u32(yb + 4, high_bits(q));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(yb + 8), low_nibbles(q));
-  }
-  return true;
+  return quantize_asym<sizeof(BlockQ5_1), 31, quantize_block_q5_1, q5_1_store>(x, nblocks, out);
 }
 
 // ---- TQ1_0 / TQ2_0 ------------------------------------------------------------------
