@@ -446,3 +446,17 @@ def test_special_blocks_at_every_batch_position(isa, rng, fmt):
             x[(shift + 5 * k) % nblk] = s
         with np.errstate(over="ignore"):
             check(x.reshape(1, -1), fmt)
+
+
+def test_format_given_as_gguf_enum(rng):
+    x = rng.standard_normal((2, 64)).astype(F32)
+    np.testing.assert_array_equal(lowbit.gguf.quantize(x, GT.Q4_0), lowbit.gguf.quantize(x, "Q4_0"))
+    assert lowbit.gguf.type_size(GT.TQ1_0) == 54 and lowbit.gguf.block_size("tq1_0") == 256
+
+
+def test_docs_examples():
+    import doctest
+    from pathlib import Path
+    doc = Path(__file__).resolve().parent.parent / "docs" / "gguf.md"
+    result = doctest.testfile(str(doc), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -586,7 +586,8 @@ void dequantize_tq1_0(const uint8_t* in, size_t nblocks, float* out) {
   for (size_t i = 0; i < nblocks; ++i) {
     const uint8_t* b = in + i * sizeof(BlockTQ1_0);
     float* y = out + i * kQK_K;
-    const __m256 vd = _mm256_set1_ps(load_half(b + 52));
+    const float d = load_half(b + 52);
+    const __m256 vd = _mm256_set1_ps(d);
     // Trit n of byte v: ((v * 3^n mod 256) * 3) >> 8. Bytes 0..31 -> values 32n + m,
     // bytes 32..47 -> 160 + 16n + m.
     for (int c = 0; c < 6; ++c) {
@@ -598,7 +599,7 @@ void dequantize_tq1_0(const uint8_t* in, size_t nblocks, float* out) {
       }
     }
     for (int n = 0; n < 4; ++n)
-      for (int j = 0; j < 4; ++j) y[240 + 4 * n + j] = load_half(b + 52) * static_cast<float>(tq1_trit(b[48 + j], n) - 1);
+      for (int j = 0; j < 4; ++j) y[240 + 4 * n + j] = d * static_cast<float>(tq1_trit(b[48 + j], n) - 1);
   }
 }
 

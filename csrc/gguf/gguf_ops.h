@@ -78,9 +78,10 @@ inline int32_t to_int_x86(float v) {
 // a non-finite product gives 0, as to_int_x86 + (int8_t) would.
 inline int32_t roundf_int(float v) {
   if (!finite_f32(v)) return 0;
-  float t = std::trunc(v);
-  if (std::fabs(v - t) >= 0.5f) t += std::copysign(1.0f, v);
-  return to_int_x86(t);
+  if (!(std::fabs(v) < 2147483648.0f)) return INT32_MIN;  // roundf(v) = v, out of int range
+  const int32_t t = static_cast<int32_t>(v);              // trunc; exact back in float
+  const float frac = v - static_cast<float>(t);            // exact
+  return frac >= 0.5f ? t + 1 : (frac <= -0.5f ? t - 1 : t);
 }
 
 // ggml's `id = d ? 1.0f/d : 0.0f`.

@@ -159,8 +159,10 @@ def _add_metadata(w, key, value):
         raise TypeError(f"metadata keys must be str, got {type(key).__name__}")
     if isinstance(value, bool):
         w.add_bool(key, value)
+    elif isinstance(value, int) and 0 <= value < 2 ** 32:
+        w.add_uint32(key, value)
     elif isinstance(value, int):
-        w.add_int64(key, value) if not 0 <= value < 2 ** 32 else w.add_uint32(key, value)
+        w.add_int64(key, value)
     elif isinstance(value, float):
         w.add_float32(key, value)
     elif isinstance(value, str):

@@ -41,6 +41,9 @@ FORMATS = {
 
 
 def check_format(fmt) -> str:
+    """The canonical name of a format given as a str (any case) or a gguf.GGMLQuantizationType."""
+    if type(fmt).__name__ == "GGMLQuantizationType":
+        fmt = fmt.name
     if not isinstance(fmt, str):
         raise TypeError(f"fmt must be a str naming a GGUF block format, got {type(fmt).__name__}")
     name = fmt.upper()
