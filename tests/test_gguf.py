@@ -369,6 +369,9 @@ def test_write_read_back(tmp_path, rng):
     path = tmp_path / "model.gguf"
     lowbit.gguf.write(path, tensors, metadata={"lowbit.note": "test", "lowbit.count": 3})
     assert sorted(os.listdir(tmp_path)) == ["model.gguf"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~mask  # a normal file's mode, not mkstemp's 0600
 
     r = gguf.GGUFReader(path)
     got = {t.name: t for t in r.tensors}

@@ -94,10 +94,12 @@ def write(path, tensors: Mapping[str, TensorSpec], *, arch: str = "lowbit",
     ``tensors`` maps a name to either a float array (float16 is stored as F16,
     any other float dtype as F32) or a ``(blob, fmt, shape)`` triple where
     ``blob = quantize(x, fmt)`` and ``shape = x.shape`` (the logical, row-major
-    shape; GGUF stores it reversed, as ggml does, and GGUFReader reports it so). ``metadata`` adds key/value pairs
-    (str, int, float, bool or list values). The file appears atomically: it is
-    written to a temporary file in the same folder and renamed; on any error no
-    file (or the previous file) is left at ``path``.
+    shape; GGUF stores it reversed, as ggml does, and GGUFReader reports it so).
+    ``metadata`` adds key/value pairs (str, int, float, bool or list values).
+
+    The file appears atomically: it is written to a temporary file in the same
+    folder, flushed to disk and renamed over ``path``; on any error ``path`` is
+    left as it was (absent, or the previous file) and the temporary is removed.
     """
     gguf = _import_gguf()
     if not isinstance(tensors, Mapping):
@@ -120,6 +122,12 @@ def write(path, tensors: Mapping[str, TensorSpec], *, arch: str = "lowbit",
             w.write_tensors_to_file()
         finally:
             w.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -127,6 +135,12 @@ def write(path, tensors: Mapping[str, TensorSpec], *, arch: str = "lowbit",
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _prepare(gguf, name, spec):
