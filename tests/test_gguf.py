@@ -467,3 +467,20 @@ def test_docs_examples():
     doc = Path(__file__).resolve().parent.parent / "docs" / "gguf.md"
     result = doctest.testfile(str(doc), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_large_sweep_vs_gguf(isa, fmt):
+    # a few million values from several distributions, including heavy tails and
+    # integer-valued (tie-rich) data, against gguf-py directly
+    rng = np.random.default_rng(7)
+    n = 1 << 20
+    parts = [rng.standard_normal(n), rng.standard_cauchy(n), rng.uniform(-1, 1, n) ** 9,
+             rng.integers(-8, 9, n).astype(np.float64), rng.integers(-1, 2, n) * 0.25,
+             rng.standard_normal(n) * np.exp(rng.uniform(-40, 40, n))]
+    for p in parts:
+        x = np.clip(p, -3e38, 3e38).astype(F32).reshape(-1, 4096)
+        if fmt in ("Q4_1", "Q5_1"):
+            x = x + F32(0.0)
+        check(x, fmt)
