@@ -35,9 +35,9 @@ def test_quantize_dequantize_past_2_31_elements():
     del x
     assert qt.codes.shape == (N,)
     assert qt.scale.shape == (-(-N // 64),)
-    assert qt.codes[0] == 127 and qt.codes[N // 2 + 5] == -127 and qt.codes[-1] == 127
+    assert qt.codes[0] == 127 and qt.codes[N // 2 + 100] == -127 and qt.codes[-1] == 127
     assert qt.codes[N - 2] == -16  # last group: scale 2/127, -0.25 -> round(-15.875)
     assert qt.scale[-1] == np.float32(2.0 / 127)
     y = qt.dequantize()
     assert y[-1] == np.float32(2.0 / 127) * 127 and y[0] == np.float32(0.5 / 127) * 127
-    assert y[N // 2 + 5] == np.float32(np.float32(0.25 / 127) * np.float32(-127))
+    assert y[N // 2 + 100] == np.float32(np.float32(0.25 / 127) * np.float32(-127))
