@@ -234,7 +234,8 @@ def test_float16_scale_rounding_every_exponent(isa, rng):
     e = np.arange(-149, 128)
     v = (np.ldexp(1.0, e)[:, None] * rng.uniform(1, 2, (e.size, 8))).astype(F32).ravel()
     ties = (np.arange(1, 2000, dtype=np.float64) * 2.0 ** -11 + 1 + 2.0 ** -12).astype(F32)  # halfway between halfs
-    v = np.concatenate([v[np.isfinite(v) & (v > 0)], ties, ties * F32(2.0 ** -20), [65504, 65519.996, 65520]]).astype(F32)
+    edges = [65504, 65519.996, 65520]
+    v = np.concatenate([v[np.isfinite(v) & (v > 0)], ties, ties * F32(2.0 ** -20), edges]).astype(F32)
     x = np.zeros((v.size, 256), F32)
     x[:, 0] = v
     blob, _ = check(x, "TQ2_0")
