@@ -485,3 +485,24 @@ def test_large_sweep_vs_gguf(isa, fmt):
         if fmt in ("Q4_1", "Q5_1"):
             x = x + F32(0.0)
         check(x, fmt)
+
+
+@pytest.mark.skipif(not hasattr(lowbit._C, "_set_mxcsr"), reason="x86 only: MXCSR")
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_results_ignore_callers_ftz_daz(isa, rng, fmt):
+    # subnormal float32 inputs and scales that are float16 subnormals: what FTZ/DAZ would change
+    n = block(fmt)
+    x = rng.standard_normal((20, n))
+    x[:10] *= 1e-39
+    x[10:] *= 1e-6
+    x = x.astype(F32)
+    expected = ref.gguf.quantize(x, fmt)
+    y_expected = ref.gguf.dequantize(expected, fmt, x.shape)
+    old = lowbit._C._set_mxcsr(0x1F80 | 0x8040)
+    try:
+        got = lowbit.gguf.quantize(x, fmt)
+        y = lowbit.gguf.dequantize(expected, fmt, x.shape)
+    finally:
+        lowbit._C._set_mxcsr(old)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(bits(y), bits(y_expected))
