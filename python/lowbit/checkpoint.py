@@ -373,7 +373,7 @@ class Checkpoint:
 # ---------------------------------------------------------------------------
 # error statistics and the report
 
-def tensor_error_stats(w: np.ndarray, w_hat: np.ndarray, chunk: int = 1 << 20) -> Dict[str, float]:
+def tensor_error_stats(w: np.ndarray, w_hat: np.ndarray, chunk: int = 1 << 16) -> Dict[str, float]:
     """SQNR (dB), MSE and max |error| of ``w_hat`` against ``w``, accumulated in float64, chunked."""
     a = np.asarray(w, np.float32).reshape(-1)
     b = np.asarray(w_hat, np.float32).reshape(-1)

@@ -410,7 +410,8 @@ class SafetensorsWriter:
                     with open(self._final_tmp, "wb") as out, open(self._spool_path, "rb") as src:
                         out.write(struct.pack("<Q", len(header)))
                         out.write(header)
-                        shutil.copyfileobj(src, out, 16 << 20)
+                        out.flush()
+                        _copy_rest(src, out, self._pos)
                         out.flush()
                         os.fsync(out.fileno())
                 except OSError as e:
@@ -419,6 +420,23 @@ class SafetensorsWriter:
             self._out.__exit__(*sys.exc_info())
             raise
         return self._out.__exit__(exc_type, exc, tb)
+
+
+def _copy_rest(src, dst, n: int) -> None:
+    """Append ``n`` bytes of ``src`` to ``dst`` without a large buffer (sendfile where possible)."""
+    off = 0
+    if hasattr(os, "sendfile"):
+        try:
+            while off < n:
+                sent = os.sendfile(dst.fileno(), src.fileno(), off, min(n - off, 1 << 30))
+                if sent == 0:
+                    break
+                off += sent
+        except OSError:   # not supported here: copy the rest by hand
+            pass
+    src.seek(off)
+    dst.seek(0, os.SEEK_END)
+    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def write(path, tensors: Mapping[str, Union[np.ndarray, RawTensor]], *, metadata: Optional[Mapping[str, str]] = None,
