@@ -184,7 +184,7 @@ def test_hostile_files_are_refused(tmp_path, case, header, data, header_len, mes
     (b"\xff\xfe{}", "not UTF-8"),
     (b"not json at all", "not a JSON object"),
     (b"{" * 100000, "not valid JSON"),
-])
+], ids=["duplicate", "nan", "not-utf8", "not-json", "deep-nesting"])
 def test_hostile_headers(tmp_path, blob, message):
     p = tmp_path / "bad.safetensors"
     p.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * 4)
