@@ -145,6 +145,7 @@ class Scheme:
     granularity: bool = True       # accepts --granularity
     gguf_type: Optional[str] = None
     block: int = 1                 # GGUF block size: rows must be a multiple
+    packages: Tuple[str, ...] = ()  # third-party packages the scheme needs (e.g. gguf to write .gguf)
 
     @property
     def output(self) -> str:
@@ -159,6 +160,10 @@ class Scheme:
         if miss:
             raise CheckpointError(f"scheme {self.name!r} needs {', '.join('lowbit.' + m for m in miss)}, "
                                   "which this build of lowbit does not have")
+        import importlib.util
+        for pkg in self.packages:
+            if importlib.util.find_spec(pkg) is None:
+                raise CheckpointError(f"scheme {self.name!r} needs the {pkg!r} package: pip install 'lowbit[{pkg}]'")
         probe = np.linspace(-1, 1, 4 * 256, dtype=np.float32).reshape(4, 256)
         axis, gs = _axis_group(parse_granularity(self.default_granularity), 2)
         try:
@@ -229,7 +234,8 @@ for _b in range(2, 9):
 for _t, _blk in (("Q8_0", 32), ("Q4_0", 32), ("Q4_1", 32), ("Q5_0", 32), ("Q5_1", 32), ("TQ1_0", 256),
                  ("TQ2_0", 256)):
     register_scheme(Scheme(f"gguf:{_t}", f"GGUF {_t} blocks (llama.cpp)", ("gguf.quantize", "gguf.write"),
-                           _gguf(_t), default_granularity="tensor", granularity=False, gguf_type=_t, block=_blk))
+                           _gguf(_t), default_granularity="tensor", granularity=False, gguf_type=_t, block=_blk,
+                           packages=("gguf",)))
 
 
 def scheme_names() -> List[str]:
@@ -421,7 +427,9 @@ class Report:
         noise = sum(float(r["mse"]) * int(r["numel"]) for r in q)
         sqnr = (math.inf if noise == 0 else 10 * math.log10(sig / noise) if sig > 0 else -math.inf) if q else None
         return {
-            "tensors": len(self.rows), "quantized": len(q), "kept": len(self.rows) - len(q),
+            "tensors": len(self.rows), "quantized": len(q),
+            "kept": sum(r["action"] == "kept" for r in self.rows),
+            "dropped": sum(r["action"] == "dropped" for r in self.rows),
             "bytes_before": before, "bytes_after": after,
             "ratio": before / after if after else None,
             "quantized_bytes_before": qb, "quantized_bytes_after": qa,
@@ -468,12 +476,15 @@ class Report:
                 lines.append((name, shape, str(r["scheme"]), f"{r['bits_per_weight']:.3g}",
                               "inf" if sq == math.inf else f"{sq:.2f}", f"{r['mse']:.3g}", f"{r['max_abs_err']:.3g}",
                               _size(r["bytes_before"]), _size(r["bytes_after"])))
+            elif r["action"] == "dropped":
+                lines.append((name, shape, f"dropped ({r['dtype']})", "", "", "", "", _size(r["bytes_before"]), "0 B"))
             else:
                 lines.append((name, shape, f"keep ({r['dtype']})", f"{8 * r['bytes_before'] / max(r['numel'], 1):.3g}",
                               "", "", "", _size(r["bytes_before"]), _size(r["bytes_after"])))
         t = self.totals()
         sq = t["sqnr_db"]
-        total = ("TOTAL", f"{t['quantized']} quantized, {t['kept']} kept", self.scheme,
+        total = ("TOTAL", f"{t['quantized']} quantized, {t['kept']} kept"
+                 + (f", {t['dropped']} dropped" if t["dropped"] else ""), self.scheme,
                  "" if t["bits_per_weight"] is None else f"{t['bits_per_weight']:.3g}",
                  "" if sq is None else ("inf" if sq == math.inf else f"{sq:.2f}"),
                  "" if t["mse"] is None else f"{t['mse']:.3g}",
@@ -619,10 +630,13 @@ def quantize_checkpoint(src, out, scheme: str = "int8", *, granularity: Optional
                                    q.granularity if isinstance(q, QTensor) else _gran_text(gran)),
                                bits_per_weight=8.0 * nbytes / max(info.size, 1), bytes_after=nbytes, **stats)
                 else:
-                    sink.add_kept(name, ck)
-                    row.update(action="kept", scheme="keep", bytes_after=info.nbytes)
+                    nbytes, dropped = sink.add_kept(name, ck)
+                    if dropped:
+                        row.update(action="dropped", scheme="drop", bytes_after=0, note=dropped)
+                    else:
+                        row.update(action="kept", scheme="keep", bytes_after=nbytes)
                     if spec.block > 1 and select(name, info, include, exclude):
-                        row["note"] = f"row length {info.shape[-1]} is not a multiple of {spec.block}"
+                        row["note"] = f"kept: row length {info.shape[-1]} is not a multiple of the block ({spec.block})"
                 row["seconds"] = time.perf_counter() - t1
                 rep.rows.append(row)
                 done_bytes += info.nbytes
@@ -647,16 +661,24 @@ class _LowbitWriter(SafetensorsWriter):
             n += arr.nbytes
         return n
 
-    def add_kept(self, name: str, ck: Checkpoint) -> None:
+    def add_kept(self, name: str, ck: Checkpoint) -> Tuple[int, Optional[str]]:
         self.add(name, ck.raw_tensor(name))
+        return ck.info(name).nbytes, None
 
 
 class _GGUFSink:
-    """Collects GGUF blobs and kept tensors, then writes one .gguf file via lowbit.gguf.write."""
+    """Collects GGUF blobs and kept float tensors, then writes one .gguf file with lowbit.gguf.write.
+
+    GGUF holds the quantized blocks and float tensors (F16 stays F16, other floats
+    become F32); integer tensors (e.g. position ids) cannot go through the writer
+    and are dropped, which the report says. Memory: the quantized model plus the
+    kept tensors (the gguf package writes from memory).
+    """
 
     def __init__(self, out, force, spec: Scheme, ck: Checkpoint):
         self.out = atomic_output(out, force=force, suffix=".gguf-tmp")
         self.spec = spec
+        self.source_metadata = dict(ck.metadata)
         self.tensors: Dict[str, object] = {}
 
     def __enter__(self):
@@ -667,19 +689,23 @@ class _GGUFSink:
         return _lookup("gguf.dequantize")(blob, self.spec.gguf_type, tuple(shape))
 
     def add_quantized(self, name, blob, info) -> int:
-        self.tensors[name] = (self.spec.gguf_type, blob, tuple(info.shape))
+        self.tensors[name] = (blob, self.spec.gguf_type, tuple(info.shape))
         return int(np.asarray(blob).nbytes)
 
-    def add_kept(self, name, ck: Checkpoint) -> None:
+    def add_kept(self, name, ck: Checkpoint) -> Tuple[int, Optional[str]]:
+        info = ck.info(name)
+        if not info.is_float:
+            return 0, f"dropped: GGUF output holds float tensors only, not {info.dtype}"
         a = ck.get(name)
-        if a.dtype.kind == "f" and a.dtype not in (np.float16, np.float32):
-            a = a.astype(np.float32)
+        a = a if a.dtype == np.float16 else np.asarray(a, np.float32)
         self.tensors[name] = a
+        return a.nbytes, None
 
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None:
-                _lookup("gguf.write")(self.tmp, self.tensors)
+                _lookup("gguf.write")(self.tmp, self.tensors, metadata={
+                    "general.quantized_by": "lowbit", "lowbit.scheme": self.spec.name})
         except BaseException:
             import sys
             self.out.__exit__(*sys.exc_info())
