@@ -13,7 +13,7 @@ from lowbit import checkpoint as ck
 from lowbit.cli import main
 from lowbit.io import safetensors as st
 
-from conftest import assert_qtensor_equal
+from test_checkpoint import assert_qtensor_equal
 
 
 def need(scheme: str):
