@@ -394,13 +394,16 @@ def tensor_error_stats(w: np.ndarray, w_hat: np.ndarray, chunk: int = 1 << 16) -
     b = np.asarray(w_hat, np.float32).reshape(-1)
     sig = noise = 0.0
     mx = 0.0
+    # plain NumPy reductions (pairwise sums in float64), not np.dot: BLAS threads
+    # can be very slow on a busy machine, and this is a small part of the work
     for i in range(0, a.size, chunk):
-        x = a[i:i + chunk]
-        d = b[i:i + chunk] - x
-        sig += float(np.dot(x.astype(np.float64), x.astype(np.float64)))
-        noise += float(np.dot(d.astype(np.float64), d.astype(np.float64)))
+        x = a[i:i + chunk].astype(np.float64)
+        d = b[i:i + chunk].astype(np.float64)
+        d -= x
+        sig += float(np.add.reduce(x * x))
+        noise += float(np.add.reduce(d * d))
         if d.size:
-            mx = max(mx, float(np.max(np.abs(d))))
+            mx = max(mx, float(np.maximum(d.max(), -d.min())))
     n = max(a.size, 1)
     if noise == 0.0:
         sqnr = math.inf
@@ -716,6 +719,12 @@ class _GGUFSink:
             if exc_type is None:
                 _lookup("gguf.write")(self.tmp, self.tensors, metadata={
                     "general.quantized_by": "lowbit", "lowbit.scheme": self.spec.name})
+                try:   # the writer's own temporary file is 0600; give OUT the usual permissions
+                    mask = os.umask(0)
+                    os.umask(mask)
+                    os.chmod(self.tmp, 0o666 & ~mask)
+                except OSError:
+                    pass
         except BaseException:
             import sys
             self.out.__exit__(*sys.exc_info())
