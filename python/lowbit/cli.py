@@ -99,6 +99,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\nlowbit: interrupted; nothing written", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `lowbit inspect x | head`: the reader left; not an error
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except (ValueError, TypeError, OSError, KeyError, ImportError) as e:
         if isinstance(e, OSError) and e.filename:
             msg = f"{e.filename}: {e.strerror or e}"
@@ -108,8 +114,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                 msg = msg.strip("'\"")
         print(f"lowbit: error: {msg}", file=sys.stderr)
         return 1
-    except BrokenPipeError:   # `lowbit inspect x | head`
-        return 0
 
 
 def cmd_quantize(args) -> int:
