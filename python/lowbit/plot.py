@@ -97,7 +97,7 @@ def plot_quantization(w: Optional[np.ndarray], qt: QTensor, out, *, title: str =
     lo, hi = float(levels.min()), float(levels.max())
 
     ncols = 1 if w is None else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols, 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(6.2 * ncols if ncols > 1 else 8.0, 4.4), squeeze=False)
     ax = axes[0, 0]
     span = max(float(wg.max()) - float(wg.min()), hi - lo, 1e-30)
     xmin = min(float(wg.min()), lo) - 0.04 * span
@@ -144,7 +144,9 @@ def plot_quantization(w: Optional[np.ndarray], qt: QTensor, out, *, title: str =
         ax2.set_ylim(xmin, xmax)
         ax2.legend(fontsize=8, loc="upper left")
         ax2.grid(alpha=0.3)
-    fig.suptitle(title or f"{qt.scheme} {qt.bits}-bit {qt.granularity}", fontsize=11)
+    import textwrap
+    fig.suptitle("\n".join(textwrap.wrap(title or f"{qt.scheme} {qt.bits}-bit {qt.granularity}", 60 * ncols)),
+                 fontsize=11 if ncols > 1 else 10)
     fig.tight_layout()
     out = os.fspath(out)
     try:
@@ -180,7 +182,7 @@ def plot_checkpoint_tensor(file, tensor: str, out, *, scheme: str = "int4", gran
         v = tensors[tensor]
         if isinstance(v, QTensor):
             return plot_quantization(None, v, out, force=force,
-                                     title=f"{tensor}: {v.scheme} {v.bits}-bit {v.granularity} (stored)")
+                                     title=f"{tensor}: stored {v.scheme} {v.bits}-bit {v.granularity}")
         w = np.asarray(v, np.float32)
     spec, gran, clip_m, clip_p = ck._resolve_options(scheme, granularity, clip)
     if spec.output == "gguf":
