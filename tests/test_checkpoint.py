@@ -203,6 +203,17 @@ def test_hostile_headers(tmp_path, blob, message):
         st.SafetensorsFile(p)
 
 
+@pytest.mark.parametrize("blob, message", [(b"GGUF\x03\0\0\0" + b"\0" * 16, "GGUF file"),
+                                           (b"PK\x03\x04" + b"\0" * 16, "never unpickles"),
+                                           (b"\x80\x02}q\x00." + b"\0" * 16, "never unpickles")],
+                         ids=["gguf", "torch-zip", "pickle"])
+def test_other_formats_are_named(tmp_path, blob, message):
+    p = tmp_path / "model.bin"
+    p.write_bytes(blob)
+    with pytest.raises(st.SafetensorsError, match=message):
+        st.SafetensorsFile(p)
+
+
 def test_random_corruption_never_crashes(tmp_path, rng):
     """Flip bytes of a valid file: every result is a clean SafetensorsError or a valid read."""
     good = tmp_path / "g.safetensors"

@@ -186,7 +186,14 @@ class SafetensorsFile:
             size = os.fstat(f.fileno()).st_size
             if size < 8:
                 raise SafetensorsError(self.path, f"file is too short ({size} bytes) to be safetensors")
-            (n,) = struct.unpack("<Q", f.read(8))
+            head = f.read(8)
+            if head[:4] == b"GGUF":
+                raise SafetensorsError(self.path, "is a GGUF file, not safetensors (lowbit reads GGUF with the "
+                                                  "gguf package: gguf.GGUFReader)")
+            if head[:2] == b"PK" or head[:1] == b"\x80":
+                raise SafetensorsError(self.path, "looks like a PyTorch pickle/zip checkpoint; lowbit never unpickles: "
+                                                  "convert it to safetensors first")
+            (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER_BYTES:
                 raise SafetensorsError(self.path, f"header length {n} is implausible (limit {MAX_HEADER_BYTES}; "
                                                   "not a safetensors file?)")
