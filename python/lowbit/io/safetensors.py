@@ -173,6 +173,15 @@ def parse_header(path, header_bytes: bytes, data_size: int) -> Tuple[Dict[str, T
     return tensors, meta
 
 
+def _foreign(head: bytes) -> Optional[str]:
+    """A clearer message when the first bytes are another format's magic."""
+    if head[:4] == b"GGUF":
+        return "is a GGUF file, not safetensors (read it with the gguf package: gguf.GGUFReader)"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "looks like a PyTorch pickle/zip checkpoint; lowbit never unpickles: convert it to safetensors first"
+    return None
+
+
 class SafetensorsFile:
     """A validated, memory-mapped safetensors file. Use as a context manager or call close()."""
 
@@ -187,22 +196,18 @@ class SafetensorsFile:
             if size < 8:
                 raise SafetensorsError(self.path, f"file is too short ({size} bytes) to be safetensors")
             head = f.read(8)
-            if head[:4] == b"GGUF":
-                raise SafetensorsError(self.path, "is a GGUF file, not safetensors (lowbit reads GGUF with the "
-                                                  "gguf package: gguf.GGUFReader)")
-            if head[:2] == b"PK" or head[:1] == b"\x80":
-                raise SafetensorsError(self.path, "looks like a PyTorch pickle/zip checkpoint; lowbit never unpickles: "
-                                                  "convert it to safetensors first")
             (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER_BYTES:
-                raise SafetensorsError(self.path, f"header length {n} is implausible (limit {MAX_HEADER_BYTES}; "
-                                                  "not a safetensors file?)")
+                raise SafetensorsError(self.path, _foreign(head) or f"header length {n} is implausible (limit "
+                                                  f"{MAX_HEADER_BYTES}; not a safetensors file?)")
             if 8 + n > size:
-                raise SafetensorsError(self.path, f"header length {n} runs past the end of the file "
-                                                  f"({size} bytes; truncated?)")
+                raise SafetensorsError(self.path, _foreign(head) or f"header length {n} runs past the end of the "
+                                                  f"file ({size} bytes; truncated?)")
             header = f.read(n)
             if len(header) != n:
                 raise SafetensorsError(self.path, "file shrank while reading the header")
+            if not header.lstrip()[:1] == b"{" and _foreign(head):
+                raise SafetensorsError(self.path, _foreign(head))
             self.data_offset = 8 + n
             self.data_size = size - self.data_offset
             self.tensors, self.metadata = parse_header(self.path, header, self.data_size)
