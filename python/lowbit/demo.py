@@ -77,6 +77,8 @@ def run(out_dir: Optional[str] = None, scheme: str = "int4", stream=None) -> int
             bar.close()
         say(rep.table(all_rows=False))
         say(rep.summary())
+        if not callable(getattr(ck.QTensor, "pack", None)):
+            say("   (this build has no bit-packing: sub-byte codes are stored one per byte)")
         t0 = time.perf_counter()
         back = ck.load(dst)
         n_q = sum(isinstance(v, ck.QTensor) for v in back.values())
