@@ -537,6 +537,29 @@ def test_ctrl_c_in_cli_exits_130(model_file, tmp_path, monkeypatch, capsys):
     assert os.listdir(tmp_path) == [os.path.basename(model_file[0])]
 
 
+def test_real_sigint_leaves_nothing(model_file, tmp_path):
+    """A real SIGINT (delivered while tensors are being written) through the CLI's handling."""
+    script = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "import lowbit.cli as cli, lowbit.checkpoint as ck\n"
+        "real = ck.tensor_error_stats\n"
+        "n = [0]\n"
+        "def stats(*a, **k):\n"
+        "    n[0] += 1\n"
+        "    if n[0] == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(*a, **k)\n"
+        "ck.tensor_error_stats = stats\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n")
+    out = tmp_path / "o.safetensors"
+    r = subprocess.run([sys.executable, "-c", script, "quantize", model_file[0], str(out)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 130, r.stderr
+    assert "interrupted; nothing written" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+
+
 def test_read_only_folder(model_file, tmp_path, monkeypatch, capsys):
     import tempfile
 
