@@ -537,6 +537,17 @@ def test_ctrl_c_in_cli_exits_130(model_file, tmp_path, monkeypatch, capsys):
     assert os.listdir(tmp_path) == [os.path.basename(model_file[0])]
 
 
+def test_ctrl_c_after_the_rename_says_so(model_file, tmp_path, monkeypatch, capsys):
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ck.Report, "save", boom)   # interrupted while writing the report, after OUT
+    out = tmp_path / "o.safetensors"
+    assert main(["quantize", model_file[0], str(out), "--report", str(tmp_path / "r.json")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after" in err and "completely written" in err
+    assert isinstance(lowbit.load(out)["layers.0.attn.q.weight"], lowbit.QTensor)
+
+
 def test_real_sigint_leaves_nothing(model_file, tmp_path):
     """A real SIGINT (delivered while tensors are being written) through the CLI's handling."""
     script = (

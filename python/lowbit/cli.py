@@ -97,7 +97,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return {"quantize": cmd_quantize, "inspect": cmd_inspect, "plot": cmd_plot, "demo": cmd_demo,
                 "schemes": cmd_schemes}[args.command](args)
     except KeyboardInterrupt:
-        print("\nlowbit: interrupted; nothing written", file=sys.stderr)
+        from .io.safetensors import COMMITTED
+        out = getattr(args, "output", None) if args.command == "quantize" else getattr(args, "out", None)
+        if out is not None and os.path.abspath(out) in COMMITTED:
+            print(f"\nlowbit: interrupted after {out} was completely written", file=sys.stderr)
+        else:
+            print("\nlowbit: interrupted; nothing written", file=sys.stderr)
         return 130
     except BrokenPipeError:   # `lowbit inspect x | head`: the reader left; not an error
         try:

@@ -284,6 +284,28 @@ def _os_error(path, e: OSError) -> SafetensorsError:
     return SafetensorsError(path, f"cannot write: {e.strerror or e}")
 
 
+#: Paths this process has renamed into place (so an interrupt that lands after
+#: the rename can say the file is complete rather than "nothing written").
+COMMITTED: set = set()
+
+
+def _commit(tmp: str, path: str) -> None:
+    """Rename ``tmp`` onto ``path`` and record it, with SIGINT held off in between."""
+    import signal
+    import threading
+    hold = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hold else None
+    try:
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _os_error(path, e) from None
+        COMMITTED.add(path)
+    finally:
+        if hold:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class atomic_output:
     """Context manager giving a temporary path next to ``path``; renamed onto it on success.
 
@@ -332,10 +354,7 @@ class atomic_output:
             if exc_type is None:
                 if os.path.lexists(self.path) and not self.force:
                     raise SafetensorsError(self.path, "appeared while writing; not overwritten (use --force)")
-                try:
-                    os.replace(self.tmp, self.path)
-                except OSError as e:
-                    raise _os_error(self.path, e) from None
+                _commit(self.tmp, self.path)
                 self.tmp = None
         finally:
             for p in [self.tmp] + self.extra:
