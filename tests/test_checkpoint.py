@@ -762,3 +762,50 @@ def test_python_dash_m_lowbit(model_file, tmp_path):
     r = subprocess.run([sys.executable, "-m", "lowbit", "quantize", model_file[0], str(tmp_path / "x.txt")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "x.txt" in r.stderr
+
+
+# ---------------------------------------------------------------------------
+# fuzz: hostile headers built field by field
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hst  # noqa: E402
+
+_DT = list(st.DTYPES) + ["F8_E4M3", "F33", "", "f32", 3, None]
+_INT = hst.one_of(hst.integers(-5, 64), hst.integers(-2 ** 70, 2 ** 70), hst.sampled_from([0, 1, 2 ** 63, 2 ** 64]))
+
+
+@hst.composite
+def _headers(draw):
+    h = {}
+    for i in range(draw(hst.integers(0, 4))):
+        ent = {"dtype": draw(hst.sampled_from(_DT)),
+               "shape": draw(hst.one_of(hst.lists(_INT, max_size=3), hst.lists(hst.integers(0, 4), max_size=3),
+                                        hst.booleans(), hst.none())),
+               "data_offsets": draw(hst.one_of(hst.lists(_INT, min_size=2, max_size=2),
+                                               hst.tuples(hst.integers(0, 40), hst.integers(0, 40)).map(list),
+                                               hst.lists(_INT, max_size=3), hst.text(max_size=3)))}
+        if draw(hst.booleans()):
+            ent.pop(draw(hst.sampled_from(list(ent))))
+        h[draw(hst.sampled_from(["a", "b", "c", "__metadata__", f"t{i}"]))] = ent
+    if draw(hst.booleans()):
+        h["__metadata__"] = draw(hst.dictionaries(hst.text(max_size=3), hst.one_of(hst.text(max_size=3), _INT),
+                                                  max_size=2))
+    return h
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(header=_headers(), data_len=hst.integers(0, 48), junk_len=hst.one_of(hst.none(), hst.integers(0, 2 ** 64 - 1)))
+def test_fuzz_headers(tmp_path, header, data_len, junk_len):
+    p = tmp_path / "f.safetensors"
+    raw_file(p, header, bytes(range(data_len)), header_len=junk_len)
+    try:
+        f = st.SafetensorsFile(p)
+    except st.SafetensorsError:
+        return
+    with f:
+        for name in f.keys():
+            info = f.info(name)
+            arr = f.get(name)
+            assert arr.shape == info.shape
+            assert (arr.size * st.DTYPES[info.dtype].itemsize) == info.nbytes
