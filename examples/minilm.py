@@ -188,6 +188,10 @@ def variants() -> Dict[str, Callable[[np.ndarray, np.ndarray], Linear]]:
     return v
 
 
+def missing_variants() -> List[str]:
+    return [] if hasattr(lowbit, "ternarize") else ["ternary: lowbit.ternarize is not in this build"]
+
+
 # ---------------------------------------------------------------------------
 # the model
 
@@ -310,6 +314,11 @@ def main(argv=None) -> int:
     print(f"{'variant':<{w}}  {'cos mean':>8}  {'cos min':>8}  {'ms/batch':>8}  {'prepare ms':>10}")
     for name, cm, cn, ms, pm in rows:
         print(f"{name:<{w}}  {cm:8.4f}  {cn:8.4f}  {ms:8.1f}  {pm:10.1f}")
+    for m in missing_variants():
+        print(f"(skipped) {m}")
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1):
+        print(f"(note: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: times are noisy, and "
+              "NumPy's BLAS threads slow down badly on a busy machine; try OPENBLAS_NUM_THREADS=1)")
     sims = ref @ ref.T
     print("\nfloat32 similarities of sentence pairs:")
     for i in range(0, 10, 2):
