@@ -569,8 +569,15 @@ def _resolve_options(scheme, granularity, clip):
     if clip_m is not None and not spec.clip:
         raise CheckpointError(f"scheme {spec.name!r} does not take --clip (only the int/uint schemes do)")
     spec.require()
-    if clip_m is not None and _lookup("calibrate") is None:
-        raise CheckpointError(f"--clip {clip}: calibrated clipping (lowbit.calibrate) is not in this build")
+    if clip_m is not None:
+        if _lookup("calibrate") is None:
+            raise CheckpointError(f"--clip {clip}: calibrated clipping (lowbit.calibrate) is not in this build")
+        probe = np.linspace(-1, 1, 4 * 256, dtype=np.float32).reshape(4, 256)
+        try:   # fail before any work if this build cannot clip this way
+            spec.build(probe, *_axis_group(gran, 2), clip_m, clip_p)
+        except Exception as e:  # noqa: BLE001 - any failure here means "not available"
+            raise CheckpointError(f"--clip {clip} does not work in this build of lowbit "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return spec, gran, clip_m, clip_p
 
 
