@@ -168,9 +168,9 @@ class Scheme:
         axis, gs = _axis_group(parse_granularity(self.default_granularity), 2)
         try:
             self.build(probe, axis, gs, None, None)
-        except (ValueError, TypeError, NotImplementedError) as e:
-            raise CheckpointError(f"scheme {self.name!r} is not available in this build of lowbit "
-                                  f"({str(e).splitlines()[0]})") from None
+        except Exception as e:  # noqa: BLE001 - any failure of the probe means "not available"
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"scheme {self.name!r} is not available in this build of lowbit ({msg})") from None
 
 
 SCHEMES: Dict[str, Scheme] = {}
