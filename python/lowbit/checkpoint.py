@@ -28,8 +28,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from .io.safetensors import (RawTensor, SafetensorsError, SafetensorsFile, SafetensorsWriter, TensorInfo,
-                             atomic_output)
+from .io.safetensors import (RawTensor, SafetensorsError, SafetensorsFile, SafetensorsWriter,  # noqa: F401
+                             TensorInfo, atomic_output)
 from .qtensor import QTensor
 
 __all__ = ["CheckpointError", "Checkpoint", "Scheme", "SCHEMES", "register_scheme", "get_scheme",

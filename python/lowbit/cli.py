@@ -19,8 +19,6 @@ import os
 import sys
 from typing import List, Optional
 
-import numpy as np
-
 from . import checkpoint as ckpt
 from ._progress import Progress
 
