@@ -597,6 +597,13 @@ def test_read_only_folder_for_real(model_file, tmp_path, capsys):
         ro.chmod(0o755)
 
 
+def test_bad_report_path_fails_before_writing(model_file, tmp_path):
+    out = tmp_path / "o.safetensors"
+    with pytest.raises(ValueError, match="does not exist"):
+        ck.quantize_checkpoint(model_file[0], out, "int8", report=tmp_path / "nope" / "r.json")
+    assert not out.exists()
+
+
 def test_output_folder_missing(model_file, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         ck.quantize_checkpoint(model_file[0], tmp_path / "nope" / "o.safetensors", "int8")

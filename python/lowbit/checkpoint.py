@@ -611,6 +611,8 @@ def quantize_checkpoint(src, out, scheme: str = "int8", *, granularity: Optional
             if os.path.exists(out) and os.path.samefile(p, out):
                 raise CheckpointError(f"{out}: is also the input; choose another OUT")
         atomic_output(out, force=force).check()
+        if report is not None:
+            atomic_output(report, force=True).check()   # a bad --report path fails before the work
         names = ck.names()
         if not any(select(n, ck.info(n), include, exclude) for n in names):
             raise CheckpointError(f"{src}: no tensor selected for quantization (check --include/--exclude)")
@@ -631,8 +633,8 @@ def quantize_checkpoint(src, out, scheme: str = "int8", *, granularity: Optional
                 t1 = time.perf_counter()
                 row: Dict[str, object] = {"name": name, "shape": list(info.shape), "dtype": info.dtype,
                                           "numel": info.size, "bytes_before": info.nbytes}
-                if select(name, info, include, exclude) and (spec.block == 1 or
-                                                             info.shape[-1] % spec.block == 0):
+                fits = spec.block == 1 or (len(info.shape) >= 1 and info.shape[-1] % spec.block == 0)
+                if select(name, info, include, exclude) and fits:
                     w = ck.get(name, float32=True)
                     axis, gs = _axis_group(gran, w.ndim)
                     try:
@@ -655,8 +657,9 @@ def quantize_checkpoint(src, out, scheme: str = "int8", *, granularity: Optional
                         row.update(action="dropped", scheme="drop", bytes_after=0, note=dropped)
                     else:
                         row.update(action="kept", scheme="keep", bytes_after=nbytes)
-                    if spec.block > 1 and select(name, info, include, exclude):
-                        row["note"] = f"kept: row length {info.shape[-1]} is not a multiple of the block ({spec.block})"
+                    if not fits and select(name, info, include, exclude):
+                        row["note"] = (f"kept: row length {info.shape[-1] if info.shape else 1} is not a multiple "
+                                       f"of the block ({spec.block})")
                 row["seconds"] = time.perf_counter() - t1
                 rep.rows.append(row)
                 done_bytes += info.nbytes
