@@ -584,6 +584,22 @@ def test_read_only_folder(model_file, tmp_path, monkeypatch, capsys):
     assert not out.exists()
 
 
+def test_second_temporary_failing_leaves_nothing(model_file, tmp_path, monkeypatch):
+    import tempfile
+    real = tempfile.mkstemp
+    calls = []
+
+    def second_fails(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(*a, **k)
+    monkeypatch.setattr(tempfile, "mkstemp", second_fails)
+    with pytest.raises(ValueError, match="No space left"):
+        ck.quantize_checkpoint(model_file[0], tmp_path / "o.safetensors", "int8")
+    assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root ignores folder permissions")
 def test_read_only_folder_for_real(model_file, tmp_path, capsys):
     ro = tmp_path / "ro"

@@ -396,9 +396,13 @@ class SafetensorsWriter:
 
     def __enter__(self) -> "SafetensorsWriter":
         self._final_tmp = self._out.__enter__()
-        self._spool_path = self._out.mktemp(".lowbit-spool")
-        self._out.extra.append(self._spool_path)
-        self._spool = open(self._spool_path, "wb")
+        try:
+            self._spool_path = self._out.mktemp(".lowbit-spool")
+            self._out.extra.append(self._spool_path)
+            self._spool = open(self._spool_path, "wb")
+        except BaseException:
+            self._out.__exit__(*sys.exc_info())   # remove what was created
+            raise
         return self
 
     def add(self, name: str, value: Union[np.ndarray, RawTensor]) -> None:
