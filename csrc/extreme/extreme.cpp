@@ -67,9 +67,10 @@ bool quantize_group(const ExtremeKernels& k, const float* x, size_t n, ExtremeMe
     return true;
   }
 
-  const bool want_sum = m == ExtremeMethod::bitnet;
+  const bool want_sum = m == ExtremeMethod::bitnet, sign = m == ExtremeMethod::sign;
   over_blocks(n, [&](size_t b0, size_t b1) {
-    k.block_sums(x + b0 * kSumBlock, block_len(n, b0, b1), abs_b + b0, want_sum ? sum_b + b0 : nullptr);
+    k.block_sums(x + b0 * kSumBlock, block_len(n, b0, b1), abs_b + b0, want_sum ? sum_b + b0 : nullptr,
+                 sign ? q + b0 * kSumBlock : nullptr);
   });
   const double abs_total = ordered_total(abs_b, nb);
   if (!std::isfinite(abs_total)) return false;
@@ -94,9 +95,11 @@ bool quantize_group(const ExtremeKernels& k, const float* x, size_t n, ExtremeMe
       *scale = kc ? static_cast<float>(ordered_total(sum_b, nb) / static_cast<double>(kc)) : 0.0f;
       break;
     }
-    case ExtremeMethod::sign:
+    case ExtremeMethod::sign:  // codes written with the sums
+      *scale = static_cast<float>(abs_total / dn);
+      break;
     case ExtremeMethod::bitnet: {
-      float mu = want_sum ? static_cast<float>(ordered_total(sum_b, nb) / dn) : 0.0f;
+      float mu = static_cast<float>(ordered_total(sum_b, nb) / dn);
       *scale = static_cast<float>(abs_total / dn);
       over_blocks(n, [&](size_t b0, size_t b1) {
         k.binary_sign(x + b0 * kSumBlock, block_len(n, b0, b1), mu, q + b0 * kSumBlock);

@@ -27,8 +27,10 @@ enum class ExtremeMethod { absmean = 0, twn = 1, threshold = 2, sign = 3, bitnet
 
 struct ExtremeKernels {
   // Block values (see above) of |x| into abs_out[ceil(n / kSumBlock)], and of x
-  // into sum_out when it is not null; blocks start at x[0].
-  void (*block_sums)(const float* x, size_t n, double* abs_out, double* sum_out);
+  // into sum_out when it is not null; blocks start at x[0]. When sign_out is not
+  // null it also gets the binary "sign" codes (+1 where x >= 0, else -1): the
+  // codes of that method do not depend on the scale, so they take no second pass.
+  void (*block_sums)(const float* x, size_t n, double* abs_out, double* sum_out, int8_t* sign_out);
   // Ternary, absmean: q = clamp(round_half_even(x * inv), -1, 1).
   void (*ternary_round)(const float* x, size_t n, float inv, int8_t* q);
   // Ternary, TWN: q = sign(x) where |x| > delta, else 0. kept_out gets the block

@@ -36,12 +36,28 @@ inline void store_codes(int8_t* q, __m256i a, __m256i b, __m256i c, __m256i d) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), r);
 }
 
-void block_sums(const float* x, size_t n, double* abs_out, double* sum_out) {
+void block_sums(const float* x, size_t n, double* abs_out, double* sum_out, int8_t* sign_out) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i one = _mm256_set1_epi32(1);
   for (size_t b = 0; b * kSumBlock < n; ++b) {
     size_t s = b * kSumBlock, len = n - s < kSumBlock ? n - s : kSumBlock;
     const float* xb = x + s;
     Lanes A, S;
     size_t i = 0;
+    if (sign_out) {  // sums and the sign codes in one pass
+      for (; i + 32 <= len; i += 32) {
+        __m256 v[4];
+        __m256i r[4];
+        for (int k = 0; k < 4; ++k) {
+          v[k] = _mm256_loadu_ps(xb + i + 8 * k);
+          r[k] = _mm256_or_si256(_mm256_castps_si256(_mm256_cmp_ps(v[k], zero, _CMP_LT_OQ)), one);
+        }
+        A.add(abs8(v[0]), abs8(v[1]));
+        A.add(abs8(v[2]), abs8(v[3]));
+        store_codes(sign_out + s + i, r[0], r[1], r[2], r[3]);
+      }
+      for (size_t j = i; j < len; ++j) sign_out[s + j] = binary_sign_one(xb[j], 0.0f);
+    }
     if (sum_out) {
       for (; i + 16 <= len; i += 16) {
         __m256 v0 = _mm256_loadu_ps(xb + i), v1 = _mm256_loadu_ps(xb + i + 8);
@@ -146,7 +162,9 @@ size_t ternary_twn(const float* x, size_t n, float delta, int8_t* q, double* kep
 }
 
 struct Ops {
-  static void block_sums(const float* x, size_t n, double* a, double* s) { lowbit::block_sums(x, n, a, s); }
+  static void block_sums(const float* x, size_t n, double* a, double* s, int8_t* q) {
+    lowbit::block_sums(x, n, a, s, q);
+  }
   static void ternary_round(const float* x, size_t n, float inv, int8_t* q) { lowbit::ternary_round(x, n, inv, q); }
   static size_t ternary_twn(const float* x, size_t n, float d, int8_t* q, double* k) {
     return lowbit::ternary_twn(x, n, d, q, k);

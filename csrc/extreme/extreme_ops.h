@@ -27,13 +27,20 @@ inline void lanes_add(const float* x, size_t n, size_t start, double* abs_l, dou
   }
 }
 
-inline void block_sums_scalar(const float* x, size_t n, double* abs_out, double* sum_out) {
+inline int8_t binary_sign_one(float x, float mu) {
+  float d = x - mu;
+  return static_cast<int8_t>(d >= 0.0f ? 1 : -1);
+}
+
+inline void block_sums_scalar(const float* x, size_t n, double* abs_out, double* sum_out, int8_t* sign_out) {
   for (size_t b = 0; b * kSumBlock < n; ++b) {
     size_t s = b * kSumBlock, len = n - s < kSumBlock ? n - s : kSumBlock;
     double al[kSumLanes] = {}, sl[kSumLanes] = {};
     lanes_add(x + s, len, 0, al, sum_out ? sl : nullptr);
     abs_out[b] = lane_tree(al);
     if (sum_out) sum_out[b] = lane_tree(sl);
+    if (sign_out)
+      for (size_t i = s; i < s + len; ++i) sign_out[i] = binary_sign_one(x[i], 0.0f);
   }
 }
 
@@ -45,11 +52,6 @@ inline int8_t ternary_round_one(float x, float inv) {
 inline int8_t ternary_threshold_one(float x, float a, float t) {
   float r = x / a;
   return static_cast<int8_t>((r > t) - (r < -t));
-}
-
-inline int8_t binary_sign_one(float x, float mu) {
-  float d = x - mu;
-  return static_cast<int8_t>(d >= 0.0f ? 1 : -1);
 }
 
 // TWN codes for x[0..n) starting at lane `start`, adding kept |x| to lanes.
@@ -86,7 +88,8 @@ bool small_groups_impl(const float* x, size_t count, size_t group, ExtremeMethod
     const float* xs = x + gi * group;
     int8_t* qs = q + gi * group;
     double a, s = 0.0;
-    Ops::block_sums(xs, group, &a, m == ExtremeMethod::bitnet ? &s : nullptr);
+    Ops::block_sums(xs, group, &a, m == ExtremeMethod::bitnet ? &s : nullptr,
+                    m == ExtremeMethod::sign ? qs : nullptr);
     a = 0.0 + a;  // the group total: block values added in order from 0.0
     s = 0.0 + s;
     if (!(a - a == 0.0)) {  // NaN or Inf in the group
@@ -107,9 +110,8 @@ bool small_groups_impl(const float* x, size_t count, size_t group, ExtremeMethod
         scale[gi] = kept ? static_cast<float>((0.0 + kept_sum) / static_cast<double>(kept)) : 0.0f;
         break;
       }
-      default: {
-        float mu = m == ExtremeMethod::bitnet ? static_cast<float>(s / dn) : 0.0f;
-        Ops::binary_sign(xs, group, mu, qs);
+      default: {  // sign (codes already written) and bitnet
+        if (m == ExtremeMethod::bitnet) Ops::binary_sign(xs, group, static_cast<float>(s / dn), qs);
         scale[gi] = static_cast<float>(a / dn);
         break;
       }

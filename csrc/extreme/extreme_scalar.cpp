@@ -16,7 +16,9 @@ void binary_sign(const float* x, size_t n, float mu, int8_t* q) {
 }
 
 struct Ops {
-  static void block_sums(const float* x, size_t n, double* a, double* s) { block_sums_scalar(x, n, a, s); }
+  static void block_sums(const float* x, size_t n, double* a, double* s, int8_t* q) {
+    block_sums_scalar(x, n, a, s, q);
+  }
   static void ternary_round(const float* x, size_t n, float inv, int8_t* q) { lowbit::ternary_round(x, n, inv, q); }
   static size_t ternary_twn(const float* x, size_t n, float d, int8_t* q, double* k) {
     return ternary_twn_scalar(x, n, d, q, k);
