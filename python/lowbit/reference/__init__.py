@@ -2,3 +2,4 @@
 same signatures as the public API, and never calls native code."""
 from .affine import dequantize, quantize, group_params  # noqa: F401
 from .act import quantize_activations, dequantize_activations  # noqa: F401
+from .int8 import Linear, int8_matmul, linear, linear_accumulators  # noqa: F401
