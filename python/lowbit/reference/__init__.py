@@ -1,3 +1,5 @@
 """lowbit.reference: the NumPy oracle. It implements SPEC.md literally, with the
 same signatures as the public API, and never calls native code."""
 from .affine import dequantize, quantize, group_params  # noqa: F401
+from .calibration import calibrate, quantize_bias  # noqa: F401
+from .codebook import kmeans_codebook, quantize_codebook  # noqa: F401

@@ -1,0 +1,364 @@
+// Calibration driver: groups, candidate grids, the KL search and threading.
+// Baseline code; the per-ISA work is in the CalibKernels.
+#include "calib/calib.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "core/common.h"
+#include "core/parallel.h"
+
+namespace lowbit {
+namespace {
+
+constexpr size_t kChunk = 1 << 14;   // a group's sums are taken over chunks of this many values, in order
+constexpr double kKlEps = 1e-10;     // Q = 0 where P > 0 counts as this (reference: KL_EPS)
+constexpr size_t kLnTable = 1 << 16;
+
+// SPEC 1-2 parameters of one group, exactly as affine.cpp computes them.
+void group_params(float lo, float hi, const AffineParams& p, float* scale, float* inv, int32_t* zp) {
+  float s;
+  if (p.scheme == AffineScheme::absmax) {
+    double a = std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
+    s = static_cast<float>(a / p.absmax_qmax);
+  } else {
+    lo = std::min(lo, 0.0f);
+    hi = std::max(hi, 0.0f);
+    s = static_cast<float>((static_cast<double>(hi) - static_cast<double>(lo)) / (p.qmax - p.qmin));
+  }
+  s = std::max(s, FLT_MIN);
+  float iv = 1.0f / s;
+  int32_t z = 0;
+  if (p.scheme == AffineScheme::minmax) {
+    float prod = lo * iv;
+    z = p.qmin - static_cast<int32_t>(std::nearbyint(prod));
+    z = std::min(std::max(z, p.qmin), p.qmax);
+  }
+  *scale = s;
+  *inv = iv;
+  *zp = z;
+}
+
+// ln(k) for small integers from a table, else std::log.
+const double* ln_table() {
+  static std::vector<double> t;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    t.resize(kLnTable);
+    t[0] = 0.0;
+    for (size_t k = 1; k < kLnTable; ++k) t[k] = std::log(static_cast<double>(k));
+  });
+  return t.data();
+}
+inline double ln_u64(const double* tab, uint64_t k) {
+  return k < kLnTable ? tab[k] : std::log(static_cast<double>(k));
+}
+
+// The values of every group, contiguous: pointers into x for the "groups"
+// layout, else a group-major copy (the C order of the values within a group).
+struct Groups {
+  std::vector<float> buf;
+  std::vector<const float*> ptr;
+  std::vector<size_t> len;
+};
+
+Groups gather(const float* x, const AffineLayout& L) {
+  Groups g;
+  size_t G = L.n_groups();
+  g.ptr.resize(G);
+  g.len.resize(G);
+  if (L.kind == AffineLayout::groups) {
+    size_t per_row = ceil_div(L.b, L.c);
+    for (size_t k = 0; k < G; ++k) {
+      size_t r = k / per_row, s = (k % per_row) * L.c;
+      g.ptr[k] = x + r * L.b + s;
+      g.len[k] = std::min(L.c, L.b - s);
+    }
+    return g;
+  }
+  size_t outer = L.a, C = L.b, inner = L.kind == AffineLayout::cols ? 1 : L.c, per = outer * inner;
+  g.buf.resize(outer * C * inner);
+  float* out = g.buf.data();
+  parallel_for(C, std::max<size_t>(1, kChunk / std::max<size_t>(per, 1)), [&](size_t b, size_t e) {
+    for (size_t c = b; c < e; ++c)
+      for (size_t o = 0; o < outer; ++o)
+        std::copy(x + (o * C + c) * inner, x + (o * C + c + 1) * inner, out + c * per + o * inner);
+  });
+  for (size_t c = 0; c < C; ++c) {
+    g.ptr[c] = out + c * per;
+    g.len[c] = per;
+  }
+  return g;
+}
+
+// ---- percentile ------------------------------------------------------------------------
+
+// np.percentile(v, q * 100, method="linear") for a Python float q, float32 data:
+// virtual index and gamma in float64, the interpolation in float32 (NumPy's _lerp).
+float percentile_of(std::vector<float>& v, double q) {
+  size_t n = v.size();
+  double vi = (static_cast<double>(n) * q + (1.0 - q)) - 1.0;
+  if (vi >= static_cast<double>(n - 1)) return *std::max_element(v.begin(), v.end());
+  if (vi < 0) return *std::min_element(v.begin(), v.end());
+  double fl = std::floor(vi);
+  size_t k = static_cast<size_t>(fl);
+  std::nth_element(v.begin(), v.begin() + k, v.end());
+  float a = v[k];
+  float b = *std::min_element(v.begin() + k + 1, v.end());
+  double gamma = vi - fl;
+  float diff = b - a;
+  if (gamma >= 0.5) return b - diff * static_cast<float>(1.0 - gamma);
+  return a + diff * static_cast<float>(gamma);
+}
+
+void percentile_range(const float* x, size_t n, const CalibParams& p, float* lo, float* hi) {
+  std::vector<float> v(x, x + n);
+  double q = p.percentile / 100.0;
+  if (p.affine.scheme == AffineScheme::absmax) {
+    for (float& t : v) t = std::fabs(t);
+    float c = percentile_of(v, q);
+    *lo = -c;
+    *hi = c;
+  } else {
+    *lo = percentile_of(v, (100.0 - p.percentile) / 100.0);
+    *hi = percentile_of(v, q);
+  }
+}
+
+// ---- mse -------------------------------------------------------------------------------
+
+struct Candidates {
+  std::vector<float> lo, hi, inv, scale, qlo, qhi;
+};
+
+Candidates mse_candidates(float dlo, float dhi, const CalibParams& p) {
+  size_t n = static_cast<size_t>(p.n_candidates);
+  Candidates c;
+  for (auto* v : {&c.lo, &c.hi, &c.inv, &c.scale, &c.qlo, &c.qhi}) v->resize(n);
+  double a = std::max(std::fabs(static_cast<double>(dlo)), std::fabs(static_cast<double>(dhi)));
+  double l = std::min(static_cast<double>(dlo), 0.0), h = std::max(static_cast<double>(dhi), 0.0);
+  for (size_t k = 0; k < n; ++k) {
+    double i = static_cast<double>(k + 1);
+    if (p.affine.scheme == AffineScheme::absmax) {
+      float cc = static_cast<float>(a * i / static_cast<double>(n));
+      c.lo[k] = -cc;
+      c.hi[k] = cc;
+    } else {
+      c.lo[k] = static_cast<float>(l * i / static_cast<double>(n));
+      c.hi[k] = static_cast<float>(h * i / static_cast<double>(n));
+    }
+    int32_t zp;
+    group_params(c.lo[k], c.hi[k], p.affine, &c.scale[k], &c.inv[k], &zp);
+    c.qlo[k] = static_cast<float>(p.affine.qmin - zp);
+    c.qhi[k] = static_cast<float>(p.affine.qmax - zp);
+  }
+  return c;
+}
+
+// Objectives of one group: the kernel over chunks of kChunk values, summed in chunk
+// order (the same sums whatever the thread count). parallel: spread chunks over threads.
+void mse_group(const CalibKernels& k, const float* x, size_t n, const Candidates& c, bool parallel,
+               double* obj) {
+  size_t nc = c.lo.size(), nchunks = ceil_div(n, kChunk);
+  std::fill(obj, obj + nc, 0.0);
+  if (!parallel || nchunks <= 1) {
+    std::vector<double> part(nc);
+    for (size_t j = 0; j < nchunks; ++j) {
+      std::fill(part.begin(), part.end(), 0.0);
+      size_t s = j * kChunk, len = std::min(kChunk, n - s);
+      k.mse_objective(x + s, len, c.inv.data(), c.scale.data(), c.qlo.data(), c.qhi.data(), nc, part.data());
+      for (size_t t = 0; t < nc; ++t) obj[t] += part[t];
+    }
+    return;
+  }
+  std::vector<double> part(nchunks * nc, 0.0);
+  parallel_for(nchunks, 1, [&](size_t b, size_t e) {
+    for (size_t j = b; j < e; ++j) {
+      size_t s = j * kChunk, len = std::min(kChunk, n - s);
+      k.mse_objective(x + s, len, c.inv.data(), c.scale.data(), c.qlo.data(), c.qhi.data(), nc,
+                      &part[j * nc]);
+    }
+  });
+  for (size_t j = 0; j < nchunks; ++j)
+    for (size_t t = 0; t < nc; ++t) obj[t] += part[j * nc + t];
+}
+
+void mse_range(const CalibKernels& k, const float* x, size_t n, float dlo, float dhi, const CalibParams& p,
+               bool parallel, float* lo, float* hi) {
+  Candidates c = mse_candidates(dlo, dhi, p);
+  std::vector<double> obj(c.lo.size());
+  mse_group(k, x, n, c, parallel, obj.data());
+  size_t best = 0;
+  for (size_t t = 1; t < obj.size(); ++t)
+    if (obj[t] <= obj[best]) best = t;  // ties go to the larger clip
+  *lo = c.lo[best];
+  *hi = c.hi[best];
+}
+
+// ---- kl --------------------------------------------------------------------------------
+
+void histogram(const CalibKernels& k, const float* x, size_t n, double s, bool parallel, uint64_t* hist) {
+  std::fill(hist, hist + kKlBins, 0);
+  size_t nchunks = ceil_div(n, kChunk * 16);
+  if (!parallel || nchunks <= 1) {
+    k.abs_histogram(x, n, s, hist);
+    return;
+  }
+  std::vector<uint64_t> part(nchunks * kKlBins, 0);
+  parallel_for(nchunks, 1, [&](size_t b, size_t e) {
+    for (size_t j = b; j < e; ++j) {
+      size_t st = j * kChunk * 16, len = std::min(kChunk * 16, n - st);
+      k.abs_histogram(x + st, len, s, &part[j * kKlBins]);
+    }
+  });
+  for (size_t j = 0; j < nchunks; ++j)
+    for (int b = 0; b < kKlBins; ++b) hist[b] += part[j * kKlBins + b];
+}
+
+// KL(P||Q) for thresholds L..2048 via prefix sums: per threshold, one pass over
+// the non-empty groups (found from the non-empty bins when those are fewer).
+// The sums are SPEC 4's, regrouped: KL = (sum p ln p - Sp ln Sp - sum p ln qn) / Sp.
+void kl_all(const uint64_t* h, int bits, double* out) {
+  const int L = 1 << (bits - 1);
+  const double* tab = ln_table();
+  std::vector<uint64_t> C(kKlBins + 1, 0), NZ(kKlBins + 1, 0);
+  std::vector<double> HL(kKlBins + 1, 0.0);
+  std::vector<int> nzbins;
+  for (int b = 0; b < kKlBins; ++b) {
+    C[b + 1] = C[b] + h[b];
+    NZ[b + 1] = NZ[b] + (h[b] != 0);
+    HL[b + 1] = HL[b] + (h[b] ? static_cast<double>(h[b]) * ln_u64(tab, h[b]) : 0.0);
+    if (h[b]) nzbins.push_back(b);
+  }
+  const uint64_t total = C[kKlBins];
+  const double Sp = static_cast<double>(total), lnSp = std::log(Sp), lnEps = std::log(kKlEps);
+  for (int i = L; i <= kKlBins; ++i) {
+    uint64_t Sq = C[i], beyond = total - Sq, plast = h[i - 1] + beyond;
+    double s = HL[i - 1] + (plast ? static_cast<double>(plast) * ln_u64(tab, plast) : 0.0);
+    double cross = 0.0;
+    if (Sq > 0) {
+      double lnSq = ln_u64(tab, Sq);
+      auto group = [&](long j) {
+        size_t gs = static_cast<size_t>(j) * i / L, ge = static_cast<size_t>(j + 1) * i / L;
+        uint64_t Q = C[ge] - C[gs];
+        if (!Q) return;
+        uint64_t nz = NZ[ge] - NZ[gs];
+        double lq = ln_u64(tab, Q) - tab[nz] - lnSq;
+        uint64_t pm = Q + ((ge == static_cast<size_t>(i) && h[i - 1]) ? beyond : 0);
+        cross += static_cast<double>(pm) * lq;
+      };
+      if (NZ[i] < static_cast<uint64_t>(L)) {
+        long prev = -1;
+        for (int b : nzbins) {
+          if (b >= i) break;
+          long j = (static_cast<long>(b + 1) * L - 1) / i;
+          if (j != prev) group(j), prev = j;
+        }
+      } else {
+        for (long j = 0; j < L; ++j) group(j);
+      }
+    }
+    if (h[i - 1] == 0 && beyond > 0) cross += static_cast<double>(beyond) * lnEps;
+    out[i - L] = (s - Sp * lnSp - cross) / Sp;
+  }
+}
+
+void kl_range(const CalibKernels& k, const float* x, size_t n, float dlo, float dhi, const CalibParams& p,
+              bool parallel, float* lo, float* hi) {
+  double a = std::max(std::fabs(static_cast<double>(dlo)), std::fabs(static_cast<double>(dhi)));
+  if (a == 0.0) {
+    *lo = *hi = 0.0f;
+    return;
+  }
+  uint64_t hist[kKlBins];
+  histogram(k, x, n, kKlBins / a, parallel, hist);
+  const int L = 1 << (p.bits - 1);
+  std::vector<double> kl(kKlBins - L + 1);
+  kl_all(hist, p.bits, kl.data());
+  // The last minimum. The regrouped sums above differ from the reference's direct
+  // ones by rounding (~1e-15 relative), and sparse histograms make exact ties
+  // common (thresholds between non-empty bins give identical P and Q): values
+  // within 1e-10 relative of the minimum count as tied, so those ties resolve
+  // as the reference resolves them.
+  double m = *std::min_element(kl.begin(), kl.end());
+  double tol = 1e-10 * std::fabs(m) + 1e-15;
+  size_t best = 0;
+  for (size_t t = 0; t < kl.size(); ++t)
+    if (kl[t] <= m + tol) best = t;
+  float c = static_cast<float>((static_cast<double>(best + L) + 0.5) * (a / kKlBins));
+  if (p.affine.scheme == AffineScheme::absmax) {
+    *lo = -c;
+    *hi = c;
+  } else {
+    *lo = std::max(dlo, -c);
+    *hi = std::min(dhi, c);
+  }
+}
+
+}  // namespace
+
+void calib_clip(const float* x, const AffineLayout& L, const CalibParams& p, float* lo, float* hi) {
+  size_t G = L.n_groups();
+  if (G == 0) return;
+  if (L.numel() == 0) {
+    std::fill(lo, lo + G, 0.0f);
+    std::fill(hi, hi + G, 0.0f);
+    return;
+  }
+  const CalibKernels& k = calib_kernels();
+  std::vector<float> rlo(G), rhi(G);
+  affine_range(x, L, rlo.data(), rhi.data());  // throws NonFiniteError
+  Groups g = gather(x, L);
+  auto one = [&](size_t t, bool parallel) {
+    const float* v = g.ptr[t];
+    size_t n = g.len[t];
+    if (n == 0) {
+      lo[t] = hi[t] = 0.0f;
+      return;
+    }
+    switch (p.method) {
+      case CalibMethod::percentile: percentile_range(v, n, p, &lo[t], &hi[t]); break;
+      case CalibMethod::mse: mse_range(k, v, n, rlo[t], rhi[t], p, parallel, &lo[t], &hi[t]); break;
+      case CalibMethod::kl: kl_range(k, v, n, rlo[t], rhi[t], p, parallel, &lo[t], &hi[t]); break;
+    }
+  };
+  if (G == 1) {
+    one(0, true);
+    return;
+  }
+  size_t per = std::max<size_t>(1, g.len[0]);
+  size_t grain = p.method == CalibMethod::mse ? std::max<size_t>(1, 2048 / per) : 1;
+  parallel_for(G, grain, [&](size_t b, size_t e) {
+    for (size_t t = b; t < e; ++t) one(t, false);
+  });
+}
+
+void calib_kl_divergences(const uint64_t* hist, int bits, double* out) { kl_all(hist, bits, out); }
+
+void calib_kl_histogram(const float* x, size_t n, uint64_t* hist) {
+  float lo = 0.0f, hi = 0.0f;
+  AffineLayout L;
+  L.a = 1, L.b = n, L.c = std::max<size_t>(n, 1);
+  if (n) affine_range(x, L, &lo, &hi);
+  double a = std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
+  if (a == 0.0) {
+    std::fill(hist, hist + kKlBins, 0);
+    return;
+  }
+  histogram(calib_kernels(), x, n, kKlBins / a, true, hist);
+}
+
+void calib_mse_objectives(const float* x, size_t n, const CalibParams& p, double* out) {
+  const CalibKernels& k = calib_kernels();
+  float lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+  if (n == 0) lo = hi = 0.0f;
+  Candidates c = mse_candidates(lo, hi, p);
+  mse_group(k, x, n, c, true, out);
+}
+
+}  // namespace lowbit
