@@ -223,7 +223,7 @@ void histogram(const CalibKernels& k, const float* x, size_t n, double s, bool p
 // the non-empty groups (found from the non-empty bins when those are fewer).
 // The sums are SPEC 4's, regrouped: KL = (sum p ln p - Sp ln Sp - sum p ln qn) / Sp.
 void kl_all(const uint64_t* h, int bits, double* out) {
-  const int L = 1 << (bits - 1);
+  const int sh = bits - 1, L = 1 << sh;
   const double* tab = ln_table();
   std::vector<uint64_t> C(kKlBins + 1, 0), NZ(kKlBins + 1, 0);
   std::vector<double> HL(kKlBins + 1, 0.0);
@@ -243,7 +243,7 @@ void kl_all(const uint64_t* h, int bits, double* out) {
     if (Sq > 0) {
       double lnSq = ln_u64(tab, Sq);
       auto group = [&](long j) {
-        size_t gs = static_cast<size_t>(j) * i / L, ge = static_cast<size_t>(j + 1) * i / L;
+        size_t gs = (static_cast<size_t>(j) * i) >> sh, ge = (static_cast<size_t>(j + 1) * i) >> sh;  // / L
         uint64_t Q = C[ge] - C[gs];
         if (!Q) return;
         uint64_t nz = NZ[ge] - NZ[gs];

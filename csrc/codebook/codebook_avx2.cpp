@@ -52,6 +52,7 @@ void dequantize(const uint8_t* q, size_t n, float scale, const float* cb, float*
 }
 
 void assign(const float* x, size_t n, const float* mid, size_t k, uint64_t* cnt, double* sum) {
+  LloydBanks bank(k);
   size_t i = 0;
   if (k <= 17) {
     __m256 m[16];
@@ -63,17 +64,11 @@ void assign(const float* x, size_t n, const float* mid, size_t k, uint64_t* cnt,
       for (size_t t = 0; t + 1 < k; ++t)  // mask is -1 where mid < v
         j = _mm256_sub_epi32(j, _mm256_castps_si256(_mm256_cmp_ps(m[t], v, _CMP_LT_OQ)));
       _mm256_store_si256(reinterpret_cast<__m256i*>(idx), j);
-      for (int l = 0; l < 8; ++l) {
-        ++cnt[idx[l]];
-        sum[idx[l]] += x[i + l];
-      }
+      for (int l = 0; l < 8; ++l) bank.add(i + l, static_cast<size_t>(idx[l]), x[i + l]);
     }
   }
-  for (; i < n; ++i) {
-    size_t j = lloyd_bin(x[i], mid, k);
-    ++cnt[j];
-    sum[j] += x[i];
-  }
+  for (; i < n; ++i) bank.add(i, lloyd_bin(x[i], mid, k), x[i]);
+  bank.flush(cnt, sum);
 }
 
 }  // namespace

@@ -41,5 +41,28 @@ inline size_t lloyd_bin(float v, const float* mid, size_t k) {
   return lo;
 }
 
+// Lloyd accumulation with four banks (value i goes to bank i % 4), which breaks
+// the dependency chain of repeated clusters; banks merge in order 0..3, so every
+// ISA variant produces the same sums.
+struct LloydBanks {
+  uint64_t cnt[4][256];
+  double sum[4][256];
+  size_t k;
+  explicit LloydBanks(size_t k_) : k(k_) {
+    for (int b = 0; b < 4; ++b)
+      for (size_t j = 0; j < k; ++j) cnt[b][j] = 0, sum[b][j] = 0.0;
+  }
+  void add(size_t i, size_t j, float v) {
+    ++cnt[i & 3][j];
+    sum[i & 3][j] += v;
+  }
+  void flush(uint64_t* c, double* s) const {
+    for (size_t j = 0; j < k; ++j) {
+      c[j] += cnt[0][j] + cnt[1][j] + cnt[2][j] + cnt[3][j];
+      s[j] += ((sum[0][j] + sum[1][j]) + sum[2][j]) + sum[3][j];
+    }
+  }
+};
+
 }  // namespace
 }  // namespace lowbit

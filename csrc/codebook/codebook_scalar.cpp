@@ -14,11 +14,9 @@ void dequantize(const uint8_t* q, size_t n, float scale, const float* cb, float*
 }
 
 void assign(const float* x, size_t n, const float* mid, size_t k, uint64_t* cnt, double* sum) {
-  for (size_t i = 0; i < n; ++i) {
-    size_t j = lloyd_bin(x[i], mid, k);
-    ++cnt[j];
-    sum[j] += x[i];
-  }
+  LloydBanks bank(k);
+  for (size_t i = 0; i < n; ++i) bank.add(i, lloyd_bin(x[i], mid, k), x[i]);
+  bank.flush(cnt, sum);
 }
 
 }  // namespace
