@@ -252,10 +252,16 @@ void kl_all(const uint64_t* h, int bits, double* out) {
         cross += static_cast<double>(pm) * lq;
       };
       if (NZ[i] < static_cast<uint64_t>(L)) {
+        // group of bin b: the largest j with floor(j * i / L) <= b, i.e. ((b + 1) * L - 1) / i,
+        // from a float64 reciprocal corrected by one step (an integer division is slow)
+        const double inv_i = 1.0 / i;
         long prev = -1;
         for (int b : nzbins) {
           if (b >= i) break;
-          long j = (static_cast<long>(b + 1) * L - 1) / i;
+          long num = static_cast<long>(b + 1) * L - 1;
+          long j = static_cast<long>(static_cast<double>(num) * inv_i);
+          if (j * i > num) --j;
+          else if ((j + 1) * i <= num) ++j;
           if (j != prev) group(j), prev = j;
         }
       } else {
