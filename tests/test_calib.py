@@ -80,6 +80,19 @@ def test_percentile_is_numpy_percentile(isa, rng, n, p):
     assert lo.item() == F32(np.percentile(x, 100.0 - p)) and hi.item() == F32(np.percentile(x, p))
 
 
+@pytest.mark.parametrize("kind", ["t", "dups", "tiny"])
+def test_percentile_large_radix_select(isa, rng, kind):
+    # >= 2^18 values per tensor take the parallel radix-select path
+    n = 300_001
+    x = {"t": data(rng, n), "dups": rng.integers(-3, 4, n).astype(F32) * F32(0.5),
+         "tiny": (data(rng, n) * F32(1e-40)).astype(F32)}[kind]
+    for p in (100.0, 99.999, 99.9, 50.0, 0.001, 1e-9):
+        lo, hi = lowbit.calibrate(x, "percentile", clip_param=p)
+        assert hi.item() == F32(np.percentile(np.abs(x), p))
+        lo, hi = lowbit.calibrate(x, "percentile", scheme="minmax", clip_param=p)
+        assert lo.item() == F32(np.percentile(x, 100.0 - p)) and hi.item() == F32(np.percentile(x, p))
+
+
 @pytest.mark.parametrize("shape,kw", GRANULARITIES)
 @pytest.mark.parametrize("scheme", ["absmax", "minmax"])
 def test_percentile_every_granularity(isa, rng, shape, kw, scheme):

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
@@ -97,11 +98,22 @@ Groups gather(const float* x, const AffineLayout& L) {
 
 // ---- percentile ------------------------------------------------------------------------
 
-// np.percentile(v, q * 100, method="linear") for a Python float q, float32 data:
-// virtual index and gamma in float64, the interpolation in float32 (NumPy's _lerp).
-float percentile_of(std::vector<float>& v, double q) {
+// NumPy's "linear" interpolation between the order statistics a = v[k] and
+// b = v[k + 1] of the sorted data: gamma in float64, the arithmetic in float32
+// (numpy's _lerp with a Python-float percentile).
+float np_lerp(float a, float b, double gamma) {
+  float diff = b - a;
+  if (gamma >= 0.5) return b - diff * static_cast<float>(1.0 - gamma);
+  return a + diff * static_cast<float>(gamma);
+}
+
+// Virtual index of np.percentile(..., q * 100) over n values, float64 as NumPy computes it.
+double virtual_index(size_t n, double q) { return (static_cast<double>(n) * q + (1.0 - q)) - 1.0; }
+
+// Order statistics k and k + 1 (k + 1 < n) of v by selection (nth_element), not a sort.
+float percentile_small(std::vector<float>& v, double q) {
   size_t n = v.size();
-  double vi = (static_cast<double>(n) * q + (1.0 - q)) - 1.0;
+  double vi = virtual_index(n, q);
   if (vi >= static_cast<double>(n - 1)) return *std::max_element(v.begin(), v.end());
   if (vi < 0) return *std::min_element(v.begin(), v.end());
   double fl = std::floor(vi);
@@ -109,23 +121,100 @@ float percentile_of(std::vector<float>& v, double q) {
   std::nth_element(v.begin(), v.begin() + k, v.end());
   float a = v[k];
   float b = *std::min_element(v.begin() + k + 1, v.end());
-  double gamma = vi - fl;
-  float diff = b - a;
-  if (gamma >= 0.5) return b - diff * static_cast<float>(1.0 - gamma);
-  return a + diff * static_cast<float>(gamma);
+  return np_lerp(a, b, vi - fl);
 }
 
-void percentile_range(const float* x, size_t n, const CalibParams& p, float* lo, float* hi) {
+// Large groups: a parallel two-pass radix selection on order-preserving keys of
+// the float bits (pass 1 counts the top 16 bits, pass 2 gathers the one or two
+// buckets holding ranks k and k + 1, which are then selected exactly).
+inline uint32_t order_key(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+void select_pair_large(const float* x, size_t n, bool absval, size_t k, float* a, float* b) {
+  constexpr size_t B = 1 << 16;
+  size_t nchunks = std::max<size_t>(1, std::min<size_t>(8, ceil_div(n, 1 << 20)));
+  size_t chunk = ceil_div(n, nchunks);
+  auto val = [&](size_t i) { return absval ? std::fabs(x[i]) : x[i]; };
+  std::vector<uint32_t> part(nchunks * B, 0);
+  parallel_for(nchunks, 1, [&](size_t c0, size_t c1) {
+    for (size_t c = c0; c < c1; ++c) {
+      uint32_t* h = &part[c * B];
+      for (size_t i = c * chunk, e = std::min(n, (c + 1) * chunk); i < e; ++i) ++h[order_key(val(i)) >> 16];
+    }
+  });
+  size_t want[2] = {k, std::min(k + 1, n - 1)}, bucket[2] = {0, 0}, before[2] = {0, 0};
+  size_t cum = 0;
+  for (size_t t = 0, w = 0; t < B && w < 2; ++t) {
+    size_t cnt = 0;
+    for (size_t c = 0; c < nchunks; ++c) cnt += part[c * B + t];
+    while (w < 2 && want[w] < cum + cnt) bucket[w] = t, before[w] = cum, ++w;
+    cum += cnt;
+  }
+  std::vector<std::vector<float>> got(nchunks);
+  parallel_for(nchunks, 1, [&](size_t c0, size_t c1) {
+    for (size_t c = c0; c < c1; ++c)
+      for (size_t i = c * chunk, e = std::min(n, (c + 1) * chunk); i < e; ++i) {
+        float v = val(i);
+        uint32_t t = order_key(v) >> 16;
+        if (t == bucket[0] || t == bucket[1]) got[c].push_back(v);
+      }
+  });
+  std::vector<float> lo, hi;  // the values of bucket[0] and (if different) bucket[1]
+  for (auto& g : got)
+    for (float v : g) ((order_key(v) >> 16) == bucket[0] ? lo : hi).push_back(v);
+  size_t r = want[0] - before[0];
+  std::nth_element(lo.begin(), lo.begin() + r, lo.end());
+  *a = lo[r];
+  if (bucket[1] == bucket[0]) {
+    *b = r + 1 < lo.size() ? *std::min_element(lo.begin() + r + 1, lo.end()) : *a;
+  } else {
+    *b = *std::min_element(hi.begin(), hi.end());
+  }
+}
+
+float percentile_large(const float* x, size_t n, bool absval, double q) {
+  double vi = virtual_index(n, q);
+  float a, b;
+  if (vi >= static_cast<double>(n - 1)) {
+    select_pair_large(x, n, absval, n - 1, &a, &b);
+    return a;
+  }
+  if (vi < 0) {
+    select_pair_large(x, n, absval, 0, &a, &b);
+    return a;
+  }
+  double fl = std::floor(vi);
+  select_pair_large(x, n, absval, static_cast<size_t>(fl), &a, &b);
+  return np_lerp(a, b, vi - fl);
+}
+
+constexpr size_t kLargeSelect = 1 << 18;
+
+void percentile_range(const float* x, size_t n, const CalibParams& p, bool parallel, float* lo, float* hi) {
+  double q = p.percentile / 100.0, q_lo = (100.0 - p.percentile) / 100.0;
+  bool sym = p.affine.scheme == AffineScheme::absmax;
+  if (parallel && n >= kLargeSelect) {
+    if (sym) {
+      float c = percentile_large(x, n, true, q);
+      *lo = -c, *hi = c;
+    } else {
+      *lo = percentile_large(x, n, false, q_lo);
+      *hi = percentile_large(x, n, false, q);
+    }
+    return;
+  }
   std::vector<float> v(x, x + n);
-  double q = p.percentile / 100.0;
-  if (p.affine.scheme == AffineScheme::absmax) {
+  if (sym) {
     for (float& t : v) t = std::fabs(t);
-    float c = percentile_of(v, q);
+    float c = percentile_small(v, q);
     *lo = -c;
     *hi = c;
   } else {
-    *lo = percentile_of(v, (100.0 - p.percentile) / 100.0);
-    *hi = percentile_of(v, q);
+    *lo = percentile_small(v, q_lo);
+    *hi = percentile_small(v, q);
   }
 }
 
@@ -327,7 +416,7 @@ void calib_clip(const float* x, const AffineLayout& L, const CalibParams& p, flo
       return;
     }
     switch (p.method) {
-      case CalibMethod::percentile: percentile_range(v, n, p, &lo[t], &hi[t]); break;
+      case CalibMethod::percentile: percentile_range(v, n, p, parallel, &lo[t], &hi[t]); break;
       case CalibMethod::mse: mse_range(k, v, n, rlo[t], rhi[t], p, parallel, &lo[t], &hi[t]); break;
       case CalibMethod::kl: kl_range(k, v, n, rlo[t], rhi[t], p, parallel, &lo[t], &hi[t]); break;
     }
