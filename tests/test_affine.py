@@ -332,3 +332,10 @@ def test_results_ignore_callers_ftz_daz(isa):
     for a, b in zip(got, expected):
         assert_qtensor_equal(a, b)
     np.testing.assert_array_equal(expected[0].codes[:5], [1, -1, 0, 0, 1])
+
+
+def test_to_dict_round_trip_zero_dim():
+    qt = lowbit.quantize(np.float32(-1.5), scheme="minmax")
+    back = lowbit.QTensor.from_dict(qt.to_dict())
+    assert_qtensor_equal(qt, back)
+    assert back.dequantize().shape == ()

@@ -221,3 +221,14 @@ def test_kmeans_edges(isa):
             mod.kmeans_codebook(np.array([1, np.inf], F32), 2)
     with pytest.raises(ValueError, match="non-finite"):
         lowbit.kmeans_codebook(np.concatenate([np.ones(70_000, F32), [np.nan]]), 2)
+
+
+def test_codebook_qtensors_pack_at_b_bits(rng):
+    from lowbit import packing
+    x = rng.standard_normal((8, 100)).astype(F32)
+    for qt, layout in ((lowbit.quantize(x, 3, scheme="kmeans"), "b3"), (lowbit.quantize(x, 4, scheme="nf4"), "b4"),
+                       (lowbit.quantize(x, 2, scheme="kmeans", axis=0), "b2")):
+        p = packing.pack_qtensor(qt)
+        assert p.packed == layout and p.codes.shape == (8, -(-100 * qt.bits // 8))
+        np.testing.assert_array_equal(p.dequantize(), qt.dequantize())
+        np.testing.assert_array_equal(lowbit.QTensor.from_dict(p.to_dict()).dequantize(), qt.dequantize())

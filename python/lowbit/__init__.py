@@ -9,6 +9,10 @@ from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401
 from .calibration import Observer, calibrate, quantize_bias  # noqa: F401
 from .codebook import kmeans_codebook, quantize_codebook  # noqa: F401
+from .extreme import binarize, ternarize  # noqa: F401
+from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
+from . import gguf  # noqa: F401
+from .checkpoint import load, quantize_checkpoint, save  # noqa: F401
 from . import reference  # noqa: F401
 
 __version__ = "0.1.0"
