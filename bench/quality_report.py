@@ -57,7 +57,8 @@ def methods():
                     out.append((f"int{bits} {scheme} {gname}", cname, fn))
     if hasattr(lowbit, "ternarize"):
         for m in ("absmean", "twn"):
-            out.append((f"ternary {m} per-tensor", "-", lambda w, m=m: lowbit.ternarize(w, method=m).dequantize()))
+            out.append((f"ternary {m} per-tensor", "-", lambda w, m=m: lowbit.ternarize(w, m).dequantize()))
+            out.append((f"ternary {m} per-channel", "-", lambda w, m=m: lowbit.ternarize(w, m, axis=0).dequantize()))
     out.append(("nf4 per-group(64)", "-", lambda w: lowbit.quantize(w, 4, scheme="nf4").dequantize()))
     for b in (4, 3):
         out.append((f"k-means {1 << b} per-tensor", "-",
