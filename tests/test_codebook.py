@@ -232,3 +232,13 @@ def test_codebook_qtensors_pack_at_b_bits(rng):
         assert p.packed == layout and p.codes.shape == (8, -(-100 * qt.bits // 8))
         np.testing.assert_array_equal(p.dequantize(), qt.dequantize())
         np.testing.assert_array_equal(lowbit.QTensor.from_dict(p.to_dict()).dequantize(), qt.dequantize())
+
+
+def test_codes_past_the_codebook_are_an_error(rng):
+    x = rng.standard_normal((4, 64)).astype(F32)
+    for qt in (lowbit.quantize(x, 3, scheme="kmeans"), lowbit.quantize(x, 2, scheme="kmeans", axis=0)):
+        d = qt.to_dict()
+        d["codes"] = d["codes"].copy()
+        d["codes"][1, 3] = 8  # 8 >= k for both
+        with pytest.raises(ValueError, match="past the codebook"):
+            lowbit.QTensor.from_dict(d).dequantize()

@@ -24,12 +24,14 @@ LOWBIT_BINDINGS(codebook) {
          bool absmax_scaled, float cb_maxabs, py::object scale_) {
         carray<float> x = require<float>(x_, "x");
         carray<float> cb = require<float>(cb_, "codebook");
-        size_t G0 = cb_per_group ? std::max<size_t>(rows * ((len + std::max<size_t>(group, 1) - 1) / std::max<size_t>(group, 1)), 1) : 1;
+        size_t g1 = std::max<size_t>(group, 1);
+        size_t G0 = cb_per_group ? std::max<size_t>(rows * ((len + g1 - 1) / g1), 1) : 1;
         size_t k = static_cast<size_t>(cb.size()) / G0;
         CodebookLayout L = cb_layout(rows, len, group, k, cb_per_group);
         if (static_cast<size_t>(x.size()) != rows * len) throw std::invalid_argument("x: size does not match layout");
         size_t G = L.n_groups();
-        if (cb_per_group && static_cast<size_t>(cb.size()) != G * k) throw std::invalid_argument("codebook: need k codes per group");
+        if (cb_per_group && static_cast<size_t>(cb.size()) != G * k)
+          throw std::invalid_argument("codebook: need k codes per group");
         carray<float> scale;
         if (absmax_scaled) {
           scale = carray<float>(static_cast<py::ssize_t>(G));
@@ -60,8 +62,13 @@ LOWBIT_BINDINGS(codebook) {
         size_t G0 = cb_per_group ? std::max<size_t>(static_cast<size_t>(scale.size()), 1) : 1;
         size_t k = static_cast<size_t>(cb.size()) / G0;
         CodebookLayout L = cb_layout(rows, len, group, k, cb_per_group);
-        if (static_cast<size_t>(q.size()) != rows * len) throw std::invalid_argument("codes: size does not match layout");
-        if (static_cast<size_t>(scale.size()) != L.n_groups()) throw std::invalid_argument("scale: need one value per group");
+        if (static_cast<size_t>(q.size()) != rows * len)
+          throw std::invalid_argument("codes: size does not match layout");
+        if (static_cast<size_t>(scale.size()) != L.n_groups())
+          throw std::invalid_argument("scale: need one value per group");
+        const uint8_t* qd = q.data();
+        for (py::ssize_t i = 0; i < q.size(); ++i)
+          if (qd[i] >= k) throw std::invalid_argument("codes: an index past the codebook");
         carray<float> out(static_cast<py::ssize_t>(rows * len));
         float* op = out.mutable_data();
         {

@@ -62,7 +62,8 @@ void codebook_dequantize(const uint8_t* codes, const CodebookLayout& L, const fl
   size_t G = L.n_groups(), per_row = G ? (L.len + L.group - 1) / L.group : 0;
   if (G == 0) return;
   if (G == 1) {
-    parallel_for(L.len * L.rows, kGrain, [&](size_t b, size_t e) { k.dequantize(codes + b, e - b, scale[0], cb, out + b); });
+    parallel_for(L.len * L.rows, kGrain,
+                 [&](size_t b, size_t e) { k.dequantize(codes + b, e - b, scale[0], cb, out + b); });
     return;
   }
   parallel_for(G, std::max<size_t>(1, kGrain / L.group), [&](size_t b, size_t e) {

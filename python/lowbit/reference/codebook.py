@@ -57,7 +57,8 @@ def check_codebook(codebook, *, scaled: bool) -> np.ndarray:
         raise ValueError("codebook must be finite (it holds NaN or Inf)")
     if (np.diff(cb) < 0).any():
         k = int(np.flatnonzero(np.diff(cb) < 0)[0])
-        raise ValueError(f"codebook must be sorted ascending: codebook[{k}] = {cb[k]} > codebook[{k + 1}] = {cb[k + 1]}")
+        raise ValueError(f"codebook must be sorted ascending: codebook[{k}] = {cb[k]} > "
+                         f"codebook[{k + 1}] = {cb[k + 1]}")
     if scaled and not np.abs(cb).max() > 0:
         raise ValueError("an absmax-scaled codebook (group_size given) needs a nonzero value")
     return cb
