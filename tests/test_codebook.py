@@ -147,7 +147,7 @@ def test_kmeans_exact_on_tiny_inputs(rng):
                 assert sse <= opt * (1 + 1e-6) + 1e-9
 
 
-@pytest.mark.parametrize("k", [2, 8, 16, 40])
+@pytest.mark.parametrize("k", [2, 8, 16, 24, pytest.param(64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("dist", ["normal", "t", "uniform", "few"])
 def test_kmeans_never_worse_than_exact_dp(rng, k, dist):  # the exact path uses no ISA kernel
     n = 3000
