@@ -57,12 +57,7 @@ bool range(const float* x, size_t n, float* lo, float* hi) {
   a0.merge(a2);
   float mn = hmin(a0.mn), mx = hmax(a0.mx);
   bool ok = a0.ok(mn, mx);
-  for (; i < n; ++i) {
-    float v = x[i];
-    ok &= finite_f32(v);
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
-  }
+  ok &= range_scalar(x + i, n - i, mn, mx);
   *lo = mn;
   *hi = mx;
   return ok;

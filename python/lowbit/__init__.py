@@ -9,6 +9,8 @@ from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401
 from .calibration import Observer, calibrate, quantize_bias  # noqa: F401
 from .codebook import kmeans_codebook, quantize_codebook  # noqa: F401
+from .act import quantize_activations  # noqa: F401
+from .int8 import Linear, int8_matmul, linear  # noqa: F401
 from .extreme import binarize, ternarize  # noqa: F401
 from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
 from . import gguf  # noqa: F401
