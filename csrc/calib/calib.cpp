@@ -224,9 +224,9 @@ struct Candidates {
   std::vector<float> lo, hi, inv, scale, qlo, qhi;
 };
 
-Candidates mse_candidates(float dlo, float dhi, const CalibParams& p) {
+// Fills c (reused across groups: no allocation once sized).
+void mse_candidates(float dlo, float dhi, const CalibParams& p, Candidates& c) {
   size_t n = static_cast<size_t>(p.n_candidates);
-  Candidates c;
   for (auto* v : {&c.lo, &c.hi, &c.inv, &c.scale, &c.qlo, &c.qhi}) v->resize(n);
   double a = std::max(std::fabs(static_cast<double>(dlo)), std::fabs(static_cast<double>(dhi)));
   double l = std::min(static_cast<double>(dlo), 0.0), h = std::max(static_cast<double>(dhi), 0.0);
@@ -245,17 +245,26 @@ Candidates mse_candidates(float dlo, float dhi, const CalibParams& p) {
     c.qlo[k] = static_cast<float>(p.affine.qmin - zp);
     c.qhi[k] = static_cast<float>(p.affine.qmax - zp);
   }
-  return c;
 }
+
+// Per-task scratch for the MSE search of many small groups.
+struct MseScratch {
+  Candidates cand;
+  std::vector<double> obj, part;
+};
 
 // Objectives of one group: the kernel over chunks of kChunk values, summed in chunk
 // order (the same sums whatever the thread count). parallel: spread chunks over threads.
 void mse_group(const CalibKernels& k, const float* x, size_t n, const Candidates& c, bool parallel,
-               double* obj) {
+               double* obj, std::vector<double>& part) {
   size_t nc = c.lo.size(), nchunks = ceil_div(n, kChunk);
   std::fill(obj, obj + nc, 0.0);
-  if (!parallel || nchunks <= 1) {
-    std::vector<double> part(nc);
+  if (nchunks == 1) {  // the kernel adds into obj directly: the same sum as into a zeroed part
+    k.mse_objective(x, n, c.inv.data(), c.scale.data(), c.qlo.data(), c.qhi.data(), nc, obj);
+    return;
+  }
+  if (!parallel) {
+    part.resize(nc);
     for (size_t j = 0; j < nchunks; ++j) {
       std::fill(part.begin(), part.end(), 0.0);
       size_t s = j * kChunk, len = std::min(kChunk, n - s);
@@ -264,7 +273,7 @@ void mse_group(const CalibKernels& k, const float* x, size_t n, const Candidates
     }
     return;
   }
-  std::vector<double> part(nchunks * nc, 0.0);
+  part.assign(nchunks * nc, 0.0);
   parallel_for(nchunks, 1, [&](size_t b, size_t e) {
     for (size_t j = b; j < e; ++j) {
       size_t s = j * kChunk, len = std::min(kChunk, n - s);
@@ -277,13 +286,14 @@ void mse_group(const CalibKernels& k, const float* x, size_t n, const Candidates
 }
 
 void mse_range(const CalibKernels& k, const float* x, size_t n, float dlo, float dhi, const CalibParams& p,
-               bool parallel, float* lo, float* hi) {
-  Candidates c = mse_candidates(dlo, dhi, p);
-  std::vector<double> obj(c.lo.size());
-  mse_group(k, x, n, c, parallel, obj.data());
+               bool parallel, MseScratch& w, float* lo, float* hi) {
+  mse_candidates(dlo, dhi, p, w.cand);
+  const Candidates& c = w.cand;
+  w.obj.resize(c.lo.size());
+  mse_group(k, x, n, c, parallel, w.obj.data(), w.part);
   size_t best = 0;
-  for (size_t t = 1; t < obj.size(); ++t)
-    if (obj[t] <= obj[best]) best = t;  // ties go to the larger clip
+  for (size_t t = 1; t < w.obj.size(); ++t)
+    if (w.obj[t] <= w.obj[best]) best = t;  // ties go to the larger clip
   *lo = c.lo[best];
   *hi = c.hi[best];
 }
@@ -408,7 +418,7 @@ void calib_clip(const float* x, const AffineLayout& L, const CalibParams& p, flo
   std::vector<float> rlo(G), rhi(G);
   affine_range(x, L, rlo.data(), rhi.data());  // throws NonFiniteError
   Groups g = gather(x, L);
-  auto one = [&](size_t t, bool parallel) {
+  auto one = [&](size_t t, bool parallel, MseScratch& w) {
     const float* v = g.ptr[t];
     size_t n = g.len[t];
     if (n == 0) {
@@ -417,18 +427,20 @@ void calib_clip(const float* x, const AffineLayout& L, const CalibParams& p, flo
     }
     switch (p.method) {
       case CalibMethod::percentile: percentile_range(v, n, p, parallel, &lo[t], &hi[t]); break;
-      case CalibMethod::mse: mse_range(k, v, n, rlo[t], rhi[t], p, parallel, &lo[t], &hi[t]); break;
+      case CalibMethod::mse: mse_range(k, v, n, rlo[t], rhi[t], p, parallel, w, &lo[t], &hi[t]); break;
       case CalibMethod::kl: kl_range(k, v, n, rlo[t], rhi[t], p, parallel, &lo[t], &hi[t]); break;
     }
   };
   if (G == 1) {
-    one(0, true);
+    MseScratch w;
+    one(0, true, w);
     return;
   }
   size_t per = std::max<size_t>(1, g.len[0]);
   size_t grain = p.method == CalibMethod::mse ? std::max<size_t>(1, 2048 / per) : 1;
   parallel_for(G, grain, [&](size_t b, size_t e) {
-    for (size_t t = b; t < e; ++t) one(t, false);
+    MseScratch w;
+    for (size_t t = b; t < e; ++t) one(t, false, w);
   });
 }
 
@@ -452,8 +464,10 @@ void calib_mse_objectives(const float* x, size_t n, const CalibParams& p, double
   float lo = INFINITY, hi = -INFINITY;
   for (size_t i = 0; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
   if (n == 0) lo = hi = 0.0f;
-  Candidates c = mse_candidates(lo, hi, p);
-  mse_group(k, x, n, c, true, out);
+  Candidates c;
+  mse_candidates(lo, hi, p, c);
+  std::vector<double> part;
+  mse_group(k, x, n, c, true, out, part);
 }
 
 }  // namespace lowbit
