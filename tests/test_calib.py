@@ -405,3 +405,18 @@ def test_quantize_bias_errors():
         lowbit.quantize_bias(np.array([np.nan], F32), 1.0, 1.0)
     with pytest.raises(ValueError, match="activation_scale"):
         lowbit.quantize_bias(np.ones(3, F32), 1.0, np.ones(2, F32))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_kl_pruned_search_equals_full_search(rng, bits):
+    # The search skips thresholds whose KL provably exceeds the best one (an empty last bin
+    # with mass beyond it). Compare with picking from every divergence, by the same tie rule.
+    L = 1 << (bits - 1)
+    for n in (1, 3, 17, 128, 1000):
+        for _ in range(20):
+            v = data(rng, n)
+            kl = lowbit._C.calib_kl_divergences(rc.kl_histogram(v).astype(np.uint64), bits)
+            m = kl.min()
+            i = int(np.flatnonzero(kl <= m + (1e-10 * abs(m) + 1e-15))[-1]) + L
+            c = F32((i + 0.5) * (float(np.abs(v).max()) / 2048))
+            assert lowbit.calibrate(v, "kl", bits)[1].item() == (c if np.abs(v).max() > 0 else 0)

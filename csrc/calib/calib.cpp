@@ -321,7 +321,14 @@ void histogram(const CalibKernels& k, const float* x, size_t n, double s, bool p
 // KL(P||Q) for thresholds L..2048 via prefix sums: per threshold, one pass over
 // the non-empty groups (found from the non-empty bins when those are fewer).
 // The sums are SPEC 4's, regrouped: KL = (sum p ln p - Sp ln Sp - sum p ln qn) / Sp.
-void kl_all(const uint64_t* h, int bits, double* out) {
+// prune (the search): thresholds whose last bin is empty while mass lies beyond
+// (Q = 0 where P > 0) are evaluated last, and skipped (+inf) when a lower bound
+// of their KL already exceeds the best other threshold plus the tie tolerance:
+// with pl = beyond / Sp the eps term is pl ln(pl / eps), and the remaining terms
+// are at least (1 - pl) ln(1 - pl) (log-sum inequality; Q's mass is all there).
+// Such a threshold can then be neither the minimum nor tied with it. Sparse
+// histograms (small groups) are mostly such thresholds.
+void kl_all(const uint64_t* h, int bits, double* out, bool prune = false) {
   const int sh = bits - 1, L = 1 << sh;
   const double* tab = ln_table();
   std::vector<uint64_t> C(kKlBins + 1, 0), NZ(kKlBins + 1, 0);
@@ -335,8 +342,20 @@ void kl_all(const uint64_t* h, int bits, double* out) {
   }
   const uint64_t total = C[kKlBins];
   const double Sp = static_cast<double>(total), lnSp = std::log(Sp), lnEps = std::log(kKlEps);
+  auto is_eps = [&](int i) { return h[i - 1] == 0 && total - C[i] > 0; };
+  double best = INFINITY;
+  for (int pass = 0; pass < (prune ? 2 : 1); ++pass)
   for (int i = L; i <= kKlBins; ++i) {
+    if (prune && is_eps(i) != (pass == 1)) continue;
     uint64_t Sq = C[i], beyond = total - Sq, plast = h[i - 1] + beyond;
+    if (prune && pass == 1) {
+      double pl = static_cast<double>(beyond) / Sp, lb = pl * (std::log(pl) - lnEps);
+      if (pl < 1.0) lb += (1.0 - pl) * std::log1p(-pl);
+      if (lb - 1e-12 > best + 1e-10 * std::fabs(best) + 1e-15) {
+        out[i - L] = INFINITY;
+        continue;
+      }
+    }
     double s = HL[i - 1] + (plast ? static_cast<double>(plast) * ln_u64(tab, plast) : 0.0);
     double cross = 0.0;
     if (Sq > 0) {
@@ -369,6 +388,7 @@ void kl_all(const uint64_t* h, int bits, double* out) {
     }
     if (h[i - 1] == 0 && beyond > 0) cross += static_cast<double>(beyond) * lnEps;
     out[i - L] = (s - Sp * lnSp - cross) / Sp;
+    best = std::min(best, out[i - L]);
   }
 }
 
@@ -383,7 +403,7 @@ void kl_range(const CalibKernels& k, const float* x, size_t n, float dlo, float 
   histogram(k, x, n, kKlBins / a, parallel, hist);
   const int L = 1 << (p.bits - 1);
   std::vector<double> kl(kKlBins - L + 1);
-  kl_all(hist, p.bits, kl.data());
+  kl_all(hist, p.bits, kl.data(), true);
   // The last minimum. The regrouped sums above differ from the reference's direct
   // ones by rounding (~1e-15 relative), and sparse histograms make exact ties
   // common (thresholds between non-empty bins give identical P and Q): values
