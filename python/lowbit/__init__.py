@@ -7,6 +7,8 @@ from ._core import (available_isas, cpu_info, get_isa, get_num_threads, set_isa,
                     set_num_threads, use_isa)
 from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401
+from .calibration import Observer, calibrate, quantize_bias  # noqa: F401
+from .codebook import kmeans_codebook, quantize_codebook  # noqa: F401
 from .act import quantize_activations  # noqa: F401
 from .int8 import Linear, int8_matmul, linear  # noqa: F401
 from .extreme import binarize, ternarize  # noqa: F401

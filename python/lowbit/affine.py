@@ -23,11 +23,15 @@ def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = 
     False for minmax; ``narrow`` drops the most negative signed code. ``clip``
     is None, a float ``c`` (range ``[-c, c]``) or a ``(lo, hi)`` pair.
     """
+    if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9) live in the codebook family
+        from . import codebook
+        return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
+                                        narrow=narrow, clip=clip, clip_param=clip_param)
     x = _args.as_float32(x)
     bits = _args.check_bits(bits)
     g = _args.grid(bits, scheme, signed, narrow)
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
-    clip_lo, clip_hi = _resolve_clip(x, clip, clip_param, scheme, bits, lay)
+    clip_lo, clip_hi = _resolve_clip(x, clip, clip_param, scheme, bits, lay, signed, narrow)
     if x.size == 0:
         from .reference import affine as ref
         return ref.quantize(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
@@ -42,13 +46,14 @@ def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = 
                    axis=axis, group_size=group_size, signed=g.signed, narrow=g.narrow)
 
 
-def _resolve_clip(x, clip, clip_param, scheme, bits, lay):
+def _resolve_clip(x, clip, clip_param, scheme, bits, lay, signed=None, narrow=False):
     if isinstance(clip, str) and clip != "none":
         try:
-            from . import calibrate
+            from . import calibration
         except ImportError:
             raise ValueError(f"clip={clip!r} is not available in this build") from None
-        return calibrate.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay)
+        return calibration.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay,
+                                       signed=signed, narrow=narrow)
     if clip_param is not None:
         raise ValueError("clip_param is only used with a calibrated clip method (clip='percentile'|'mse'|'kl')")
     return _args.clip_arrays(None if clip == "none" else clip, scheme, lay.n_groups)

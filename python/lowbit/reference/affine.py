@@ -64,16 +64,21 @@ def _expand(p: np.ndarray, x_shape, lay: _args.Layout) -> np.ndarray:
 def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = None,
              group_size: Optional[int] = None, signed: Optional[bool] = None, narrow: bool = False,
              clip=None, clip_param=None) -> QTensor:
+    if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9): reference/codebook.py
+        from . import codebook
+        return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
+                                        narrow=narrow, clip=clip, clip_param=clip_param)
     x = _args.as_float32(x)
     bits = _args.check_bits(bits)
     g = _args.grid(bits, scheme, signed, narrow)
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
     if isinstance(clip, str) and clip != "none":
         try:
-            from . import calibrate
+            from . import calibration
         except ImportError:
             raise ValueError(f"clip={clip!r} is not available in this build") from None
-        clip_lo, clip_hi = calibrate.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay)
+        clip_lo, clip_hi = calibration.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay,
+                                                   signed=signed, narrow=narrow)
     else:
         if clip_param is not None:
             raise ValueError("clip_param is only used with a calibrated clip method (clip='percentile'|'mse'|'kl')")
@@ -104,6 +109,9 @@ def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = 
 
 def dequantize(qt: QTensor, dtype=np.float32) -> np.ndarray:
     """``scale * float32(code - zero_point)``, one float32 multiply per value."""
+    if qt.codebook is not None:  # non-uniform schemes (SPEC 9)
+        from .codebook import dequantize_codebook
+        return dequantize_codebook(qt).astype(dtype)
     codes = qt.unpacked_codes().astype(np.int32)
     lay = qt.layout()
     zp = qt.zero_point if qt.zero_point is not None else np.zeros(qt.scale.shape, np.int32)
