@@ -7,6 +7,7 @@ from ._core import (available_isas, cpu_info, get_isa, get_num_threads, set_isa,
                     set_num_threads, use_isa)
 from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401
+from .act import quantize_activations  # noqa: F401
 from . import reference  # noqa: F401
 
 __version__ = "0.1.0"

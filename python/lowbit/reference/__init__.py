@@ -1,3 +1,4 @@
 """lowbit.reference: the NumPy oracle. It implements SPEC.md literally, with the
 same signatures as the public API, and never calls native code."""
 from .affine import dequantize, quantize, group_params  # noqa: F401
+from .act import quantize_activations, dequantize_activations  # noqa: F401

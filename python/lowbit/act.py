@@ -1,0 +1,64 @@
+"""Per-token (per-row) activation quantization for BitLinear / int8 linear layers: SPEC 5.
+
+For each row ``x[r]`` of the last axis::
+
+    s[r] = float32(qmax) / max(max|x[r]|, float32(1e-5))     # one float32 division, qmax = 127 for 8 bits
+    q[r] = clamp(round_half_even(x[r] * s[r]), -2**(bits-1), qmax)
+    x_hat[r] = q[r] / s[r]
+
+The result is a QTensor with scheme ``"act_absmax"``. Unlike the affine schemes,
+its ``scale`` field holds the SPEC 5 *factor* ``s`` (shape ``(..., 1)``, one per
+row), not a step size: dequantization divides, ``x_hat = codes / scale``, which
+is exact to SPEC 5 (multiplying by a rounded ``1/s`` would not be).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _args, _C
+from .qtensor import QTensor, register_scheme
+
+__all__ = ["quantize_activations", "SCHEME"]
+
+SCHEME = "act_absmax"
+
+
+def check_activations(x, bits) -> tuple:
+    """Shared argument checks (native and reference): float32 x, rows M, features K."""
+    ndim = np.ndim(x)
+    x = _args.as_float32(x)
+    bits = _args.check_bits(bits)
+    if ndim == 0:
+        raise ValueError("x must have at least one dimension (..., K); got a 0-d array")
+    K = x.shape[-1]
+    if K == 0:
+        raise ValueError(f"x has no features: shape {x.shape} (the last axis K must be >= 1)")
+    return x, bits, x.size // K, K
+
+
+def make_qtensor(codes: np.ndarray, s: np.ndarray, shape, bits: int) -> QTensor:
+    return QTensor(codes=codes.reshape(shape), scale=s.reshape(tuple(shape[:-1]) + (1,)), zero_point=None,
+                   shape=tuple(shape), bits=bits, scheme=SCHEME, group_size=shape[-1], signed=True)
+
+
+def _dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:
+    """SPEC 5: x_hat = q / s (one float32 division per value)."""
+    return (codes.astype(np.float32) / qt.scale).astype(np.float32)
+
+
+register_scheme(SCHEME, _dequantize)
+
+
+def quantize_activations(x, bits: int = 8) -> QTensor:
+    """Quantize ``x`` of shape (..., K) per row (token) to signed ``bits``-bit codes (SPEC 5).
+
+    Returns a QTensor (scheme ``"act_absmax"``) whose ``scale`` is the factor ``s``
+    per row, shape (..., 1); ``qt.dequantize()`` gives ``codes / s``. NaN or Inf in
+    ``x`` raise ValueError.
+    """
+    x, bits, M, K = check_activations(x, bits)
+    try:
+        codes, s = _C.act_quantize_rows(x.reshape(-1), M, K, bits)
+    except _C.NonFiniteError:
+        raise ValueError(_args.nonfinite_message(x)) from None
+    return make_qtensor(codes, s, x.shape, bits)
