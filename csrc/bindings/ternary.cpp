@@ -116,19 +116,4 @@ LOWBIT_BINDINGS(ternary) {
       },
       py::arg("x"), py::arg("packed"), py::arg("N"), py::arg("K"), py::arg("bits"), py::arg("scale"),
       py::arg("bias") = py::none(), py::arg("out") = py::none());
-  m.def(
-      "tl_quantize_rows",
-      [](const py::array& x_) {
-        carray<float> x = require<float>(x_, "x");
-        if (x.ndim() != 2) throw std::invalid_argument("x: expected a 2-d array");
-        size_t M = x.shape(0), K = x.shape(1);
-        carray<int8_t> q({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(K)});
-        carray<float> s(static_cast<py::ssize_t>(M));
-        {
-          py::gil_scoped_release nogil;
-          tl_quantize_rows(x.data(), M, K, q.mutable_data(), s.mutable_data());
-        }
-        return py::make_tuple(q, s);
-      },
-      py::arg("x"));
 }

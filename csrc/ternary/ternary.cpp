@@ -2,6 +2,9 @@
 // activation quantization, and the matmuls split over threads by output channel.
 #include "ternary/ternary.h"
 
+#include "act/act.h"
+#include "act/act_ops.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -27,7 +30,6 @@ size_t row_grain(size_t M, size_t K) {
 
 bool tl_pack(const int8_t* codes, size_t N, size_t K, int bits, uint8_t* packed) {
   const size_t ldw = tl_row_bytes(K, bits), KB = tl_block(bits);
-  const int planes = 8 / bits;
   std::atomic<bool> ok{true};
   parallel_for(N, 64, [&](size_t n0, size_t n1) {
     for (size_t n = n0; n < n1; ++n) {
@@ -47,7 +49,6 @@ bool tl_pack(const int8_t* codes, size_t N, size_t K, int bits, uint8_t* packed)
         size_t b = k / KB, r = k % KB;
         out[b * 32 + r % 32] |= static_cast<uint8_t>(u << (bits * static_cast<int>(r / 32)));
       }
-      (void)planes;
     }
   });
   return ok;
@@ -86,27 +87,11 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
     q = padded.data();
   }
   std::vector<int32_t> qsum(M);
-  for (size_t m = 0; m < M; ++m) {
-    int32_t s = 0;
-    for (size_t k = 0; k < K; ++k) s += qx[m * K + k];
-    qsum[m] = s;
-  }
+  for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
     size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
     kern.gemm(bits, q, M, ldq, qsum.data(), packed, ldw, nblocks, n0, n1, acc + n0, N);
   });
-}
-
-void tl_quantize_rows(const float* x, size_t M, size_t K, int8_t* q, float* s) {
-  const TernaryKernels& kern = ternary_kernels();
-  std::atomic<bool> ok{true};
-  parallel_for(M, std::max<size_t>(1, 65536 / std::max<size_t>(K, 1)), [&](size_t m0, size_t m1) {
-    for (size_t m = m0; m < m1; ++m) {
-      int32_t sum;
-      if (!kern.quantize_row(x + m * K, K, K, q + m * K, s + m, &sum)) ok = false;
-    }
-  });
-  if (!ok) throw NonFiniteError();
 }
 
 void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, size_t N, int bits,
@@ -118,10 +103,21 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   std::vector<int8_t> q(M * std::max<size_t>(ldq, 1));
   std::vector<float> sx(M);
   std::vector<int32_t> qsum(M);
+  const ActKernels& act = act_kernels();
   std::atomic<bool> ok{true};
   parallel_for(M, std::max<size_t>(1, 65536 / std::max<size_t>(K, 1)), [&](size_t m0, size_t m1) {
-    for (size_t m = m0; m < m1; ++m)
-      if (!kern.quantize_row(x + m * K, K, ldq, q.data() + m * ldq, &sx[m], &qsum[m])) ok = false;
+    for (size_t m = m0; m < m1; ++m) {
+      float amax;
+      if (!act.absmax(x + m * K, K, &amax)) {
+        ok = false;
+        return;
+      }
+      sx[m] = act_scale(amax, 127);  // SPEC 5: s = 127 / max(max|x|, 1e-5)
+      int8_t* qm = q.data() + m * ldq;
+      act.quantize(x + m * K, K, sx[m], -128, 127, qm);
+      std::memset(qm + K, 0, ldq - K);
+      qsum[m] = kern.sum_s8(qm, K);
+    }
   });
   if (!ok) throw NonFiniteError();
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {

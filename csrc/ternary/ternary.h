@@ -30,10 +30,8 @@ constexpr size_t kTernaryMaxK = size_t(1) << 23;  // |acc| <= 256 K < 2^31
 inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values per 32-byte block
 
 struct TernaryKernels {
-  // SPEC 5 per-token quantization of one row: s = 127 / max(max|x|, 1e-5),
-  // q = clamp(round(x * s), -128, 127); q[K..ldq) = 0; *sum = sum of q.
-  // Returns false (outputs undefined) if x holds NaN or Inf.
-  bool (*quantize_row)(const float* x, size_t K, size_t ldq, int8_t* q, float* s, int32_t* sum);
+  // sum of q[0..n) (the correction term of the unsigned-code product).
+  int32_t (*sum_s8)(const int8_t* q, size_t n);
   // acc[m * ldc + (n - n0)] = exact int32 sum_k q[m,k] * t[n,k] for m < M, n0 <= n < n1.
   // qsum[m] = sum_k q[m,k]; w points at row 0 of the packed weights.
   void (*gemm)(int bits, const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w,
@@ -66,13 +64,11 @@ void tl_unpack(const uint8_t* packed, size_t N, size_t K, int bits, int8_t* code
 void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, size_t N, int bits,
                    int32_t* acc);
 
-// y (M, N) float32: x (M, K) float32 quantized per token (SPEC 5), then
+// y (M, N) float32: x (M, K) float32 quantized per token (SPEC 5, by the act
+// family's kernels, csrc/act/act.h), then
 // y = float(acc) * (gw[n] / s_x[m]) (+ bias[n]); gw has N values (gw_stride 1)
 // or one (gw_stride 0); bias may be null. Throws NonFiniteError for NaN/Inf in x.
 void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, size_t N, int bits,
                    const float* gw, size_t gw_stride, const float* bias, float* y);
-
-// Per-token quantization alone (SPEC 5): q (M, K), s (M). Throws NonFiniteError.
-void tl_quantize_rows(const float* x, size_t M, size_t K, int8_t* q, float* s);
 
 }  // namespace lowbit

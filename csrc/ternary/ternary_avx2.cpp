@@ -15,63 +15,24 @@
 namespace lowbit {
 namespace {
 
-bool quantize_row(const float* x, size_t K, size_t ldq, int8_t* q, float* s, int32_t* sum) {
-  const __m256i absm = _mm256_set1_epi32(0x7fffffff);
-  __m256i vmax = _mm256_setzero_si256();
-  size_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    __m256i b = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + k)), absm);
-    vmax = _mm256_max_epi32(vmax, b);  // |x| bit patterns order like the values; NaN/Inf on top
-  }
-  alignas(32) uint32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vmax);
-  uint32_t amax = 0;
-  for (int i = 0; i < 8; ++i) amax = lanes[i] > amax ? lanes[i] : amax;
-  for (; k < K; ++k) {
-    uint32_t b = tl_abs_bits(x[k]);
-    amax = b > amax ? b : amax;
-  }
-  if (amax >= 0x7f800000u) return false;
-  float a;
-  std::memcpy(&a, &amax, 4);
-  const float sc = tl_scale(a);
-  const __m256 vs = _mm256_set1_ps(sc);
-  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  __m256i vsum = _mm256_setzero_si256();
-  k = 0;
-  for (; k + 32 <= K; k += 32) {
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vs));  // MXCSR: half to even
-    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), vs));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 16), vs));
-    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 24), vs));
-    __m256i w01 = _mm256_packs_epi32(i0, i1);  // saturation = the clamp to [-128, 127] below
-    __m256i w23 = _mm256_packs_epi32(i2, i3);
-    __m256i b = _mm256_packs_epi16(w01, w23);
-    b = _mm256_permutevar8x32_epi32(b, perm);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k), b);
-    __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), b);
-    vsum = _mm256_add_epi32(vsum, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
-  }
-  alignas(32) int32_t sl[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(sl), vsum);
-  int32_t total = 0;
-  for (int i = 0; i < 8; ++i) total += sl[i];
-  for (; k < K; ++k) {
-    int32_t v = tl_quantize_one(x[k], sc);
-    q[k] = static_cast<int8_t>(v);
-    total += v;
-  }
-  for (k = K; k < ldq; ++k) q[k] = 0;
-  *s = sc;
-  *sum = total;
-  return true;
-}
-
 inline int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
   return _mm_cvtsi128_si32(s);
+}
+
+int32_t sum_s8(const int8_t* q, size_t n) {
+  const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
+  __m256i acc = _mm256_setzero_si256();
+  size_t k = 0;
+  for (; k + 32 <= n; k += 32) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(one8, v), one16));
+  }
+  int32_t total = hsum_epi32(acc);
+  for (; k < n; ++k) total += q[k];
+  return total;
 }
 
 // Keeps v in a register at this point: stops the compiler from re-associating
@@ -195,6 +156,6 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 
 }  // namespace
 
-const TernaryKernels ternary_avx2 = {quantize_row, gemm, epilogue};
+const TernaryKernels ternary_avx2 = {sum_s8, gemm, epilogue};
 
 }  // namespace lowbit

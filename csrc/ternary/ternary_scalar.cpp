@@ -7,26 +7,10 @@
 namespace lowbit {
 namespace {
 
-bool quantize_row(const float* x, size_t K, size_t ldq, int8_t* q, float* s, int32_t* sum) {
-  uint32_t amax = 0;
-  for (size_t k = 0; k < K; ++k) {
-    uint32_t b = tl_abs_bits(x[k]);
-    amax = b > amax ? b : amax;
-  }
-  if (amax >= 0x7f800000u) return false;
-  float a;
-  std::memcpy(&a, &amax, 4);
-  float sc = tl_scale(a);
+int32_t sum_s8(const int8_t* q, size_t n) {
   int32_t total = 0;
-  for (size_t k = 0; k < K; ++k) {
-    int32_t v = tl_quantize_one(x[k], sc);
-    q[k] = static_cast<int8_t>(v);
-    total += v;
-  }
-  for (size_t k = K; k < ldq; ++k) q[k] = 0;
-  *s = sc;
-  *sum = total;
-  return true;
+  for (size_t k = 0; k < n; ++k) total += q[k];
+  return total;
 }
 
 void gemm(int bits, const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
@@ -59,6 +43,6 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 
 }  // namespace
 
-const TernaryKernels ternary_scalar = {quantize_row, gemm, epilogue};
+const TernaryKernels ternary_scalar = {sum_s8, gemm, epilogue};
 
 }  // namespace lowbit
