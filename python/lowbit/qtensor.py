@@ -19,8 +19,15 @@ _DEQUANTIZERS: Dict[str, Callable] = {}
 _AFFINE_LIKE = {"absmax", "minmax"}
 
 
-def register_scheme(name: str, dequantize: Optional[Callable] = None) -> None:
-    """Declare a scheme. Without ``dequantize`` it is affine-like: scale * (code - zero_point)."""
+_CODE_RANGES: Dict[str, Tuple[int, int]] = {}
+
+
+def register_scheme(name: str, dequantize: Optional[Callable] = None, *,
+                    code_range: Optional[Tuple[int, int]] = None) -> None:
+    """Declare a scheme. Without ``dequantize`` it is affine-like: scale * (code - zero_point).
+    ``code_range=(lo, hi)``: the codes it allows, checked by :meth:`QTensor.validate`."""
+    if code_range is not None:
+        _CODE_RANGES[name] = (int(code_range[0]), int(code_range[1]))
     if dequantize is None:
         _AFFINE_LIKE.add(name)
     else:
@@ -125,6 +132,16 @@ class QTensor:
         from . import affine
         return affine.dequantize(self, dtype=dtype, out=out)
 
+    def pack(self, layout: Optional[str] = None) -> "QTensor":
+        """A copy with bit-packed codes (SPEC 6); see :func:`lowbit.packing.pack_qtensor`."""
+        from . import packing
+        return packing.pack_qtensor(self, layout)
+
+    def unpack(self) -> "QTensor":
+        """A copy with plain int8/uint8 codes (itself if not packed)."""
+        from . import packing
+        return packing.unpack_qtensor(self)
+
     # ---- serialization ---------------------------------------------------
     def to_dict(self) -> Dict[str, np.ndarray]:
         """Plain NumPy arrays (safetensors-ready); ``qmeta`` is UTF-8 JSON as uint8."""
@@ -211,6 +228,11 @@ class QTensor:
             from . import packing
             packing.validate_qtensor_packing(self)
             return
+        if self.scheme in _CODE_RANGES and self.codes.size:
+            lo, hi = int(self.codes.min()), int(self.codes.max())
+            clo, chi = _CODE_RANGES[self.scheme]
+            if lo < clo or hi > chi:
+                raise ValueError(f"QTensor: {self.scheme} codes span [{lo}, {hi}], outside [{clo}, {chi}]")
         if self.scheme in ("absmax", "minmax") and self.codes.size:
             g = _args.grid(self.bits, self.scheme, self.signed, self.narrow)
             lo, hi = int(self.codes.min()), int(self.codes.max())

@@ -2,3 +2,5 @@
 same signatures as the public API, and never calls native code."""
 from .affine import dequantize, quantize, group_params  # noqa: F401
 from .act import quantize_activations, dequantize_activations  # noqa: F401
+from .extreme import binarize, ternarize  # noqa: F401
+from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
