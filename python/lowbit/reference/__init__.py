@@ -4,3 +4,5 @@ from .affine import dequantize, quantize, group_params  # noqa: F401
 from .act import quantize_activations, dequantize_activations  # noqa: F401
 from .extreme import binarize, ternarize  # noqa: F401
 from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
+from .ternary import (binary_matmul, binary_matmul_s32, ternary_matmul, ternary_matmul_s32,  # noqa: F401
+                      tl_pack, tl_unpack)
