@@ -26,6 +26,17 @@ size_t row_grain(size_t M, size_t K) {
   return std::max<size_t>(1, (size_t(1) << 18) / per_item);
 }
 
+// Per-thread working memory of the kernels, 32-byte aligned.
+class Scratch {
+ public:
+  explicit Scratch(size_t M) : buf_((tl_scratch_bytes(M) + 63) / 32) {}
+  void* get() { return buf_.data(); }
+
+ private:
+  struct alignas(32) Line { unsigned char b[32]; };
+  std::vector<Line> buf_;
+};
+
 }  // namespace
 
 bool tl_pack(const int8_t* codes, size_t N, size_t K, int bits, uint8_t* packed) {
@@ -90,7 +101,8 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
     size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
-    kern.gemm(bits, q, M, ldq, qsum.data(), packed, ldw, nblocks, n0, n1, acc + n0, N);
+    Scratch scratch(M);
+    kern.gemm(bits, q, M, ldq, qsum.data(), packed, ldw, nblocks, n0, n1, acc + n0, N, scratch.get());
   });
 }
 
@@ -123,9 +135,11 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
     std::vector<int32_t> stage(M * kNBlock);
+    Scratch scratch(M);
     for (size_t nb = n0; nb < n1; nb += kNBlock) {
       const size_t ne = std::min(n1, nb + kNBlock), w = ne - nb;
-      if (nblocks) kern.gemm(bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks, nb, ne, stage.data(), kNBlock);
+      if (nblocks) kern.gemm(bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks, nb, ne, stage.data(), kNBlock,
+                             scratch.get());
       else std::fill(stage.begin(), stage.end(), 0);
       for (size_t m = 0; m < M; ++m)
         kern.epilogue(stage.data() + m * kNBlock, w, sx[m], gw + nb * gw_stride, gw_stride,

@@ -14,8 +14,8 @@
 // With S = sum_k u[n,k] * q[m,k] (vpmaddubsw: u unsigned, q signed; pair sums
 // stay within [-512, 508], so no saturation for any int8 q, -128 included):
 //   ternary: acc = S - sum_k q[m,k];   binary: acc = 2 S - sum_k q[m,k].
-// 16-bit partial sums are widened to int32 every 64 vpmaddubsw results, so acc
-// is exact for K <= kMaxK.
+// 16-bit partial sums are widened to int32 before they can overflow, so acc is
+// exact for K <= kTernaryMaxK.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -25,17 +25,24 @@
 
 namespace lowbit {
 
-constexpr size_t kTernaryMaxK = size_t(1) << 23;  // |acc| <= 256 K < 2^31
+constexpr size_t kTernaryMaxK = size_t(1) << 22;  // partial sums of 4 u q stay below 2^31
 
 inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values per 32-byte block
+
+// Large-M path: weights are decoded to bytes once per tile of kTlRows rows by
+// kTlChunk values of K, then reused by every activation row.
+constexpr size_t kTlRows = 8;
+constexpr size_t kTlChunk = 1024;
+inline size_t tl_scratch_bytes(size_t M) { return kTlRows * kTlChunk + M * kTlRows * 32; }
 
 struct TernaryKernels {
   // sum of q[0..n) (the correction term of the unsigned-code product).
   int32_t (*sum_s8)(const int8_t* q, size_t n);
   // acc[m * ldc + (n - n0)] = exact int32 sum_k q[m,k] * t[n,k] for m < M, n0 <= n < n1.
-  // qsum[m] = sum_k q[m,k]; w points at row 0 of the packed weights.
+  // qsum[m] = sum_k q[m,k]; w points at row 0 of the packed weights; scratch
+  // holds tl_scratch_bytes(M) bytes, 32-byte aligned (one per thread).
   void (*gemm)(int bits, const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w,
-               size_t ldw, size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc);
+               size_t ldw, size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch);
   // y[n] = float(acc[n]) * (gw[n * gw_stride] / sx) (+ bias[n] if bias), n < N.
   void (*epilogue)(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw_stride,
                    const float* bias, float* y);

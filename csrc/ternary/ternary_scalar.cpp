@@ -14,7 +14,7 @@ int32_t sum_s8(const int8_t* q, size_t n) {
 }
 
 void gemm(int bits, const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
-          size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc) {
+          size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc, void*) {
   const int planes = 8 / bits;
   const unsigned mask = (1u << bits) - 1;
   for (size_t m = 0; m < M; ++m) {
