@@ -27,28 +27,8 @@ namespace {
 
 constexpr size_t kGrain = 1 << 15;  // values per task below which threads don't pay
 
-// SPEC 1-2: parameters in float64 from float32 endpoints, rounded once to float32.
 void group_params(float lo, float hi, const AffineParams& p, float* scale, float* inv, int32_t* zp) {
-  float s;
-  if (p.scheme == AffineScheme::absmax) {
-    double a = std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
-    s = static_cast<float>(a / p.absmax_qmax);
-  } else {
-    lo = std::min(lo, 0.0f);
-    hi = std::max(hi, 0.0f);
-    s = static_cast<float>((static_cast<double>(hi) - static_cast<double>(lo)) / (p.qmax - p.qmin));
-  }
-  s = std::max(s, FLT_MIN);
-  float iv = 1.0f / s;
-  int32_t z = 0;
-  if (p.scheme == AffineScheme::minmax) {
-    float prod = lo * iv;
-    z = p.qmin - static_cast<int32_t>(std::nearbyint(prod));
-    z = std::min(std::max(z, p.qmin), p.qmax);
-  }
-  *scale = s;
-  *inv = iv;
-  *zp = z;
+  lowbit::group_params(lo, hi, p.scheme == AffineScheme::minmax, p.qmin, p.qmax, p.absmax_qmax, scale, inv, zp);
 }
 
 // Range of one long run, split over threads.
@@ -146,20 +126,9 @@ void affine_quantize(const float* x, const AffineLayout& L, const AffineParams& 
 
   // Groups that fit in cache: range, parameters and codes in one pass per group.
   if (L.kind == AffineLayout::groups && G > 1) {
-    size_t per_row = ceil_div(L.b, L.c);
     std::atomic<bool> ok{true};
     parallel_for(G, std::max<size_t>(1, kGrain / L.c), [&](size_t b, size_t e) {
-      bool good = true;
-      for (size_t g = b; g < e; ++g) {
-        size_t r = g / per_row, j = g % per_row, s = j * L.c, n = std::min(L.c, L.b - s);
-        const float* xs = x + r * L.b + s;
-        float lo, hi, inv;
-        good &= k.range(xs, n, &lo, &hi);
-        if (clip_lo) lo = clip_lo[g], hi = clip_hi[g];
-        group_params(lo, hi, p, &scale[g], &inv, &zero_point[g]);
-        k.quantize(xs, n, inv, zero_point[g], p.qmin, p.qmax, codes + r * L.b + s);
-      }
-      if (!good) ok = false;
+      if (!k.quantize_groups(x, L.b, L.c, b, e, p, clip_lo, clip_hi, codes, scale, zero_point)) ok = false;
     });
     if (!ok) throw NonFiniteError();
     return;

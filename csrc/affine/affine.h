@@ -15,6 +15,14 @@
 
 namespace lowbit {
 
+enum class AffineScheme { absmax = 0, minmax = 1 };
+
+struct AffineParams {
+  AffineScheme scheme = AffineScheme::absmax;
+  int32_t qmin = -128, qmax = 127;
+  int32_t absmax_qmax = 127;  // qmax of the signed grid, the absmax divisor
+};
+
 struct AffineKernels {
   // lo/hi of x[0..n); false if any value is NaN or Inf (lo/hi then undefined).
   bool (*range)(const float* x, size_t n, float* lo, float* hi);
@@ -25,6 +33,13 @@ struct AffineKernels {
                    uint8_t* out);
   void (*quantize_cols)(const float* x, size_t rows, size_t cols, const float* inv,
                         const int32_t* zp, int32_t qmin, int32_t qmax, uint8_t* out);
+  // Fused per-group quantization of groups [g0, g1) of a rows x len layout with groups
+  // of `group` values (the last of a row may be shorter): range, parameters, codes in
+  // one pass per group. clip_lo/hi (per group, or null) replace the data range.
+  // Returns false if a group holds NaN or Inf.
+  bool (*quantize_groups)(const float* x, size_t len, size_t group, size_t g0, size_t g1,
+                          const AffineParams& p, const float* clip_lo, const float* clip_hi,
+                          uint8_t* codes, float* scale, int32_t* zp);
   // out[i] = scale * float(q[i] - zp); q is int8 if is_signed else uint8.
   void (*dequantize)(const uint8_t* q, bool is_signed, size_t n, float scale, int32_t zp, float* out);
   void (*dequantize_cols)(const uint8_t* q, bool is_signed, size_t rows, size_t cols,
@@ -54,14 +69,6 @@ struct AffineLayout {
   size_t a = 0, b = 0, c = 0;  // groups: rows, len, group; cols: rows, cols; channels: outer, C, inner
   size_t numel() const { return kind == cols ? a * b : (kind == groups ? a * b : a * b * c); }
   size_t n_groups() const;
-};
-
-enum class AffineScheme { absmax = 0, minmax = 1 };
-
-struct AffineParams {
-  AffineScheme scheme = AffineScheme::absmax;
-  int32_t qmin = -128, qmax = 127;
-  int32_t absmax_qmax = 127;  // qmax of the signed grid, the absmax divisor
 };
 
 // Quantize x into codes[numel] and per-group scale/zero_point. clip_lo/clip_hi,

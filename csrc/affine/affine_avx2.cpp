@@ -8,19 +8,21 @@
 namespace lowbit {
 namespace {
 
-// Accumulates min, max and a "saw NaN/Inf" mask. v*0 is NaN exactly for NaN and Inf.
+// Accumulates min, max and a NaN mask; +-Inf shows in the final min/max.
 struct RangeAcc {
-  __m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
+  __m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
   void add(__m256 v) {
     mn = _mm256_min_ps(mn, v);
     mx = _mm256_max_ps(mx, v);
-    __m256 z = _mm256_mul_ps(v, _mm256_setzero_ps());
-    bad = _mm256_or_ps(bad, _mm256_cmp_ps(z, z, _CMP_UNORD_Q));
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   }
   void merge(const RangeAcc& o) {
     mn = _mm256_min_ps(mn, o.mn);
     mx = _mm256_max_ps(mx, o.mx);
-    bad = _mm256_or_ps(bad, o.bad);
+    nan = _mm256_or_ps(nan, o.nan);
+  }
+  bool ok(float lo, float hi) const {
+    return _mm256_movemask_ps(nan) == 0 && lo != -INFINITY && hi != INFINITY;
   }
 };
 
@@ -41,6 +43,9 @@ bool range(const float* x, size_t n, float* lo, float* hi) {
   RangeAcc a0, a1, a2, a3;
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
+    // Short groups end the hardware prefetcher's stream often: ask for data 2 KiB ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(x + i) + 2048, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i) + 2048 + 64, _MM_HINT_T0);
     a0.add(_mm256_loadu_ps(x + i));
     a1.add(_mm256_loadu_ps(x + i + 8));
     a2.add(_mm256_loadu_ps(x + i + 16));
@@ -51,7 +56,7 @@ bool range(const float* x, size_t n, float* lo, float* hi) {
   a2.merge(a3);
   a0.merge(a2);
   float mn = hmin(a0.mn), mx = hmax(a0.mx);
-  bool ok = _mm256_movemask_ps(a0.bad) == 0;
+  bool ok = a0.ok(mn, mx);
   for (; i < n; ++i) {
     float v = x[i];
     ok &= finite_f32(v);
@@ -73,7 +78,7 @@ bool range_cols(const float* x, size_t rows, size_t cols, float* lo, float* hi) 
     for (size_t r = 0; r < rows; ++r) a.add(_mm256_loadu_ps(x + r * cols + c));
     _mm256_storeu_ps(lo + c, a.mn);
     _mm256_storeu_ps(hi + c, a.mx);
-    ok &= _mm256_movemask_ps(a.bad) == 0;
+    ok &= _mm256_movemask_ps(a.nan) == 0 && hmin(a.mn) != -INFINITY && hmax(a.mx) != INFINITY;
   }
   for (; c < cols; ++c) {
     for (size_t r = 0; r < rows; ++r) {
@@ -86,17 +91,13 @@ bool range_cols(const float* x, size_t rows, size_t cols, float* lo, float* hi) 
   return ok;
 }
 
-// 32 floats -> 32 codes. inv/zp per lane group are passed as vectors.
+// Codes of 8 floats: the product clamped in float to [qmin - zp, qmax - zp] (see
+// quantize_one), converted with the default rounding (half to even), plus zp.
 struct Quant {
-  __m256i zp0, zp1, zp2, zp3, qmin, qmax;
-  __m256 clamp_lo = _mm256_set1_ps(-kQuantClampF), clamp_hi = _mm256_set1_ps(kQuantClampF);
   bool is_signed;
-  __m256i one(__m256 v, __m256 inv, __m256i zp) const {
-    v = _mm256_mul_ps(v, inv);
-    v = _mm256_min_ps(_mm256_max_ps(v, clamp_lo), clamp_hi);
-    __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    q = _mm256_add_epi32(q, zp);
-    return _mm256_min_epi32(_mm256_max_epi32(q, qmin), qmax);
+  static __m256i one(__m256 v, __m256 inv, __m256 lo, __m256 hi, __m256i zp) {
+    v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, inv), lo), hi);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
   }
   __m256i pack(__m256i a, __m256i b, __m256i c, __m256i d) const {
     __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
@@ -105,20 +106,19 @@ struct Quant {
   }
 };
 
+inline __m256 bound(int32_t q, int32_t zp) { return _mm256_set1_ps(static_cast<float>(q - zp)); }
+
 void quantize(const float* x, size_t n, float inv, int32_t zp, int32_t qmin, int32_t qmax,
               uint8_t* out) {
-  Quant Q;
-  Q.qmin = _mm256_set1_epi32(qmin);
-  Q.qmax = _mm256_set1_epi32(qmax);
-  Q.is_signed = qmin < 0;
-  const __m256 vinv = _mm256_set1_ps(inv);
+  Quant Q{qmin < 0};
+  const __m256 vinv = _mm256_set1_ps(inv), lo = bound(qmin, zp), hi = bound(qmax, zp);
   const __m256i vzp = _mm256_set1_epi32(zp);
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    __m256i a = Q.one(_mm256_loadu_ps(x + i), vinv, vzp);
-    __m256i b = Q.one(_mm256_loadu_ps(x + i + 8), vinv, vzp);
-    __m256i c = Q.one(_mm256_loadu_ps(x + i + 16), vinv, vzp);
-    __m256i d = Q.one(_mm256_loadu_ps(x + i + 24), vinv, vzp);
+    __m256i a = Q.one(_mm256_loadu_ps(x + i), vinv, lo, hi, vzp);
+    __m256i b = Q.one(_mm256_loadu_ps(x + i + 8), vinv, lo, hi, vzp);
+    __m256i c = Q.one(_mm256_loadu_ps(x + i + 16), vinv, lo, hi, vzp);
+    __m256i d = Q.one(_mm256_loadu_ps(x + i + 24), vinv, lo, hi, vzp);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), Q.pack(a, b, c, d));
   }
   for (; i < n; ++i) out[i] = static_cast<uint8_t>(quantize_one(x[i], inv, zp, qmin, qmax));
@@ -126,24 +126,21 @@ void quantize(const float* x, size_t n, float inv, int32_t zp, int32_t qmin, int
 
 void quantize_cols(const float* x, size_t rows, size_t cols, const float* inv, const int32_t* zp,
                    int32_t qmin, int32_t qmax, uint8_t* out) {
-  Quant Q;
-  Q.qmin = _mm256_set1_epi32(qmin);
-  Q.qmax = _mm256_set1_epi32(qmax);
-  Q.is_signed = qmin < 0;
+  Quant Q{qmin < 0};
+  const __m256 fqmin = _mm256_set1_ps(static_cast<float>(qmin)), fqmax = _mm256_set1_ps(static_cast<float>(qmax));
   for (size_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     uint8_t* o = out + r * cols;
     size_t c = 0;
     for (; c + 32 <= cols; c += 32) {
-      __m256i a = Q.one(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(inv + c),
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp + c)));
-      __m256i b = Q.one(_mm256_loadu_ps(xr + c + 8), _mm256_loadu_ps(inv + c + 8),
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp + c + 8)));
-      __m256i cc = Q.one(_mm256_loadu_ps(xr + c + 16), _mm256_loadu_ps(inv + c + 16),
-                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp + c + 16)));
-      __m256i d = Q.one(_mm256_loadu_ps(xr + c + 24), _mm256_loadu_ps(inv + c + 24),
-                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp + c + 24)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), Q.pack(a, b, cc, d));
+      __m256i q[4];
+      for (int k = 0; k < 4; ++k) {
+        __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp + c + 8 * k));
+        __m256 fz = _mm256_cvtepi32_ps(z);  // exact: |zp| <= 255
+        q[k] = Q.one(_mm256_loadu_ps(xr + c + 8 * k), _mm256_loadu_ps(inv + c + 8 * k),
+                     _mm256_sub_ps(fqmin, fz), _mm256_sub_ps(fqmax, fz), z);
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + c), Q.pack(q[0], q[1], q[2], q[3]));
     }
     for (; c < cols; ++c) o[c] = static_cast<uint8_t>(quantize_one(xr[c], inv[c], zp[c], qmin, qmax));
   }
@@ -152,6 +149,12 @@ void quantize_cols(const float* x, size_t rows, size_t cols, const float* inv, c
 inline __m256i load8_codes(const uint8_t* q, bool is_signed) {
   __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q));
   return is_signed ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+}
+
+bool quantize_groups(const float* x, size_t len, size_t group, size_t g0, size_t g1, const AffineParams& p,
+                     const float* clip_lo, const float* clip_hi, uint8_t* codes, float* scale, int32_t* zp) {
+  return quantize_groups_batched(range, quantize, x, len, group, g0, g1, p.scheme == AffineScheme::minmax, p.qmin,
+                                 p.qmax, p.absmax_qmax, clip_lo, clip_hi, codes, scale, zp);
 }
 
 void dequantize(const uint8_t* q, bool is_signed, size_t n, float scale, int32_t zp, float* out) {
@@ -188,6 +191,7 @@ void dequantize_cols(const uint8_t* q, bool is_signed, size_t rows, size_t cols,
 
 }  // namespace
 
-const AffineKernels affine_avx2 = {range, range_cols, quantize, quantize_cols, dequantize, dequantize_cols};
+const AffineKernels affine_avx2 = {range, range_cols, quantize, quantize_cols, quantize_groups, dequantize,
+                                         dequantize_cols};
 
 }  // namespace lowbit

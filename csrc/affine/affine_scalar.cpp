@@ -45,6 +45,12 @@ void quantize_cols(const float* x, size_t rows, size_t cols, const float* inv, c
       out[r * cols + c] = static_cast<uint8_t>(quantize_one(x[r * cols + c], inv[c], zp[c], qmin, qmax));
 }
 
+bool quantize_groups(const float* x, size_t len, size_t group, size_t g0, size_t g1, const AffineParams& p,
+                     const float* clip_lo, const float* clip_hi, uint8_t* codes, float* scale, int32_t* zp) {
+  return quantize_groups_batched(range, quantize, x, len, group, g0, g1, p.scheme == AffineScheme::minmax, p.qmin,
+                                 p.qmax, p.absmax_qmax, clip_lo, clip_hi, codes, scale, zp);
+}
+
 void dequantize(const uint8_t* q, bool is_signed, size_t n, float scale, int32_t zp, float* out) {
   for (size_t i = 0; i < n; ++i) out[i] = dequantize_one(load_code(q, i, is_signed), scale, zp);
 }
@@ -58,6 +64,7 @@ void dequantize_cols(const uint8_t* q, bool is_signed, size_t rows, size_t cols,
 
 }  // namespace
 
-const AffineKernels affine_scalar = {range, range_cols, quantize, quantize_cols, dequantize, dequantize_cols};
+const AffineKernels affine_scalar = {range, range_cols, quantize, quantize_cols, quantize_groups, dequantize,
+                                         dequantize_cols};
 
 }  // namespace lowbit

@@ -12,6 +12,7 @@ from .extreme import binarize, ternarize  # noqa: F401
 from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
 from .ternary import (BinaryWeight, BitLinear, TernaryWeight, binary_matmul, binary_matmul_s32,  # noqa: F401
                       ternary_matmul, ternary_matmul_s32)
+from .int8 import Linear, int8_matmul, linear  # noqa: F401
 from . import reference  # noqa: F401
 
 __version__ = "0.1.0"

@@ -27,7 +27,7 @@ def as_float32(x, name: str = "x") -> np.ndarray:
             raise TypeError(f"{name}: cannot convert {type(x).__name__} to a NumPy array ({e})") from None
     dt = arr.dtype
     if dt.kind == "f" or dt.name == "bfloat16":
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return np.asarray(arr, dtype=np.float32, order="C")
     raise TypeError(f"{name}: expected floating-point data (float16/bfloat16/float32/float64), got dtype {dt}")
 
 

@@ -69,7 +69,10 @@ def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = 
     g = _args.grid(bits, scheme, signed, narrow)
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
     if isinstance(clip, str) and clip != "none":
-        from . import calibrate
+        try:
+            from . import calibrate
+        except ImportError:
+            raise ValueError(f"clip={clip!r} is not available in this build") from None
         clip_lo, clip_hi = calibrate.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay)
     else:
         if clip_param is not None:
@@ -83,8 +86,14 @@ def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = 
     if clip_lo is not None:
         lo, hi = clip_lo, clip_hi
     scale, inv, zp = group_params(lo, hi, scheme, g)
+    if x.size == 0:
+        codes = np.zeros(x.shape, np.int8 if g.signed else np.uint8)
+        return QTensor(codes=codes, scale=scale.reshape(lay.param_shape), zero_point=zp.reshape(lay.param_shape),
+                       shape=x.shape, bits=bits, scheme=scheme, axis=axis, group_size=group_size,
+                       signed=g.signed, narrow=g.narrow)
     xf = x.reshape(-1)
-    prod = (xf * _expand(inv, x.shape, lay)).astype(F32)          # one float32 multiply
+    with np.errstate(over="ignore"):  # products beyond float32 saturate through the clamp
+        prod = (xf * _expand(inv, x.shape, lay)).astype(F32)      # one float32 multiply
     q = np.clip(np.rint(prod), -2.0 ** 20, 2.0 ** 20).astype(np.int64) + _expand(zp, x.shape, lay)
     q = np.clip(q, g.qmin, g.qmax)
     codes = q.astype(np.int8 if g.signed else np.uint8).reshape(x.shape)
@@ -102,5 +111,6 @@ def dequantize(qt: QTensor, dtype=np.float32) -> np.ndarray:
         return np.zeros(qt.shape, dtype)
     s = _expand(qt.scale.reshape(-1), qt.shape, lay)
     z = _expand(zp.reshape(-1), qt.shape, lay)
-    y = (s * (codes.reshape(-1) - z).astype(F32)).astype(F32)
+    with np.errstate(over="ignore"):  # |x| within 127 ulp of float32 max may round to +-inf
+        y = (s * (codes.reshape(-1) - z).astype(F32)).astype(F32)
     return y.reshape(qt.shape).astype(dtype)

@@ -1,0 +1,35 @@
+"""Helpers shared by the benchmarks: timing and the memory-bandwidth yardstick."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import lowbit
+from lowbit import _C
+
+
+def median_time(fn, *args, repeat: int = 15, warmup: int = 2, min_time: float = 0.0) -> float:
+    """Median wall time of fn(*args) in seconds."""
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    t_end = time.perf_counter() + min_time
+    while len(times) < repeat or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def copy_bandwidth(nbytes: int = 256 << 20, repeat: int = 9) -> float:
+    """Bytes moved per second (read + write) by a threaded memcpy of `nbytes` on lowbit's pool."""
+    src = np.ones(nbytes, np.uint8)
+    dst = np.empty_like(src)
+    t = median_time(_C.parallel_copy, dst, src, repeat=repeat)
+    return 2 * nbytes / t
+
+
+def machine() -> str:
+    info = lowbit.cpu_info()
+    return f"{info['brand']} ({info['vendor']}), path {info['active_isa']}, {info['num_threads']} threads"

@@ -1,0 +1,71 @@
+// int8 GEMM and the dynamic int8 linear layer: SPEC 7.
+//
+//   acc[m, n] = sum_k (A[m, k] - za) * (B[n, k] - zb)        exact (int32, wrapping)
+//   y[m, n]   = (sa[m] * sb[n]) * float(acc[m, n]) (+ bias[n])  float32, no FMA
+//
+// How it stays exact: every int8/uint8 value is widened to int16 (A - za fits:
+// |A - za| <= 255) and multiplied with vpmaddwd, whose int32 pair sums can never
+// saturate for such inputs (unlike vpmaddubsw's int16 pair sums). Accumulation is
+// modular int32, so the result is exact whenever the true sum fits in int32; the
+// Python layer rejects inputs for which it might not (K * max|A - za| * max|B - zb|
+// >= 2^31). B's zero point is applied afterwards: acc = dot(A - za, B) - zb * rowsum(A - za).
+//
+// Weight layout ("panels"): B (N, K) int8 is stored as ceil(N / 16) panels of 16
+// output channels; K is padded to Kp = K rounded up to even with zeros, and so are
+// the missing channels of the last panel. Inside a panel, for each pair of inputs
+// kp < Kp / 2, 32 bytes: channel c's B[n0 + c, 2kp] and B[n0 + c, 2kp + 1] at bytes
+// 2c and 2c + 1. So 16 bytes sign-extend (vpmovsxbw) to 8 channels x 2 inputs of
+// int16, ready for vpmaddwd against a broadcast (A[m, 2kp], A[m, 2kp + 1]) pair.
+// A is widened to row-major int16 (M, Kp), A - za, zero-padded.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/cpu.h"
+
+namespace lowbit {
+
+constexpr size_t kInt8NR = 16;  // output channels per panel
+constexpr int kInt8MR = 6;      // most rows per micro-tile
+
+inline size_t int8_kpad(size_t K) { return (K + 1) & ~size_t{1}; }
+inline size_t int8_panels(size_t N) { return (N + kInt8NR - 1) / kInt8NR; }
+inline size_t int8_packed_bytes(size_t N, size_t K) { return int8_panels(N) * kInt8NR * int8_kpad(K); }
+
+struct Int8Kernels {
+  // c[r * 16 + j] = sum_{kp < kpairs} a[r*lda + 2kp] * B[j, 2kp] + a[r*lda + 2kp+1] * B[j, 2kp+1]
+  // for r < mr (1 <= mr <= kInt8MR), j < 16, with B one panel; wrapping int32.
+  void (*tile)(const int16_t* a, size_t lda, int mr, const int8_t* panel, size_t kpairs, int32_t* c);
+};
+
+extern const Int8Kernels int8_scalar;
+extern const Int8Kernels int8_avx2;
+
+inline const Int8Kernels& int8_kernels() {
+  static const std::array<const Int8Kernels*, kIsaCount> variants = {
+      &int8_scalar, LOWBIT_X86_ONLY(&int8_avx2), nullptr, nullptr};
+  return pick(variants);
+}
+
+// ---- driver (int8.cpp) ---------------------------------------------------
+
+// b: (N, K) int8 row-major -> out: int8_packed_bytes(N, K) bytes (panel layout above).
+void int8_pack_weights(const int8_t* b, size_t N, size_t K, int8_t* out);
+
+// out: (M, N) int32 = sum_k (a[m,k] - za) * (b[n,k] - zb); a is int8 if a_signed else
+// uint8, (M, K) row-major; b (N, K) int8 row-major. Caller guarantees the true results
+// fit in int32.
+void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za, const int8_t* b,
+                 size_t N, int32_t zb, int32_t* out);
+
+// The dynamic int8 linear layer on pre-packed weights (int8_pack_weights):
+// x (M, K) float32 finite, quantized per row as SPEC 5 (q, s); sa[m] = 1.0f / s[m];
+// sb: N values (sb_per_channel) or 1; bias: N values or null.
+// Writes y (M, N) float32 = (sa[m] * sb[n]) * float(acc) (+ bias[n]) if y is not null,
+// acc (M, N) int32 if acc is not null, and s (M,) if s_out is not null.
+// Throws NonFiniteError if x holds NaN or Inf.
+void int8_linear(const float* x, size_t M, size_t K, const int8_t* packed, size_t N, const float* sb,
+                 bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out);
+
+}  // namespace lowbit

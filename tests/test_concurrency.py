@@ -1,0 +1,134 @@
+"""Threads: kernels release the GIL, give serial results under concurrency, and
+survive set_num_threads while work runs."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+import lowbit
+
+from conftest import assert_qtensor_equal
+
+
+def _calls(rng):
+    """(function, argument) pairs covering the native entry points."""
+    xs = [rng.standard_normal((64, 1000)).astype(np.float32) for _ in range(4)]
+    calls = []
+    for i, x in enumerate(xs):
+        calls.append((lambda x=x: lowbit.quantize(x, axis=0), f"q-ch{i}"))
+        calls.append((lambda x=x: lowbit.quantize(x, group_size=32, scheme="minmax"), f"q-g{i}"))
+        calls.append((lambda x=x: lowbit.quantize(x), f"q-t{i}"))
+    return calls
+
+
+def _same(a, b):
+    if isinstance(a, lowbit.QTensor):
+        assert_qtensor_equal(a, b)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+def test_many_threads_same_results_as_serial(rng):
+    calls = _calls(rng)
+    expected = {name: fn() for fn, name in calls}
+    errors = []
+
+    def worker(seed):
+        order = np.random.default_rng(seed).permutation(len(calls))
+        try:
+            for _ in range(3):
+                for i in order:
+                    fn, name = calls[i]
+                    _same(fn(), expected[name])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    assert not errors, errors[0]
+
+
+def test_gil_is_released_during_kernels(rng):
+    x = rng.standard_normal((4096, 2048)).astype(np.float32)
+    prev = lowbit.get_num_threads()
+    lowbit.set_num_threads(1)
+    try:
+        ticks = []
+        window = []
+        stop = threading.Event()
+
+        def python_loop():
+            while not stop.is_set():
+                ticks.append(time.perf_counter())
+
+        def native():
+            for _ in range(5):
+                t0 = time.perf_counter()
+                lowbit.quantize(x, group_size=64)
+                window.append((t0, time.perf_counter()))
+
+        b = threading.Thread(target=python_loop)
+        b.start()
+        time.sleep(0.01)
+        native()
+        stop.set()
+        b.join()
+        # Ticks of the pure-Python thread that fall inside the native calls: with the
+        # GIL held there would be none (at most one at each switch boundary).
+        inside = sum(1 for t in ticks for (s, e) in window if s + 1e-3 < t < e - 1e-3)
+        native_time = sum(e - s for s, e in window)
+        assert native_time > 0.01
+        assert inside > 100, f"only {inside} Python ticks during {native_time * 1e3:.1f} ms of native work"
+    finally:
+        lowbit.set_num_threads(prev)
+
+
+def test_set_num_threads_while_work_runs(rng):
+    x = rng.standard_normal((512, 777)).astype(np.float32)
+    expected = lowbit.quantize(x, group_size=100, scheme="minmax")
+    prev = lowbit.get_num_threads()
+    errors, stop = [], threading.Event()
+
+    def work():
+        try:
+            while not stop.is_set():
+                assert_qtensor_equal(lowbit.quantize(x, group_size=100, scheme="minmax"), expected)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(60):
+            lowbit.set_num_threads(1 + i % 4)
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        lowbit.set_num_threads(prev)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[0]
+
+
+def test_fork_after_pool_started(rng):
+    import multiprocessing as mp
+    if "fork" not in mp.get_all_start_methods():
+        return
+    x = rng.standard_normal((300, 4000)).astype(np.float32)
+    expected = lowbit.quantize(x, axis=0).codes  # the pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_quantize_codes, (x,)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
+def _quantize_codes(x):
+    return lowbit.quantize(x, axis=0).codes

@@ -1,0 +1,220 @@
+"""int8 GEMM and dynamic int8 linear (SPEC 7): exact int32 accumulators vs NumPy int64 on every
+ISA path, including the inputs that saturate vpmaddubsw-style int16 pair sums."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lowbit
+from lowbit import reference as ref
+
+F32 = np.float32
+I8 = np.int8
+
+
+def np_matmul(a, b, za=0, zb=0):
+    return (a.astype(np.int64) - za) @ (b.astype(np.int64) - zb).T
+
+
+def check(a, b, za=0, zb=0):
+    got = lowbit.int8_matmul(a, b, a_zero_point=za, b_zero_point=zb)
+    assert got.dtype == np.int32 and got.shape == (a.shape[0], b.shape[0])
+    np.testing.assert_array_equal(got, np_matmul(a, b, za, zb))
+    np.testing.assert_array_equal(got, ref.int8_matmul(a, b, a_zero_point=za, b_zero_point=zb))
+    return got
+
+
+DIMS = [1, 2, 3, 17]
+KS = [1, 2, 3, 15, 16, 17, 31, 33, 64, 127, 257]
+
+
+@pytest.mark.parametrize("K", KS)
+@pytest.mark.parametrize("M", DIMS)
+def test_random_shapes(isa, rng, M, K):
+    for N in DIMS:
+        check(rng.integers(-128, 128, (M, K), dtype=I8), rng.integers(-128, 128, (N, K), dtype=I8))
+
+
+@pytest.mark.parametrize("M,N,K", [(4097, 3, 33), (2, 4097, 31), (17, 33, 4097)])
+def test_big_dims(isa, rng, M, N, K):
+    check(rng.integers(-128, 128, (M, K), dtype=I8), rng.integers(-128, 128, (N, K), dtype=I8))
+
+
+@pytest.mark.parametrize("K", [1, 2, 7, 64, 1000, 4099])
+def test_saturating_extremes(isa, K):
+    # -128 * -128 + -128 * -128 = 32768 overflows an int16 pair sum (vpmaddubsw saturates)
+    lo = np.full((5, K), -128, I8)
+    hi = np.full((7, K), 127, I8)
+    got = check(lo, lo[:3])
+    assert (got == 16384 * K).all()
+    check(lo, hi)
+    check(hi, hi)
+    alt = np.where(np.arange(K) % 2 == 0, -128, 127).astype(I8)
+    alt2 = np.stack([alt, -1 - alt, np.roll(alt, 1), np.full(K, -128, I8)]).astype(I8)
+    check(alt2, alt2)
+    # uint8 255 against -128: the u8 x s8 pair sum 2 * 255 * -128 saturates int16 too
+    u = np.full((3, K), 255, np.uint8)
+    check(u, lo[:2])
+    check(u, hi[:2])
+
+
+@pytest.mark.parametrize("za,zb", [(0, 0), (3, 0), (0, -5), (-128, 127), (127, -128), (17, 9)])
+def test_zero_points_int8(isa, rng, za, zb):
+    a = rng.integers(-128, 128, (9, 45), dtype=I8)
+    b = rng.integers(-128, 128, (19, 45), dtype=I8)
+    check(a, b, za, zb)
+    check(np.full((2, 45), -128, I8), np.full((3, 45), 127, I8), za, zb)
+
+
+@pytest.mark.parametrize("za,zb", [(0, 0), (128, 0), (255, -128), (0, 127), (200, 3)])
+def test_zero_points_uint8(isa, rng, za, zb):
+    a = rng.integers(0, 256, (6, 77), dtype=np.uint8)
+    b = rng.integers(-128, 128, (18, 77), dtype=I8)
+    check(a, b, za, zb)
+    check(np.zeros((2, 77), np.uint8), np.full((3, 77), -128, I8), za, zb)
+
+
+def test_k_near_limit(rng):
+    K = 131072
+    a = np.full((2, K), -128, I8)
+    b = np.full((3, K), -128, I8)
+    with pytest.raises(ValueError, match="int32"):  # true result 2**31 does not fit
+        lowbit.int8_matmul(a, b)
+    b[:, 0] = 127  # now the worst case is (K - 1) * 16384 + ... < 2**31? no: use 127 everywhere in b
+    b = np.full((3, K), 127, I8)
+    got = check(a, b)
+    assert (got == -128 * 127 * K).all()
+    r = rng.integers(-127, 128, (2, K), dtype=I8)
+    check(r, rng.integers(-127, 128, (3, K), dtype=I8))
+    check(np.full((1, K - 1), -128, I8), np.full((1, K - 1), -128, I8))  # 2**31 - 16384 fits
+
+
+def test_empty_and_noncontiguous(isa, rng):
+    assert lowbit.int8_matmul(np.zeros((0, 5), I8), np.zeros((3, 5), I8)).shape == (0, 3)
+    assert lowbit.int8_matmul(np.zeros((2, 5), I8), np.zeros((0, 5), I8)).shape == (2, 0)
+    np.testing.assert_array_equal(lowbit.int8_matmul(np.zeros((2, 0), I8), np.zeros((3, 0), I8)),
+                                  np.zeros((2, 3), np.int32))
+    a = rng.integers(-128, 128, (20, 40), dtype=I8)
+    b = rng.integers(-128, 128, (40, 30), dtype=I8)
+    check(a[::2, ::2], b.T[::3, :20])
+
+
+def test_bad_input():
+    a = np.zeros((2, 5), I8)
+    with pytest.raises(ValueError, match="K differs"):
+        lowbit.int8_matmul(a, np.zeros((3, 6), I8))
+    with pytest.raises(TypeError, match="int8"):
+        lowbit.int8_matmul(a.astype(F32), np.zeros((3, 5), I8))
+    with pytest.raises(TypeError, match="int8"):
+        lowbit.int8_matmul(a.astype(np.int16), np.zeros((3, 5), I8))
+    with pytest.raises(TypeError, match="int8"):
+        lowbit.int8_matmul(a, np.zeros((3, 5), np.uint8))
+    with pytest.raises(ValueError, match="2-D"):
+        lowbit.int8_matmul(a.reshape(-1), np.zeros((3, 5), I8))
+    with pytest.raises(TypeError):
+        lowbit.int8_matmul(a.tolist(), np.zeros((3, 5), I8))
+    with pytest.raises(ValueError, match="range"):
+        lowbit.int8_matmul(a, np.zeros((3, 5), I8), a_zero_point=200)
+    with pytest.raises(TypeError, match="scalar"):
+        lowbit.int8_matmul(a, np.zeros((3, 5), I8), b_zero_point=np.zeros(3, np.int32))
+
+
+# ---- linear ---------------------------------------------------------------------
+
+def rel_err(y, yr):
+    return np.abs(y - yr).max() / max(np.abs(yr).max(), 1e-30)
+
+
+def check_linear(x, qw, bias=None):
+    L = lowbit.Linear(qw, bias)
+    y = L(x)
+    yr = ref.linear(x, qw, bias)
+    assert y.dtype == F32 and y.shape == yr.shape
+    acc, s = L.accumulators(x)
+    accr, sr = ref.linear_accumulators(x, qw)
+    np.testing.assert_array_equal(acc, accr)
+    np.testing.assert_array_equal(s, sr)
+    if y.size:
+        assert rel_err(y, yr) <= 1e-6  # SPEC 7 (in fact the same float32 operations: bit-exact)
+    np.testing.assert_array_equal(y, yr)
+    np.testing.assert_array_equal(lowbit.linear(x, qw, bias), y)
+    return y
+
+
+@pytest.mark.parametrize("K", [1, 2, 17, 33, 256])
+@pytest.mark.parametrize("M", [1, 2, 3, 7, 8, 17])
+def test_linear_shapes(isa, rng, M, K):
+    for N in [1, 3, 17, 40]:
+        w = rng.standard_normal((N, K)).astype(F32)
+        x = rng.standard_normal((M, K)).astype(F32)
+        check_linear(x, lowbit.quantize(w, 8, axis=0), rng.standard_normal(N).astype(F32))
+        check_linear(x, lowbit.quantize(w, 8))
+
+
+def test_linear_big(isa, rng):
+    w = rng.standard_normal((4097, 64)).astype(F32)
+    x = rng.standard_normal((3, 64)).astype(F32)
+    check_linear(x, lowbit.quantize(w, 8, axis=0))
+    x = rng.standard_normal((130, 100)).astype(F32)
+    check_linear(x, lowbit.quantize(rng.standard_normal((50, 100)).astype(F32), 8, axis=0))
+
+
+def test_linear_batch_shapes_and_float_weight(isa, rng):
+    w = rng.standard_normal((12, 20)).astype(F32)
+    bias = rng.standard_normal(12).astype(np.float64)
+    L = lowbit.Linear(w, bias)
+    x = rng.standard_normal((2, 3, 20)).astype(F32)
+    y = L(x)
+    assert y.shape == (2, 3, 12)
+    np.testing.assert_array_equal(y, ref.Linear(w, bias)(x))
+    assert L(x[0, 0]).shape == (12,)
+    np.testing.assert_array_equal(L(x[0, 0]), y[0, 0])
+    # close to the float result
+    yf = x @ w.T + bias.astype(F32)
+    assert np.abs(y - yf).max() < 0.05 * np.abs(yf).max()
+    # non-contiguous and float16/float64 activations
+    xt = rng.standard_normal((20, 6)).T
+    np.testing.assert_array_equal(L(xt), ref.Linear(w, bias)(xt))
+    np.testing.assert_array_equal(L(x.astype(np.float16)), ref.Linear(w, bias)(x.astype(np.float16)))
+    assert L(np.zeros((0, 20), F32)).shape == (0, 12)
+
+
+def test_linear_extreme_weights(isa, rng):
+    # a QTensor whose codes include -128 (hand-built): still exact
+    codes = np.full((5, 40), -128, I8)
+    codes[1] = 127
+    qw = lowbit.QTensor(codes=codes, scale=np.full((5, 1), 0.5, F32), zero_point=np.zeros((5, 1), np.int32),
+                        shape=(5, 40), bits=8, scheme="absmax", axis=0)
+    x = np.where(np.arange(40) % 2 == 0, -1.0, 1.0).astype(F32)[None].repeat(3, 0)
+    x[1] = -1.0
+    check_linear(x, qw)
+
+
+def test_linear_bad_input(rng):
+    w = rng.standard_normal((4, 8)).astype(F32)
+    qw = lowbit.quantize(w, 8, axis=0)
+    x = np.ones((2, 8), F32)
+    with pytest.raises(ValueError, match="K=8"):
+        lowbit.linear(np.ones((2, 9), F32), qw)
+    with pytest.raises(TypeError, match="QTensor"):
+        lowbit.linear(x, w)
+    with pytest.raises(ValueError, match="per-group"):
+        lowbit.linear(x, lowbit.quantize(w, 8, group_size=4))
+    with pytest.raises(ValueError, match="axis 1"):
+        lowbit.linear(x, lowbit.quantize(w, 8, axis=1))
+    with pytest.raises(ValueError, match="int8"):
+        lowbit.linear(x, lowbit.quantize(w, 8, scheme="minmax", axis=0))
+    with pytest.raises(ValueError, match="scheme"):
+        lowbit.linear(x, lowbit.quantize_activations(w))
+    with pytest.raises(ValueError, match="2-D"):
+        lowbit.Linear(np.ones(8, F32))
+    with pytest.raises(ValueError, match="bias"):
+        lowbit.linear(x, qw, np.ones(5, F32))
+    with pytest.raises(ValueError, match="non-finite"):
+        lowbit.linear(x, qw, np.array([1, np.nan, 0, 0], F32))
+    bad = x.copy()
+    bad[1, 3] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite.*\(1, 3\)"):
+        lowbit.linear(bad, qw)
+    with pytest.raises(TypeError):
+        lowbit.linear(x.astype(np.int32), qw)
