@@ -313,3 +313,18 @@ def test_empty(isa, rng):
     y = lowbit.ternary_matmul(np.zeros((2, 0), F32), wk, bias=bias)
     np.testing.assert_array_equal(y, np.broadcast_to(bias, (2, 4)))
     np.testing.assert_array_equal(ref.ternary_matmul(np.zeros((2, 0), F32), wk, bias=bias), y)
+
+
+def test_row_bytes_match_native():
+    from lowbit import _C
+    from lowbit.ternary import tl_row_bytes
+    for K in (0, 1, 127, 128, 129, 255, 256, 257, 4097):
+        for bits in (1, 2):
+            assert tl_row_bytes(K, bits) == _C.tl_row_bytes(K, bits)
+
+
+def test_k_limit():
+    K = (1 << 22) + 1
+    w = lowbit.TernaryWeight.from_codes(np.zeros((1, K), np.int8), 1.0)
+    with pytest.raises(ValueError, match="limit for exact int32"):
+        lowbit.ternary_matmul_s32(np.zeros((1, K), np.int8), w)

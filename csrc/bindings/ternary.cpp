@@ -13,6 +13,12 @@ int check_tl_bits(int bits) {
   return bits;
 }
 
+void check_k(size_t K) {
+  if (K > kTernaryMaxK)
+    throw std::invalid_argument("K = " + std::to_string(K) + " is above " + std::to_string(kTernaryMaxK) +
+                                ", the limit for exact int32 accumulation");
+}
+
 void check_packed(const carray<uint8_t>& w, size_t N, size_t K, int bits) {
   if (w.ndim() != 2 || static_cast<size_t>(w.shape(0)) != N ||
       static_cast<size_t>(w.shape(1)) != tl_row_bytes(K, bits))
@@ -23,7 +29,6 @@ void check_packed(const carray<uint8_t>& w, size_t N, size_t K, int bits) {
 
 LOWBIT_BINDINGS(ternary) {
   m.def("tl_row_bytes", [](size_t K, int bits) { return tl_row_bytes(K, check_tl_bits(bits)); });
-  m.def("tl_max_k", [] { return kTernaryMaxK; });
   m.def(
       "tl_pack",
       [](const py::array& codes_, int bits) {
@@ -65,7 +70,7 @@ LOWBIT_BINDINGS(ternary) {
         check_packed(w, N, K, bits);
         if (qx.ndim() != 2 || static_cast<size_t>(qx.shape(1)) != K)
           throw std::invalid_argument("qx: expected shape (M, K)");
-        if (K > kTernaryMaxK) throw std::invalid_argument("K too large for exact int32 accumulation");
+        check_k(K);
         size_t M = qx.shape(0);
         carray<int32_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
         {
@@ -85,7 +90,7 @@ LOWBIT_BINDINGS(ternary) {
         check_packed(w, N, K, bits);
         if (x.ndim() != 2 || static_cast<size_t>(x.shape(1)) != K)
           throw std::invalid_argument("x: expected shape (M, K)");
-        if (K > kTernaryMaxK) throw std::invalid_argument("K too large for exact int32 accumulation");
+        check_k(K);
         size_t M = x.shape(0);
         carray<float> gw = require<float>(gw_, "scale");
         size_t gs;
