@@ -107,8 +107,6 @@ inline void tile_reg(const int8_t* const* xr, const uint8_t* const* wr, size_t n
 // The hot case of tile_reg (one activation row, four weight rows) written out
 // in assembly: GCC's allocation of the 8 accumulators adds copies and spills
 // that cost a third of the throughput. Same arithmetic, same order.
-constexpr size_t kPrefetch = 1024;  // bytes ahead in each weight row (prefetches never fault)
-
 template <int BITS>
 inline void tile_reg_1x4(const int8_t* x, const uint8_t* const* wr, size_t nblocks, int64_t (*S)[4]) {
   constexpr int P = 8 / BITS, G = P / 2, SH = 2 * BITS;
@@ -121,17 +119,21 @@ inline void tile_reg_1x4(const int8_t* x, const uint8_t* const* wr, size_t nbloc
   __m256i lo32[4], hi32[4];
   for (int j = 0; j < 4; ++j) lo32[j] = hi32[j] = _mm256_setzero_si256();
   const uint8_t *w0 = wr[0], *w1 = wr[1], *w2 = wr[2], *w3 = wr[3];
+  // Rows are ldw apart; rows of 4 KiB or less are a page or less each, which the
+  // hardware stream prefetchers do not cross: fetch the next tile of rows while
+  // this one is computed (prefetches past the end of the array never fault).
+  const size_t ahead = 4 * static_cast<size_t>(w1 - w0);
   for (size_t b0 = 0; b0 < nblocks; b0 += FLUSH) {
     const size_t b1 = b0 + FLUSH < nblocks ? b0 + FLUSH : nblocks;
     __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
     for (size_t b = b0; b < b1; ++b) {
       const int8_t* xb = x + b * 32 * P;
       const size_t wo = 32 * b;
-      if ((b & 1) == 0) {  // one 64-byte line per two blocks: fetch the weight streams ahead
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + wo + kPrefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w1 + wo + kPrefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w2 + wo + kPrefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w3 + wo + kPrefetch), _MM_HINT_T0);
+      if ((b & 1) == 0) {  // one 64-byte line per two blocks: the same place in the next four rows
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + ahead + wo), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w1 + ahead + wo), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w2 + ahead + wo), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w3 + ahead + wo), _MM_HINT_T0);
       }
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
