@@ -328,3 +328,11 @@ def test_k_limit():
     w = lowbit.TernaryWeight.from_codes(np.zeros((1, K), np.int8), 1.0)
     with pytest.raises(ValueError, match="limit for exact int32"):
         lowbit.ternary_matmul_s32(np.zeros((1, K), np.int8), w)
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+@pytest.mark.parametrize("M", [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
+def test_s32_every_row_tiling(isa, rng, bits, M):
+    """Every split of M into the large-M path's 6- and 4-row tiles and their remainders."""
+    check_s32(rng, M, 11, 1100, bits)
+    check_s32(rng, M, 3, 300, bits, fill=-128)

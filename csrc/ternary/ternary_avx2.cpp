@@ -357,7 +357,10 @@ void gemm_dec(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const 
       decode_rows<BITS>(w + nb * ldw, ldw, rows, c0, c1, wb);
       const size_t k0 = c0 * 32 * P, len = (c1 - c0) * 32 * P;
       size_t m = 0;
-      for (; m + 6 <= M; m += 6) panel_dec<6>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows);
+      // Tiles of 6 rows, but 8 = 4 + 4 and 2 or 3 left = 4 + 4 / 4 + 5 (the 4-row kernel is in assembly too).
+      for (; M - m >= 6 && M - m != 8 && M - m != 9; m += 6)
+        panel_dec<6>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows);
+      if (M - m >= 8) panel_dec<4>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows), m += 4;
       switch (M - m) {
         case 5: panel_dec<5>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
         case 4: panel_dec<4>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
