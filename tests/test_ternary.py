@@ -336,3 +336,15 @@ def test_s32_every_row_tiling(isa, rng, bits, M):
     """Every split of M into the large-M path's 6- and 4-row tiles and their remainders."""
     check_s32(rng, M, 11, 1100, bits)
     check_s32(rng, M, 3, 300, bits, fill=-128)
+
+
+def test_constructor_checks_kernel_bytes(rng):
+    w = lowbit.TernaryWeight.from_codes(random_codes(rng, 2, 130, 2), 1.0)
+    again = lowbit.TernaryWeight(w.packed.copy(), w.scale, w.shape)
+    np.testing.assert_array_equal(again.codes(), w.codes())
+    bad = w.packed.copy()
+    bad[1, 3] = 0xFF
+    with pytest.raises(ValueError, match="invalid codes"):
+        lowbit.TernaryWeight(bad, 1.0, w.shape)
+    with pytest.raises(ValueError, match="expected shape"):
+        lowbit.TernaryWeight(w.packed[:, :32], 1.0, w.shape)

@@ -136,7 +136,8 @@ class PackedWeight:
     _canonical = ()    # SPEC 6 layouts this kind converts to
 
     def __init__(self, packed: np.ndarray, scale, shape: Tuple[int, int], method: Optional[str] = None):
-        """Wrap bytes already in the kernel layout (see :meth:`from_packed` for SPEC 6 layouts)."""
+        """Wrap bytes already in the kernel layout (checked: codes in the alphabet, zero padding);
+        see :meth:`from_packed` for SPEC 6 layouts."""
         N, K = (int(v) for v in shape)
         if N < 0 or K < 0:
             raise ValueError(f"shape: must be non-negative, got {shape}")
@@ -145,10 +146,18 @@ class PackedWeight:
         if packed.shape != (N, tl_row_bytes(K, self.bits)):
             raise ValueError(f"packed: expected shape {(N, tl_row_bytes(K, self.bits))} for a {(N, K)} weight, "
                              f"got {packed.shape}")
-        self.packed = np.ascontiguousarray(packed)
-        self.scale = check_scale(scale, N)
-        self.shape = (N, K)
-        self.method = method
+        self._set(np.ascontiguousarray(packed), check_scale(scale, N), (N, K), method)
+        self._validate_kernel_bytes()
+
+    def _set(self, packed, scale, shape, method):
+        self.packed, self.scale, self.shape, self.method = packed, scale, shape, method
+
+    @classmethod
+    def _wrap(cls, packed, scale, shape, method=None):
+        """Bytes this module just packed: no re-validation."""
+        out = cls.__new__(cls)
+        out._set(packed, scale, tuple(shape), method)
+        return out
 
     # -- construction --
     @classmethod
@@ -156,7 +165,7 @@ class PackedWeight:
         """From int codes (N, K) in the alphabet and a scale (one, or one per output channel)."""
         c = check_codes(codes, cls.bits)
         s = check_scale(scale, c.shape[0])
-        return cls(_C.tl_pack(c, cls.bits), s, c.shape)
+        return cls._wrap(_C.tl_pack(c, cls.bits), s, c.shape)
 
     @classmethod
     def from_qtensor(cls, qt: QTensor) -> "PackedWeight":
@@ -266,9 +275,7 @@ class PackedWeight:
             if packed.shape != (N, tl_row_bytes(K, cls.bits)):
                 raise ValueError(f"{cls.__name__} dict: packed has shape {packed.shape}, expected "
                                  f"{(N, tl_row_bytes(K, cls.bits))}")
-            w = cls(np.array(packed, copy=True), d["scale"], tuple(shape), method)
-            w._validate_kernel_bytes()
-            return w
+            return cls(np.array(packed, copy=True), d["scale"], tuple(shape), method)
         if layout not in cls._canonical:
             raise ValueError(f"{cls.__name__} dict: unknown layout {layout!r}")
         w = cls.from_packed(packed, tuple(shape), d["scale"], layout)
