@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     except ImportError:
         torch = None
+    warnings.filterwarnings("ignore", message=".*deprecated", category=UserWarning)  # torch qint8
     bw = copy_bandwidth()
     print(f"machine: {machine()}; copy bandwidth {bw / 1e9:.1f} GB/s (read+write)\n")
     print("| op | shape | lowbit ms | floor ms | x floor | reference ms | x faster | torch ms | x faster |")

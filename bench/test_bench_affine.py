@@ -33,6 +33,7 @@ def test_quantize(benchmark, weight, impl, gran, bits, membw):
     benchmark.extra_info["memory_floor_ms"] = floor * 1e3
 
 
+@pytest.mark.filterwarnings("ignore:.*deprecated:UserWarning")  # torch quantized tensors
 def test_quantize_torch_per_channel(benchmark, weight):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(lowbit.get_num_threads())

@@ -316,3 +316,26 @@ def test_force_isa_env(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import lowbit; print(lowbit.get_num_threads())"],
                          env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
+
+
+@pytest.mark.skipif(not hasattr(lowbit._C, "_set_mxcsr"), reason="x86 only: MXCSR")
+def test_results_ignore_callers_ftz_daz(isa):
+    # A caller with flush-to-zero / denormals-are-zero set (torch.set_flush_denormal
+    # does this) must get the same codes for subnormal input.
+    x = np.array([1e-38, -1e-38, 5e-39, 0.0, 6e-39] * 9, F32)
+    expected = [ref.quantize(x), ref.quantize(x, scheme="minmax", group_size=5)]
+    old = lowbit._C._set_mxcsr(0x1F80 | 0x8040)
+    try:
+        got = [lowbit.quantize(x), lowbit.quantize(x, scheme="minmax", group_size=5)]
+    finally:
+        lowbit._C._set_mxcsr(old)
+    for a, b in zip(got, expected):
+        assert_qtensor_equal(a, b)
+    np.testing.assert_array_equal(expected[0].codes[:5], [1, -1, 0, 0, 1])
+
+
+def test_to_dict_round_trip_zero_dim():
+    qt = lowbit.quantize(np.float32(-1.5), scheme="minmax")
+    back = lowbit.QTensor.from_dict(qt.to_dict())
+    assert_qtensor_equal(qt, back)
+    assert back.dequantize().shape == ()

@@ -74,14 +74,13 @@ def test_zero_points_uint8(isa, rng, za, zb):
     check(np.zeros((2, 77), np.uint8), np.full((3, 77), -128, I8), za, zb)
 
 
-def test_k_near_limit(rng):
+def test_k_near_limit(isa, rng):
     K = 131072
     a = np.full((2, K), -128, I8)
     b = np.full((3, K), -128, I8)
     with pytest.raises(ValueError, match="int32"):  # true result 2**31 does not fit
         lowbit.int8_matmul(a, b)
-    b[:, 0] = 127  # now the worst case is (K - 1) * 16384 + ... < 2**31? no: use 127 everywhere in b
-    b = np.full((3, K), 127, I8)
+    b = np.full((3, K), 127, I8)  # K * 16256 < 2**31: exact
     got = check(a, b)
     assert (got == -128 * 127 * K).all()
     r = rng.integers(-127, 128, (2, K), dtype=I8)
@@ -218,3 +217,25 @@ def test_linear_bad_input(rng):
         lowbit.linear(bad, qw)
     with pytest.raises(TypeError):
         lowbit.linear(x.astype(np.int32), qw)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(M=st.integers(1, 9), N=st.integers(1, 40), K=st.integers(1, 70), seed=st.integers(0, 2 ** 32 - 1),
+       unsigned=st.booleans(), zps=st.tuples(st.integers(-128, 127), st.integers(-128, 127)),
+       extreme=st.booleans())
+def test_matmul_property(M, N, K, seed, unsigned, zps, extreme):
+    r = np.random.default_rng(seed)
+    if unsigned:
+        a = r.choice(np.array([0, 255], np.uint8), (M, K)) if extreme else r.integers(0, 256, (M, K), dtype=np.uint8)
+        za = min(255, abs(zps[0]) * 2)
+    else:
+        a = r.choice(np.array([-128, 127], I8), (M, K)) if extreme else r.integers(-128, 128, (M, K), dtype=I8)
+        za = zps[0]
+    b = r.choice(np.array([-128, 127], I8), (N, K)) if extreme else r.integers(-128, 128, (N, K), dtype=I8)
+    for isa in lowbit.available_isas():
+        with lowbit.use_isa(isa):
+            check(a, b, za, zps[1])

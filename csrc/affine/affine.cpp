@@ -31,6 +31,19 @@ void group_params(float lo, float hi, const AffineParams& p, float* scale, float
   lowbit::group_params(lo, hi, p.scheme == AffineScheme::minmax, p.qmin, p.qmax, p.absmax_qmax, scale, inv, zp);
 }
 
+// lo[c] = min over parts p of plo[p * C + c]; hi likewise.
+void combine_partials(const float* plo, const float* phi, size_t parts, size_t C, float* lo, float* hi) {
+  for (size_t c = 0; c < C; ++c) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (size_t p = 0; p < parts; ++p) {
+      mn = std::min(mn, plo[p * C + c]);
+      mx = std::max(mx, phi[p * C + c]);
+    }
+    lo[c] = mn;
+    hi[c] = mx;
+  }
+}
+
 // Range of one long run, split over threads.
 bool range_parallel(const AffineKernels& k, const float* x, size_t n, float* lo, float* hi) {
   size_t nchunks = std::max<size_t>(1, std::min<size_t>(ceil_div(n, kGrain), 256));
@@ -81,15 +94,7 @@ bool ranges(const AffineKernels& k, const float* x, const AffineLayout& L, float
         if (r0 < r1 && !k.range_cols(x + r0 * C, r1 - r0, C, &plo[j * C], &phi[j * C])) ok = false;
       }
     });
-    for (size_t c = 0; c < C; ++c) {
-      float mn = INFINITY, mx = -INFINITY;
-      for (size_t j = 0; j < nblk; ++j) {
-        mn = std::min(mn, plo[j * C + c]);
-        mx = std::max(mx, phi[j * C + c]);
-      }
-      lo[c] = mn;
-      hi[c] = mx;
-    }
+    combine_partials(plo.data(), phi.data(), nblk, C, lo, hi);
   } else {
     size_t O = L.a, C = L.b, I = L.c, runs = O * C;
     std::vector<float> rlo(runs), rhi(runs);
@@ -98,15 +103,7 @@ bool ranges(const AffineKernels& k, const float* x, const AffineLayout& L, float
       for (size_t r = b; r < e; ++r) good &= k.range(x + r * I, I, &rlo[r], &rhi[r]);
       if (!good) ok = false;
     });
-    for (size_t c = 0; c < C; ++c) {
-      float mn = INFINITY, mx = -INFINITY;
-      for (size_t o = 0; o < O; ++o) {
-        mn = std::min(mn, rlo[o * C + c]);
-        mx = std::max(mx, rhi[o * C + c]);
-      }
-      lo[c] = mn;
-      hi[c] = mx;
-    }
+    combine_partials(rlo.data(), rhi.data(), O, C, lo, hi);
   }
   return ok;
 }

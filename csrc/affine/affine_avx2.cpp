@@ -43,9 +43,9 @@ bool range(const float* x, size_t n, float* lo, float* hi) {
   RangeAcc a0, a1, a2, a3;
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    // Short groups end the hardware prefetcher's stream often: ask for data 2 KiB ahead.
-    _mm_prefetch(reinterpret_cast<const char*>(x + i) + 2048, _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i) + 2048 + 64, _MM_HINT_T0);
+    // Short groups end the hardware prefetcher's stream often: ask for data 4 KiB ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(x + i) + 4096, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(x + i) + 4096 + 64, _MM_HINT_T0);
     a0.add(_mm256_loadu_ps(x + i));
     a1.add(_mm256_loadu_ps(x + i + 8));
     a2.add(_mm256_loadu_ps(x + i + 16));
@@ -57,12 +57,7 @@ bool range(const float* x, size_t n, float* lo, float* hi) {
   a0.merge(a2);
   float mn = hmin(a0.mn), mx = hmax(a0.mx);
   bool ok = a0.ok(mn, mx);
-  for (; i < n; ++i) {
-    float v = x[i];
-    ok &= finite_f32(v);
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
-  }
+  ok &= range_scalar(x + i, n - i, mn, mx);
   *lo = mn;
   *hi = mx;
   return ok;

@@ -12,6 +12,19 @@ namespace {
 
 inline bool finite_f32(float v) { return v - v == 0.0f; }  // false for NaN and +-Inf
 
+// Folds x[0..n) into (mn, mx); false if any value is NaN or Inf. The scalar range,
+// and every vector variant's tail.
+inline bool range_scalar(const float* x, size_t n, float& mn, float& mx) {
+  bool ok = true;
+  for (size_t i = 0; i < n; ++i) {
+    float v = x[i];
+    ok &= finite_f32(v);
+    mn = v < mn ? v : mn;
+    mx = v > mx ? v : mx;
+  }
+  return ok;
+}
+
 // clamp(round(v) + zp, qmin, qmax) == round(clamp(v, qmin - zp, qmax - zp)) + zp, because
 // the bounds are integers and rounding is monotonic. Clamping first, in float, keeps the
 // int conversion in range (x * inv may be huge when a clip range is given).

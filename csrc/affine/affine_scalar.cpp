@@ -7,13 +7,7 @@ namespace {
 
 bool range(const float* x, size_t n, float* lo, float* hi) {
   float mn = INFINITY, mx = -INFINITY;
-  bool ok = true;
-  for (size_t i = 0; i < n; ++i) {
-    float v = x[i];
-    ok &= finite_f32(v);
-    mn = v < mn ? v : mn;
-    mx = v > mx ? v : mx;
-  }
+  bool ok = range_scalar(x, n, mn, mx);
   *lo = mn;
   *hi = mx;
   return ok;

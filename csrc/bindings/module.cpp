@@ -1,6 +1,9 @@
 // The extension module: core entries (CPU info, ISA, threads) and every
 // registered family.
 #include <cstring>
+#if defined(LOWBIT_X86)
+#include <xmmintrin.h>
+#endif
 #include <utility>
 #include <vector>
 
@@ -87,6 +90,16 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release nogil;
     parallel_for(n, 1 << 20, [&](size_t b, size_t e) { std::memcpy(dp + b, sp + b, e - b); });
   });
+
+#if defined(LOWBIT_X86)
+  // Test hook: set this thread's MXCSR (returns the old value), to check that the
+  // kernels do not depend on the caller's floating-point environment.
+  m.def("_set_mxcsr", [](unsigned v) {
+    unsigned old = _mm_getcsr();
+    _mm_setcsr(v);
+    return old;
+  });
+#endif
 
   for (auto& [name, fn] : registry()) {
     (void)name;

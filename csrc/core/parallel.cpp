@@ -12,8 +12,26 @@
 #include <thread>
 #include <vector>
 
+#if defined(LOWBIT_X86)
+#include <xmmintrin.h>
+#endif
+
 namespace lowbit {
 namespace {
+
+// Kernels assume the default floating-point environment: round to nearest even,
+// no flush-to-zero, no denormals-are-zero (a caller may have set FTZ/DAZ, e.g.
+// torch.set_flush_denormal). Every thread that runs kernel code uses it.
+#if defined(LOWBIT_X86)
+constexpr unsigned kDefaultMxcsr = 0x1F80;  // all exceptions masked, RN, no FTZ/DAZ
+struct FpEnvGuard {
+  unsigned saved = _mm_getcsr();
+  FpEnvGuard() { if (saved != kDefaultMxcsr) _mm_setcsr(kDefaultMxcsr); }
+  ~FpEnvGuard() { if (saved != kDefaultMxcsr) _mm_setcsr(saved); }
+};
+#else
+struct FpEnvGuard {};
+#endif
 
 thread_local bool t_in_pool = false;
 
@@ -75,6 +93,7 @@ class Pool {
   }
   void work() {
     t_in_pool = true;
+    FpEnvGuard fp_env;
     unsigned long long seen = 0;
     for (;;) {
       {
@@ -158,6 +177,7 @@ void set_num_threads(int n) {
 
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
   if (n == 0) return;
+  FpEnvGuard fp_env;
   if (grain == 0) grain = 1;
   Pool* pool = nullptr;
   int threads;

@@ -4,7 +4,9 @@
 // [0, n), chunks of at least `grain` items, on up to num_threads() threads (the
 // calling thread is one of them). Calls from inside a pool thread, or from a
 // second Python thread while the pool is busy, run inline on the caller: always
-// correct, never a deadlock. The pool is rebuilt lazily after fork().
+// correct, never a deadlock. The pool is rebuilt lazily after fork(). Work runs
+// under the default floating-point environment (x86: MXCSR round-to-nearest-even,
+// no FTZ/DAZ), whatever the caller set, so results never depend on it.
 #pragma once
 #include <cstddef>
 #include <functional>

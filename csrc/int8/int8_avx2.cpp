@@ -9,6 +9,9 @@
 namespace lowbit {
 namespace {
 
+// Software prefetch distance into the weight panel (bytes; 32 per pair of inputs).
+constexpr int kPrefetchBytes = 1024;
+
 inline __m256i bcast_pair(const int16_t* p) {
   int32_t pair;
   std::memcpy(&pair, p, sizeof pair);  // (A[m, 2kp], A[m, 2kp + 1])
@@ -40,6 +43,8 @@ void tile_mr(const int16_t* a, size_t lda, const int8_t* panel, size_t kpairs, i
   __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   const __m128i* bp = reinterpret_cast<const __m128i*>(panel);
   for (size_t kp = 0; kp < kpairs; ++kp) {
+    // compute-heavy tiles: fetch the weight stream ahead (light tiles leave it to the hardware)
+    if (MR >= 4 && (kp & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(bp + 2 * kp) + kPrefetchBytes, _MM_HINT_T0);
     __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp + 2 * kp));
     __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp + 2 * kp + 1));
     LOWBIT_INT8_ROW(0)

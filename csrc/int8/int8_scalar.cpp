@@ -5,17 +5,17 @@ namespace lowbit {
 namespace {
 
 void tile(const int16_t* a, size_t lda, int mr, const int8_t* panel, size_t kpairs, int32_t* c) {
-  uint32_t acc[kInt8MR][kInt8NR] = {};
-  for (size_t kp = 0; kp < kpairs; ++kp) {
-    const int8_t* b = panel + kp * 2 * kInt8NR;
-    for (int r = 0; r < mr; ++r) {
-      int32_t a0 = a[r * lda + 2 * kp], a1 = a[r * lda + 2 * kp + 1];
+  for (int r = 0; r < mr; ++r) {
+    const int16_t* ar = a + static_cast<size_t>(r) * lda;
+    uint32_t acc[kInt8NR] = {};
+    for (size_t kp = 0; kp < kpairs; ++kp) {
+      const int8_t* b = panel + kp * 2 * kInt8NR;
+      int32_t a0 = ar[2 * kp], a1 = ar[2 * kp + 1];
       for (size_t j = 0; j < kInt8NR; ++j)
-        acc[r][j] += static_cast<uint32_t>(a0 * b[2 * j] + a1 * b[2 * j + 1]);
+        acc[j] += static_cast<uint32_t>(a0 * b[2 * j] + a1 * b[2 * j + 1]);
     }
+    for (size_t j = 0; j < kInt8NR; ++j) c[r * kInt8NR + j] = static_cast<int32_t>(acc[j]);
   }
-  for (int r = 0; r < mr; ++r)
-    for (size_t j = 0; j < kInt8NR; ++j) c[r * kInt8NR + j] = static_cast<int32_t>(acc[r][j]);
 }
 
 }  // namespace

@@ -80,8 +80,11 @@ def check_codes(codes, bits: int, signed: Optional[bool], *, ternary: bool = Fal
     int8/uint8 input of the right signedness is passed through unchecked (the
     kernel checks it); anything else is checked here."""
     q = _as_int_array(codes, "codes")
-    if signed is None:
-        signed = q.dtype.kind == "i"
+    if signed is None:  # int8 -> signed, uint8 -> unsigned; wider types: signed iff a value is negative
+        if q.dtype in (np.int8, np.uint8) or q.dtype.kind == "u":
+            signed = q.dtype.kind == "i"
+        else:
+            signed = bool(q.size) and int(q.min()) < 0
     if not isinstance(signed, (bool, np.bool_)):
         raise TypeError(f"signed must be a bool or None, got {type(signed).__name__}")
     signed = bool(signed)

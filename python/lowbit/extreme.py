@@ -54,7 +54,7 @@ def binarize(w, method: str = "sign", *, axis: Optional[int] = None,
 def _quantize(w, method, t, axis, group_size, ternary):
     x = _args.as_float32(w, "w")
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
-    if x.size == 0 or not hasattr(_C, "extreme_quantize"):
+    if x.size == 0:
         if ternary:
             return _ref.ternarize(x, method, threshold=t, axis=axis, group_size=group_size)
         return _ref.binarize(x, method, axis=axis, group_size=group_size)

@@ -134,6 +134,16 @@ def check_weight_fits(codes: np.ndarray) -> None:
 
 # ---- the native API ---------------------------------------------------------------
 
+def as_qweight(weight, quantize) -> QTensor:
+    """A weight QTensor as given, or a float (N, K) weight quantized absmax per output channel."""
+    if isinstance(weight, QTensor):
+        return weight
+    w = _args.as_float32(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must be 2-D (N, K), got shape {w.shape}")
+    return quantize(w, 8, scheme="absmax", axis=0)
+
+
 def int8_matmul(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     """``acc[m, n] = sum_k (a[m, k] - a_zero_point) * (b[n, k] - b_zero_point)`` exactly, as int32.
 
@@ -157,13 +167,7 @@ class Linear:
     """
 
     def __init__(self, weight, bias=None):
-        if isinstance(weight, QTensor):
-            qweight = weight
-        else:
-            w = _args.as_float32(weight, "weight")
-            if w.ndim != 2:
-                raise ValueError(f"weight must be 2-D (N, K), got shape {w.shape}")
-            qweight = _quantize(w, 8, scheme="absmax", axis=0)
+        qweight = as_qweight(weight, _quantize)
         codes, sb, per_channel = check_qweight(qweight)
         check_weight_fits(codes)
         self.qweight = qweight

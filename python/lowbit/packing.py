@@ -17,7 +17,6 @@ from . import _args, _C
 from ._packargs import (TERNARY_LAYOUTS, bad_code_message, check_codes, check_n, check_out, check_packed,
                         find_bad, packed_length, range_text, ternary_packed_length)
 from .qtensor import QTensor
-from .reference import packing as _ref
 
 __all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
            "pack_qtensor", "unpack_qtensor", "unpack_qtensor_codes", "validate_qtensor_packing",
@@ -35,10 +34,12 @@ def _rows(shape):
 def pack(codes, bits: int, *, signed: Optional[bool] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Pack integer codes at ``bits`` (1..8) bits each along the last axis -> uint8.
 
-    ``signed`` defaults to the dtype's signedness. Signed codes must lie in
+    ``signed`` defaults to True for int8, False for uint8 (for wider integer
+    types: True iff a code is negative). Signed codes must lie in
     [-2^(bits-1), 2^(bits-1) - 1] and are stored as two's complement; with
     bits=1 they must be the binary codes {-1, +1} (stored as 0, 1). Unsigned
-    codes must lie in [0, 2^bits - 1]. Anything else is a ValueError.
+    codes must lie in [0, 2^bits - 1]. Anything else is a ValueError (checked
+    in the same pass as the packing; ``out``, if given, is then left unspecified).
     """
     bits = _args.check_bits(bits, 1, 8)
     q, signed = check_codes(codes, bits, signed, check_range=False)
@@ -116,28 +117,6 @@ def _layout_id(layout) -> int:
     if layout not in TERNARY_LAYOUTS:
         raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
     return _TERNARY_IDS[layout]
-
-
-if not hasattr(_C, "pack_bits"):  # interim: native kernels not built yet
-    def pack(codes, bits, *, signed=None, out=None):  # noqa: F811
-        r = _ref.pack(codes, bits, signed=signed)
-        return r if out is None else _copy_to(out, r)
-
-    def unpack(packed, bits, n, *, signed=False, out=None):  # noqa: F811
-        r = _ref.unpack(packed, bits, n, signed=signed)
-        return r if out is None else _copy_to(out, r)
-
-    def pack_ternary(codes, layout="2bit", *, out=None):  # noqa: F811
-        r = _ref.pack_ternary(codes, layout)
-        return r if out is None else _copy_to(out, r)
-
-    def unpack_ternary(packed, n, layout="2bit", *, out=None):  # noqa: F811
-        r = _ref.unpack_ternary(packed, n, layout)
-        return r if out is None else _copy_to(out, r)
-
-    def _copy_to(out, r):
-        check_out(out, r.shape, r.dtype)[...] = r
-        return out
 
 
 # ---- QTensor integration ---------------------------------------------------

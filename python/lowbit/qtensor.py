@@ -202,13 +202,13 @@ class QTensor:
             v = np.asarray(v)
             if v.dtype != dtype:
                 raise ValueError(f"QTensor dict: {key} must be {np.dtype(dtype)}, got {v.dtype}")
-            return np.ascontiguousarray(v)
+            return np.asarray(v, order="C")  # keeps 0-d arrays 0-d
 
         codes = np.asarray(d["codes"])
         if codes.dtype not in (np.int8, np.uint8):
             raise ValueError(f"QTensor dict: codes must be int8 or uint8, got {codes.dtype}")
         try:
-            qt = cls(codes=np.ascontiguousarray(codes), scale=arr("scale", np.float32),
+            qt = cls(codes=np.asarray(codes, order="C"), scale=arr("scale", np.float32),
                      zero_point=arr("zero_point", np.int32), shape=tuple(shape), bits=bits, scheme=scheme,
                      axis=meta.get("axis"), group_size=meta.get("group_size"),
                      signed=bool(meta.get("signed", True)), narrow=bool(meta.get("narrow", False)),

@@ -52,9 +52,11 @@ def check_threshold(threshold) -> np.float32:
 def group_matrix(x: np.ndarray, lay: _args.Layout) -> Tuple[np.ndarray, np.ndarray]:
     """Each group's elements in C order as one row of a (n_groups, m) float32
     matrix, zero-padded to the longest group, and each group's length."""
+    if x.size == 0:  # every group is empty
+        return np.zeros((lay.n_groups, 0), F32), np.zeros(lay.n_groups, np.int64)
     if lay.kind == "groups":
         R, L, g = lay.a, lay.b, lay.c
-        ng = -(-L // g) if L else 0
+        ng = -(-L // g)
         x2 = np.zeros((R, ng * g), F32)
         x2[:, :L] = x.reshape(R, L)
         counts = np.full((R, ng), g, np.int64)
@@ -71,6 +73,8 @@ def group_matrix(x: np.ndarray, lay: _args.Layout) -> Tuple[np.ndarray, np.ndarr
 
 def scatter_groups(rows: np.ndarray, shape, lay: _args.Layout) -> np.ndarray:
     """Inverse of group_matrix for per-element results (codes)."""
+    if rows.size == 0:
+        return np.zeros(shape, rows.dtype)
     if lay.kind == "groups":
         R, L = lay.a, lay.b
         return rows.reshape(R, -1)[:, :L].reshape(shape)

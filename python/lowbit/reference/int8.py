@@ -5,8 +5,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .. import _args
-from ..int8 import check_bias, check_linear_x, check_matmul, check_qweight, check_weight_fits
+from ..int8 import as_qweight, check_bias, check_linear_x, check_matmul, check_qweight, check_weight_fits
 from ..qtensor import QTensor
 from .act import quantize_activations
 from .affine import quantize as _quantize
@@ -55,13 +54,7 @@ class Linear:
     """Reference twin of lowbit.Linear (no packing)."""
 
     def __init__(self, weight, bias=None):
-        if isinstance(weight, QTensor):
-            qweight = weight
-        else:
-            w = _args.as_float32(weight, "weight")
-            if w.ndim != 2:
-                raise ValueError(f"weight must be 2-D (N, K), got shape {w.shape}")
-            qweight = _quantize(w, 8, scheme="absmax", axis=0)
+        qweight = as_qweight(weight, _quantize)
         codes, _, _ = check_qweight(qweight)
         check_weight_fits(codes)
         self.qweight = qweight

@@ -12,6 +12,7 @@ its last byte zero-padded:
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -21,6 +22,10 @@ from .._packargs import (TERNARY_LAYOUTS, check_codes, check_n, check_packed, co
                          ternary_packed_length)
 
 __all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length"]
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def _bitstream(fields: np.ndarray, width: int) -> np.ndarray:
@@ -39,7 +44,7 @@ def _fields(packed: np.ndarray, width: int, n: int) -> np.ndarray:
 def pack(codes, bits: int, *, signed: Optional[bool] = None) -> np.ndarray:
     bits = _args.check_bits(bits, 1, 8)
     q, signed = check_codes(codes, bits, signed)
-    rows2 = q.reshape(-1, q.shape[-1]).astype(np.int16)
+    rows2 = _rows(q).astype(np.int16)
     if bits == 1 and signed:
         fields = (rows2 > 0).astype(np.uint8)
     else:
@@ -53,7 +58,7 @@ def unpack(packed, bits: int, n: int, *, signed: bool = False) -> np.ndarray:
     n = check_n(n)
     p = check_packed(packed, packed_length(n, bits), n, f"{bits}-bit codes")
     _check_padding(p, n * bits)
-    f = _fields(p.reshape(-1, p.shape[-1]), bits, n).astype(np.int16)
+    f = _fields(_rows(p), bits, n).astype(np.int16)
     if signed and bits == 1:
         f = 2 * f - 1
     elif signed:
@@ -71,7 +76,7 @@ def _check_padding(p: np.ndarray, used_bits: int) -> None:
 def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
     layout = _check_layout(layout)
     q, _ = check_codes(codes, 2, True, ternary=True)
-    rows2 = q.reshape(-1, q.shape[-1]).astype(np.int16) + 1
+    rows2 = _rows(q).astype(np.int16) + 1
     n = q.shape[-1]
     if layout == "2bit":
         out = _bitstream(rows2.astype(np.uint8), 2)
@@ -79,7 +84,7 @@ def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
         nb = ternary_packed_length(n, "base3")
         d = np.zeros((rows2.shape[0], nb * 5), np.int16)
         d[:, :n] = rows2
-        out = (d.reshape(-1, nb, 5) * np.array([1, 3, 9, 27, 81], np.int16)).sum(axis=2).astype(np.uint8)
+        out = (d.reshape(rows2.shape[0], nb, 5) * np.array([1, 3, 9, 27, 81], np.int16)).sum(axis=2).astype(np.uint8)
     return out.reshape(q.shape[:-1] + (ternary_packed_length(n, layout),))
 
 
@@ -87,7 +92,7 @@ def unpack_ternary(packed, n: int, layout: str = "2bit") -> np.ndarray:
     layout = _check_layout(layout)
     n = check_n(n)
     p = check_packed(packed, ternary_packed_length(n, layout), n, f"ternary {layout} codes")
-    p2 = p.reshape(-1, p.shape[-1])
+    p2 = _rows(p)
     if layout == "2bit":
         _check_padding(p, 2 * n)
         d = _fields(p2, 2, n).astype(np.int16)

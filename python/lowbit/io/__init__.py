@@ -1,0 +1,1 @@
+"""File formats: safetensors (our own validating reader and atomic writer)."""

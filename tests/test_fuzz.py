@@ -1,0 +1,82 @@
+"""Fuzzing the parsers of untrusted input with hypothesis: every input either
+parses into something that works, or raises ValueError/TypeError. Never a crash,
+a hang, or another exception type. Bounded here; run longer by hand with
+HYPOTHESIS_PROFILE=fuzz (see docs/reliability.md)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import lowbit
+
+settings.register_profile("ci", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("fuzz", max_examples=20000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+
+SCHEMES = ["absmax", "minmax", "ternary", "binary", "nf4", "kmeans", "bogus", ""]
+small_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
+                         st.text(max_size=8))
+
+
+@st.composite
+def qt_dicts(draw):
+    """Mostly plausible QTensor dicts with one or more fields broken."""
+    shape = list(draw(small_shapes))
+    meta = {"format": draw(st.sampled_from(["lowbit.qtensor", "x"])) if draw(st.booleans()) else "lowbit.qtensor",
+            "version": draw(st.sampled_from([1, 1, 1, 2, "1"])),
+            "shape": draw(st.one_of(st.just(shape), st.lists(st.integers(-3, 7), max_size=4), json_scalars)),
+            "bits": draw(st.one_of(st.integers(-1, 10), json_scalars)),
+            "scheme": draw(st.sampled_from(SCHEMES)),
+            "axis": draw(st.one_of(st.none(), st.integers(-4, 4), json_scalars)),
+            "group_size": draw(st.one_of(st.none(), st.integers(-1, 8), json_scalars)),
+            "signed": draw(st.one_of(st.booleans(), json_scalars)),
+            "narrow": draw(st.booleans()),
+            "packed": draw(st.one_of(st.none(), st.sampled_from(["b1", "b2", "b4", "ternary2", "base3", "zz"]))),
+            "meta": draw(st.one_of(st.just({}), st.dictionaries(st.text(max_size=5), json_scalars, max_size=3)))}
+    for key in draw(st.lists(st.sampled_from(sorted(meta)), max_size=2, unique=True)):
+        del meta[key]
+    raw = json.dumps(meta).encode()
+    if draw(st.booleans()):
+        raw = draw(st.binary(max_size=64)) if draw(st.booleans()) else raw[: draw(st.integers(0, len(raw)))]
+    d = {"qmeta": np.frombuffer(raw, np.uint8).copy()}
+    code_dtype = draw(st.sampled_from([np.int8, np.uint8, np.int16, np.float32]))
+    d["codes"] = draw(hnp.arrays(code_dtype, draw(st.one_of(st.just(tuple(shape)), small_shapes))))
+    d["scale"] = draw(hnp.arrays(draw(st.sampled_from([np.float32, np.float64])), small_shapes))
+    if draw(st.booleans()):
+        d["zero_point"] = draw(hnp.arrays(draw(st.sampled_from([np.int32, np.int64])), small_shapes))
+    if draw(st.booleans()):
+        d["codebook"] = draw(hnp.arrays(np.float32, st.integers(0, 20)))
+    for key in draw(st.lists(st.sampled_from(["codes", "scale", "qmeta"]), max_size=1, unique=True)):
+        del d[key]
+    return d
+
+
+@settings(settings.get_profile(PROFILE))
+@given(qt_dicts())
+def test_from_dict_never_crashes(d):
+    try:
+        qt = lowbit.QTensor.from_dict(d)
+    except (ValueError, TypeError):
+        return
+    y = qt.dequantize()  # whatever parsed must be usable
+    assert y.shape == qt.shape and y.dtype == np.float32
+
+
+@settings(settings.get_profile(PROFILE))
+@given(st.data())
+def test_valid_dicts_round_trip(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9))
+    x = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(-100, 100, width=32)))
+    kw = data.draw(st.sampled_from([dict(), dict(axis=0), dict(axis=-1), dict(group_size=4),
+                                    dict(scheme="minmax", bits=3)]))
+    qt = lowbit.quantize(x, **kw)
+    back = lowbit.QTensor.from_dict({k: v.copy() for k, v in qt.to_dict().items()})
+    np.testing.assert_array_equal(back.dequantize(), qt.dequantize())
