@@ -15,6 +15,8 @@ from .extreme import binarize, ternarize  # noqa: F401
 from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
 from . import gguf  # noqa: F401
 from .checkpoint import load, quantize_checkpoint, save  # noqa: F401
+from .ternary import (BinaryWeight, BitLinear, TernaryWeight, binary_matmul, binary_matmul_s32,  # noqa: F401
+                      ternary_matmul, ternary_matmul_s32)
 from . import reference  # noqa: F401
 
 __version__ = "0.1.0"

@@ -8,3 +8,5 @@ from .int8 import Linear, int8_matmul, linear, linear_accumulators  # noqa: F401
 from .extreme import binarize, ternarize  # noqa: F401
 from .packing import pack, pack_ternary, unpack, unpack_ternary  # noqa: F401
 from . import gguf  # noqa: F401
+from .ternary import (binary_matmul, binary_matmul_s32, ternary_matmul, ternary_matmul_s32,  # noqa: F401
+                      tl_pack, tl_unpack)
