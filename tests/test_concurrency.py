@@ -132,3 +132,25 @@ def test_fork_after_pool_started(rng):
 
 def _quantize_codes(x):
     return lowbit.quantize(x, axis=0).codes
+
+
+def test_output_buffer_reuse_is_safe(rng):
+    # Outputs of 4 MiB and more come from a small cache of freed buffers: live arrays
+    # never share memory, and a reused buffer holds only the new result.
+    x = rng.standard_normal((1024, 4096)).astype(np.float32)
+    y = -x
+    a = lowbit.quantize(x, axis=0)
+    first = a.codes.copy()
+    del a
+    b = lowbit.quantize(y, axis=0)  # may reuse a's buffer
+    c = lowbit.quantize(x, axis=0)  # a fresh or other cached buffer, never b's
+    assert not np.shares_memory(b.codes, c.codes)
+    np.testing.assert_array_equal(c.codes, first)
+    np.testing.assert_array_equal(b.codes, lowbit.reference.quantize(y, axis=0).codes)
+    d1, d2 = b.dequantize(), c.dequantize()
+    assert not np.shares_memory(d1, d2)
+    np.testing.assert_array_equal(d2, lowbit.reference.dequantize(c))
+    del b, c, d1, d2
+    assert lowbit._C.buffers_cached_bytes() > 0
+    lowbit.release_buffers()
+    assert lowbit._C.buffers_cached_bytes() == 0

@@ -52,7 +52,7 @@ LOWBIT_BINDINGS(affine) {
           clo = clip_lo.data(), chi = clip_hi.data();
         }
         py::ssize_t n = static_cast<py::ssize_t>(L.numel());
-        py::array codes = qmin < 0 ? py::array(carray<int8_t>(n)) : py::array(carray<uint8_t>(n));
+        py::array codes = qmin < 0 ? py::array(cached_array<int8_t>({n})) : py::array(cached_array<uint8_t>({n}));
         carray<float> scale(static_cast<py::ssize_t>(G));
         carray<int32_t> zp(static_cast<py::ssize_t>(G));
         uint8_t* cp = static_cast<uint8_t*>(codes.mutable_data());
@@ -86,7 +86,7 @@ LOWBIT_BINDINGS(affine) {
           throw std::invalid_argument("scale/zero_point: need one value per group");
         carray<float> out;
         if (out_.is_none()) {
-          out = carray<float>(static_cast<py::ssize_t>(L.numel()));
+          out = cached_array<float>({static_cast<py::ssize_t>(L.numel())});
         } else {
           out = require<float>(out_, "out");
           if (static_cast<size_t>(out.size()) != L.numel()) throw std::invalid_argument("out: wrong size");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bindings/registry.h"
+#include "core/buffers.h"
 #include "core/common.h"
 #include "core/cpu.h"
 #include "core/parallel.h"
@@ -100,6 +101,9 @@ PYBIND11_MODULE(_C, m) {
     return old;
   });
 #endif
+
+  m.def("buffers_release", &buffers_release);
+  m.def("buffers_cached_bytes", &buffers_cached_bytes);
 
   for (auto& [name, fn] : registry()) {
     (void)name;

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from . import _C
 
-__all__ = ["cpu_info", "available_isas", "get_isa", "set_isa", "use_isa",
+__all__ = ["release_buffers", "cpu_info", "available_isas", "get_isa", "set_isa", "use_isa",
            "get_num_threads", "set_num_threads"]
 
 
@@ -67,3 +67,13 @@ def cpu_info() -> dict:
     info["active_isa"] = get_isa()
     info["num_threads"] = get_num_threads()
     return info
+
+
+def release_buffers() -> None:
+    """Return lowbit's cached output buffers to the OS.
+
+    Outputs of 4 MiB and more are allocated from a small cache of freed buffers
+    (at most 4 buffers and ``LOWBIT_BUFFER_CACHE_MB``, default 1024 MiB), so that
+    repeated calls do not pay the kernel's zeroing of fresh pages.
+    """
+    _C.buffers_release()
