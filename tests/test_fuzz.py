@@ -80,3 +80,75 @@ def test_valid_dicts_round_trip(data):
     qt = lowbit.quantize(x, **kw)
     back = lowbit.QTensor.from_dict({k: v.copy() for k, v in qt.to_dict().items()})
     np.testing.assert_array_equal(back.dequantize(), qt.dequantize())
+
+
+# ---- packed buffers, GGUF blobs, weight records, checkpoint files ----------
+
+GGUF_FORMATS = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0"]
+
+
+@settings(settings.get_profile(PROFILE))
+@given(blob=st.binary(max_size=2048), fmt=st.sampled_from(GGUF_FORMATS + ["Q9_9"]),
+       shape=st.lists(st.integers(-1, 600), min_size=0, max_size=3))
+def test_gguf_dequantize_random_blobs(blob, fmt, shape):
+    try:
+        y = lowbit.gguf.dequantize(np.frombuffer(blob, np.uint8), fmt, tuple(shape))
+    except (ValueError, TypeError):
+        return
+    assert y.dtype == np.float32 and y.shape == tuple(shape)
+
+
+@settings(settings.get_profile(PROFILE))
+@given(data=st.binary(max_size=512), rows=st.integers(0, 4), bits=st.integers(-1, 9), n=st.integers(-2, 600),
+       signed=st.booleans(), layout=st.sampled_from(["2bit", "base3", "4bit"]))
+def test_unpack_random_buffers(data, rows, bits, n, signed, layout):
+    buf = np.frombuffer(data, np.uint8)
+    if rows:
+        buf = buf[: len(buf) // rows * rows].reshape(rows, -1)
+    for call in (lambda: lowbit.unpack(buf, bits, n, signed=signed),
+                 lambda: lowbit.unpack_ternary(buf, n, layout)):
+        try:
+            codes = call()
+        except (ValueError, TypeError):
+            continue
+        assert codes.shape[-1] == n and codes.dtype in (np.int8, np.uint8)
+
+
+@settings(settings.get_profile(PROFILE))
+@given(data=st.data())
+def test_ternary_weight_records(data):
+    w = np.random.default_rng(data.draw(st.integers(0, 9))).standard_normal((5, 40)).astype(np.float32)
+    d = lowbit.TernaryWeight.from_float(w).to_dict(data.draw(st.sampled_from(["kernel", "2bit", "base3"])))
+    key = data.draw(st.sampled_from(sorted(d)))
+    arr = d[key].copy()
+    mode = data.draw(st.sampled_from(["flip", "truncate", "retype", "drop"]))
+    if mode == "flip" and arr.size:
+        flat = arr.view(np.uint8).reshape(-1)
+        i = data.draw(st.integers(0, flat.size - 1))
+        flat[i] ^= np.uint8(1 << data.draw(st.integers(0, 7)))
+        d[key] = arr
+    elif mode == "truncate":
+        d[key] = arr.reshape(-1)[: data.draw(st.integers(0, max(arr.size - 1, 0)))]
+    elif mode == "retype":
+        d[key] = arr.astype(np.int64)
+    else:
+        del d[key]
+    try:
+        tw = lowbit.TernaryWeight.from_dict(d)
+    except (ValueError, TypeError):
+        return
+    y = lowbit.ternary_matmul(np.ones((2, 40), np.float32), tw)
+    assert y.shape == (2, 5)
+
+
+@settings(settings.get_profile(PROFILE))
+@given(data=st.binary(max_size=600), prefix=st.sampled_from([b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{",
+                                                              b"\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":"]))
+def test_load_random_files(tmp_path_factory, data, prefix):
+    path = tmp_path_factory.mktemp("fz") / "x.safetensors"
+    path.write_bytes(prefix + data)
+    try:
+        out = lowbit.load(str(path))
+    except (ValueError, TypeError):
+        return
+    assert isinstance(out, dict)
