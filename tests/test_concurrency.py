@@ -20,12 +20,29 @@ def _calls(rng):
         calls.append((lambda x=x: lowbit.quantize(x, axis=0), f"q-ch{i}"))
         calls.append((lambda x=x: lowbit.quantize(x, group_size=32, scheme="minmax"), f"q-g{i}"))
         calls.append((lambda x=x: lowbit.quantize(x), f"q-t{i}"))
+    # one of each other family's kernels
+    w = rng.standard_normal((96, 256)).astype(np.float32)
+    a = rng.standard_normal((9, 256)).astype(np.float32)
+    lin = lowbit.Linear(w)
+    tw = lowbit.TernaryWeight.from_float(w)
+    codes = rng.integers(-1, 2, (64, 999)).astype(np.int8)
+    calls += [
+        (lambda: lin(a), "int8-linear"),
+        (lambda: lowbit.ternary_matmul(a, tw), "ternary-matmul"),
+        (lambda: lowbit.gguf.quantize(w, "Q4_0"), "gguf-q4_0"),
+        (lambda: lowbit.pack_ternary(codes, layout="base3"), "pack-base3"),
+        (lambda: lowbit.ternarize(w, group_size=64), "ternarize"),
+        (lambda: lowbit.quantize(w, bits=4, axis=0, clip="mse"), "clip-mse"),
+        (lambda: lowbit.quantize(w, scheme="nf4"), "nf4"),
+    ]
     return calls
 
 
 def _same(a, b):
     if isinstance(a, lowbit.QTensor):
         assert_qtensor_equal(a, b)
+        if a.codebook is not None:
+            np.testing.assert_array_equal(a.codebook, b.codebook)
     else:
         np.testing.assert_array_equal(a, b)
 

@@ -11,10 +11,12 @@ from .qtensor import _AFFINE_LIKE, _DEQUANTIZERS, QTensor
 __all__ = ["quantize", "dequantize"]
 
 
-def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = None,
+def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Optional[int] = None,
              group_size: Optional[int] = None, signed: Optional[bool] = None, narrow: bool = False,
              clip=None, clip_param=None) -> QTensor:
     """Quantize ``x`` to ``bits``-bit integer codes.
+
+    ``bits`` defaults to 8 (4 for ``scheme="nf4"``).
 
     scheme: ``"absmax"`` (symmetric, zero point 0) or ``"minmax"`` (asymmetric,
     with a zero point). ``axis=k``: one scale per index along k (per-channel);
@@ -23,6 +25,8 @@ def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = 
     False for minmax; ``narrow`` drops the most negative signed code. ``clip``
     is None, a float ``c`` (range ``[-c, c]``) or a ``(lo, hi)`` pair.
     """
+    if bits is None:  # the scheme's natural width: NF4 is 4-bit, everything else defaults to 8
+        bits = 4 if scheme == "nf4" else 8
     if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9) live in the codebook family
         from . import codebook
         return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,

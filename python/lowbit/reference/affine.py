@@ -61,9 +61,11 @@ def _expand(p: np.ndarray, x_shape, lay: _args.Layout) -> np.ndarray:
     return np.broadcast_to(p.reshape(1, C, 1), (outer, C, inner)).reshape(-1)
 
 
-def quantize(x, bits: int = 8, *, scheme: str = "absmax", axis: Optional[int] = None,
+def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Optional[int] = None,
              group_size: Optional[int] = None, signed: Optional[bool] = None, narrow: bool = False,
              clip=None, clip_param=None) -> QTensor:
+    if bits is None:  # the scheme's natural width: NF4 is 4-bit, everything else defaults to 8
+        bits = 4 if scheme == "nf4" else 8
     if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9): reference/codebook.py
         from . import codebook
         return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
