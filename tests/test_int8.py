@@ -239,3 +239,48 @@ def test_matmul_property(M, N, K, seed, unsigned, zps, extreme):
     for isa in lowbit.available_isas():
         with lowbit.use_isa(isa):
             check(a, b, za, zps[1])
+
+
+# ---- static int8 path (calibrated activation scale, int32 bias) -------------
+
+@pytest.mark.parametrize("zp", [0, 1], ids=["symmetric", "asymmetric"])
+def test_static_linear_matches_reference_and_float(isa, zp):
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((33, 70)).astype(np.float32)
+    x = rng.standard_normal((5, 70)).astype(np.float32)
+    bias = rng.standard_normal(33).astype(np.float32)
+    qw = lowbit.quantize(w, axis=0)
+    obs = lowbit.Observer("minmax", symmetric=(zp == 0))
+    obs.update(x)
+    scale, obs_zp = obs.qparams()
+    s = float(np.asarray(scale).reshape(-1)[0])
+    zp = int(np.asarray(obs_zp).reshape(-1)[0])  # 0 for the symmetric observer
+    y = lowbit.linear(x, qw, bias, activation_scale=s, activation_zero_point=zp)
+    y_ref = lowbit.reference.linear(x, qw, bias, activation_scale=s, activation_zero_point=zp)
+    np.testing.assert_array_equal(y, y_ref)
+    # the int32 bias is added to exact accumulators: compare with float math on the codes
+    qb = lowbit.quantize_bias(bias, qw.scale.reshape(-1), s)
+    qmin, qmax = (-128, 127) if zp == 0 else (0, 255)
+    qx = np.clip(np.rint(x * (np.float32(1) / np.float32(s))) + zp, qmin, qmax).astype(np.int64) - zp
+    acc = qx @ qw.codes.astype(np.int64).T + qb
+    expected = (np.float32(s) * qw.scale.reshape(-1))[None, :] * acc.astype(np.float32)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    dense = x @ w.T + bias
+    assert np.abs(y - dense).max() < 0.05 * np.abs(dense).max()
+
+
+def test_static_linear_bad_arguments():
+    qw = lowbit.quantize(np.ones((4, 8), np.float32), axis=0)
+    x = np.ones((2, 8), np.float32)
+    with pytest.raises(ValueError, match="activation_scale"):
+        lowbit.linear(x, qw, activation_scale=0.0)
+    with pytest.raises(ValueError, match="activation_zero_point"):
+        lowbit.linear(x, qw, activation_scale=0.1, activation_zero_point=300)
+    with pytest.raises(ValueError, match="activation_zero_point needs"):
+        lowbit.linear(x, qw, activation_zero_point=3)
+    with pytest.raises(TypeError, match="activation_scale"):
+        lowbit.linear(x, qw, activation_scale="big")
+    with pytest.raises(ValueError, match="shape"):
+        lowbit.linear(np.ones((2, 9), np.float32), qw, activation_scale=0.1)
+    with pytest.raises(ValueError, match="non-finite"):
+        lowbit.linear(np.full((2, 8), np.nan, np.float32), qw, activation_scale=0.1)

@@ -201,12 +201,58 @@ class Linear:
         return acc, s
 
 
-def linear(x, qweight: QTensor, bias=None) -> np.ndarray:
+def linear(x, qweight: QTensor, bias=None, *, activation_scale=None, activation_zero_point=0) -> np.ndarray:
     """``y = (sa[m] * sb[n]) * float(acc[m, n]) (+ bias[n])`` for x (..., K) float and an int8
     weight QTensor (N, K); activations are quantized per token (SPEC 5), ``sa = 1 / s``.
+
+    Static path: with ``activation_scale`` (a calibrated step size, e.g. from
+    ``lowbit.Observer(...).qparams()``) and ``activation_zero_point`` (0: int8 codes;
+    otherwise uint8 codes with that zero point), activations are quantized with those
+    fixed parameters (SPEC 1), the bias is quantized to int32 with ``quantize_bias``
+    and added to the accumulators, and ``y = (sa * sb[n]) * float(acc[m, n] + qbias[n])``.
 
     Packs the weight on every call: build a :class:`Linear` to pay that once.
     """
     if not isinstance(qweight, QTensor):
         raise TypeError(f"qweight must be a QTensor (see lowbit.quantize), got {type(qweight).__name__}")
+    if activation_scale is not None:
+        from .calibration import quantize_bias
+        return static_linear(x, qweight, bias, activation_scale, activation_zero_point, int8_matmul, quantize_bias)
+    if activation_zero_point != 0:
+        raise ValueError("activation_zero_point needs activation_scale (the static int8 path)")
     return Linear(qweight, bias)(x)
+
+
+def static_linear(x, qweight, bias, activation_scale, activation_zero_point, matmul, quantize_bias):
+    """The static int8 path of :func:`linear`, shared with the reference (which passes its own
+    ``matmul`` and ``quantize_bias``): activation codes with fixed parameters, exact int32
+    accumulators plus the int32 bias, one float32 scale per output channel."""
+    codes, sb, per_channel = check_qweight(qweight)
+    N, K = codes.shape
+    if isinstance(activation_scale, bool) or not isinstance(activation_scale, numbers.Real):
+        raise TypeError(f"activation_scale must be a positive float, got {activation_scale!r}")
+    sx = np.float32(activation_scale)
+    if not (np.isfinite(sx) and sx > 0):
+        raise ValueError(f"activation_scale must be a finite positive number, got {activation_scale!r}")
+    if isinstance(activation_zero_point, bool) or not isinstance(activation_zero_point, numbers.Integral) \
+            or not 0 <= activation_zero_point <= 255:
+        raise ValueError(f"activation_zero_point must be an int in 0..255, got {activation_zero_point!r}")
+    zp = int(activation_zero_point)
+    x = _args.as_float32(x)
+    if x.ndim < 1 or x.shape[-1] != K:
+        raise ValueError(f"x must have shape (..., {K}) to match the weight (N, K) = {codes.shape}, got {x.shape}")
+    _args.check_finite(x)
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, K)
+    qmin, qmax, dtype = (-128, 127, np.int8) if zp == 0 else (0, 255, np.uint8)
+    inv = np.float32(1) / sx
+    with np.errstate(over="ignore"):
+        prod = (x2 * inv).astype(np.float32)
+    q = np.clip(np.rint(np.clip(prod, -2.0 ** 20, 2.0 ** 20)).astype(np.int64) + zp, qmin, qmax).astype(dtype)
+    acc = matmul(q, codes, a_zero_point=zp).astype(np.int64)
+    if bias is not None:
+        b = check_bias(bias, N)
+        acc = acc + quantize_bias(b, sb if per_channel else np.float32(sb[0]), float(sx)).astype(np.int64)
+    sbn = np.broadcast_to(sb if per_channel else sb[:1], (N,)).astype(np.float32)
+    y = ((sx * sbn)[None, :].astype(np.float32) * acc.astype(np.float32)).astype(np.float32)
+    return y.reshape(lead + (N,))

@@ -5,7 +5,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..int8 import as_qweight, check_bias, check_linear_x, check_matmul, check_qweight, check_weight_fits
+from ..int8 import as_qweight, static_linear, check_bias, check_linear_x, check_matmul, check_qweight, check_weight_fits
 from ..qtensor import QTensor
 from .act import quantize_activations
 from .affine import quantize as _quantize
@@ -33,8 +33,14 @@ def linear_accumulators(x, qweight: QTensor) -> Tuple[np.ndarray, np.ndarray]:
     return acc.astype(np.int32).reshape(lead + (codes.shape[0],)), qx.scale
 
 
-def linear(x, qweight: QTensor, bias=None) -> np.ndarray:
-    """SPEC 7: y = (sa[m] * sb[n]) * float32(acc) (+ bias[n]), sa = float32(1) / s (SPEC 5)."""
+def linear(x, qweight: QTensor, bias=None, *, activation_scale=None, activation_zero_point=0) -> np.ndarray:
+    """SPEC 7: y = (sa[m] * sb[n]) * float32(acc) (+ bias[n]), sa = float32(1) / s (SPEC 5).
+    With activation_scale: the static path of lowbit.linear (fixed activation parameters, int32 bias)."""
+    if activation_scale is not None:
+        from .calibration import quantize_bias
+        return static_linear(x, qweight, bias, activation_scale, activation_zero_point, int8_matmul, quantize_bias)
+    if activation_zero_point != 0:
+        raise ValueError("activation_zero_point needs activation_scale (the static int8 path)")
     codes, sb, per_channel = check_qweight(qweight)
     N = codes.shape[0]
     b = check_bias(bias, N)
