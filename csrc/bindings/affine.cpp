@@ -1,26 +1,11 @@
 // Bindings for the affine family (csrc/affine/affine.h documents the layouts).
 #include "affine/affine.h"
 
+#include "bindings/layout.h"
 #include "bindings/registry.h"
 
 namespace lowbit {
 namespace {
-
-AffineLayout make_layout(const std::string& kind, size_t a, size_t b, size_t c) {
-  AffineLayout L;
-  if (kind == "groups") {
-    L.kind = AffineLayout::groups;
-    if (c == 0 && a * b != 0) throw std::invalid_argument("group size must be >= 1");
-  } else if (kind == "cols") {
-    L.kind = AffineLayout::cols;
-  } else if (kind == "channels") {
-    L.kind = AffineLayout::channels;
-  } else {
-    throw std::invalid_argument("unknown layout '" + kind + "'");
-  }
-  L.a = a, L.b = b, L.c = c;
-  return L;
-}
 
 }  // namespace
 }  // namespace lowbit
@@ -33,7 +18,7 @@ LOWBIT_BINDINGS(affine) {
       [](const py::array& x_, const std::string& kind, size_t a, size_t b, size_t c, const std::string& scheme,
          int qmin, int qmax, int absmax_qmax, py::object clip_lo_, py::object clip_hi_) {
         carray<float> x = require<float>(x_, "x");
-        AffineLayout L = make_layout(kind, a, b, c);
+        AffineLayout L = parse_layout(kind, a, b, c);
         if (static_cast<size_t>(x.size()) != L.numel()) throw std::invalid_argument("x: size does not match layout");
         AffineParams p;
         if (scheme == "absmax") p.scheme = AffineScheme::absmax;
@@ -72,7 +57,7 @@ LOWBIT_BINDINGS(affine) {
       "affine_dequantize",
       [](const py::array& codes, const std::string& kind, size_t a, size_t b, size_t c, const py::array& scale_,
          const py::array& zp_, py::object out_) {
-        AffineLayout L = make_layout(kind, a, b, c);
+        AffineLayout L = parse_layout(kind, a, b, c);
         bool is_signed;
         if (py::isinstance<carray<int8_t>>(codes)) is_signed = true;
         else if (py::isinstance<carray<uint8_t>>(codes)) is_signed = false;
@@ -107,7 +92,7 @@ LOWBIT_BINDINGS(affine) {
       "affine_range",
       [](const py::array& x_, const std::string& kind, size_t a, size_t b, size_t c) {
         carray<float> x = require<float>(x_, "x");
-        AffineLayout L = make_layout(kind, a, b, c);
+        AffineLayout L = parse_layout(kind, a, b, c);
         if (static_cast<size_t>(x.size()) != L.numel()) throw std::invalid_argument("x: size does not match layout");
         size_t G = L.n_groups();
         carray<float> lo(static_cast<py::ssize_t>(G)), hi(static_cast<py::ssize_t>(G));

@@ -1,26 +1,11 @@
 // Bindings for the calibration family (csrc/calib/calib.h documents the layouts).
 #include "calib/calib.h"
 
+#include "bindings/layout.h"
 #include "bindings/registry.h"
 
 namespace lowbit {
 namespace {
-
-AffineLayout calib_layout(const std::string& kind, size_t a, size_t b, size_t c) {
-  AffineLayout L;
-  if (kind == "groups") {
-    L.kind = AffineLayout::groups;
-    if (c == 0 && a * b != 0) throw std::invalid_argument("group size must be >= 1");
-  } else if (kind == "cols") {
-    L.kind = AffineLayout::cols;
-  } else if (kind == "channels") {
-    L.kind = AffineLayout::channels;
-  } else {
-    throw std::invalid_argument("unknown layout '" + kind + "'");
-  }
-  L.a = a, L.b = b, L.c = c;
-  return L;
-}
 
 CalibParams calib_params(const std::string& method, const std::string& scheme, int qmin, int qmax,
                          int absmax_qmax, int bits, double percentile, int n_candidates) {
@@ -53,7 +38,7 @@ LOWBIT_BINDINGS(calib) {
          const std::string& scheme, int qmin, int qmax, int absmax_qmax, int bits, double percentile,
          int n_candidates) {
         carray<float> x = require<float>(x_, "x");
-        AffineLayout L = calib_layout(kind, a, b, c);
+        AffineLayout L = parse_layout(kind, a, b, c);
         if (static_cast<size_t>(x.size()) != L.numel()) throw std::invalid_argument("x: size does not match layout");
         CalibParams p = calib_params(method, scheme, qmin, qmax, absmax_qmax, bits, percentile, n_candidates);
         size_t G = L.n_groups();

@@ -113,8 +113,10 @@ def quantize_kmeans(w, bits: int, *, axis: Optional[int] = None) -> QTensor:
 
 
 def quantize_scheme(x, bits: int, *, scheme: str, axis=None, group_size=None, signed=None, narrow=False,
-                    clip=None, clip_param=None) -> QTensor:
-    """``lowbit.quantize(..., scheme="kmeans"|"nf4")``."""
+                    clip=None, clip_param=None, nf4=None, kmeans=None) -> QTensor:
+    """``lowbit.quantize(..., scheme="kmeans"|"nf4")``. The reference passes its own ``nf4``/``kmeans``."""
+    nf4 = nf4 or quantize_nf4
+    kmeans = kmeans or quantize_kmeans
     if signed is not None or narrow or clip not in (None, "none") or clip_param is not None:
         raise ValueError(f"scheme={scheme!r} takes no signed/narrow/clip arguments")
     if scheme == "nf4":
@@ -122,11 +124,11 @@ def quantize_scheme(x, bits: int, *, scheme: str, axis=None, group_size=None, si
             raise ValueError(f"scheme='nf4' is a 4-bit format, got bits={bits}")
         if axis is not None:
             raise ValueError("scheme='nf4' scales blocks along the last axis: give group_size (default 64), not axis")
-        return quantize_nf4(x, group_size=NF4_BLOCK if group_size is None else group_size)
+        return nf4(x, group_size=NF4_BLOCK if group_size is None else group_size)
     if group_size is not None:
         raise ValueError("scheme='kmeans' learns one codebook per tensor or per channel (axis=); "
                          "group_size is not supported")
-    return quantize_kmeans(x, bits, axis=axis)
+    return kmeans(x, bits, axis=axis)
 
 
 def _dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:

@@ -246,16 +246,7 @@ def dequantize_codebook(qt: QTensor) -> np.ndarray:
 
 def quantize_scheme(x, bits: int, *, scheme: str, axis=None, group_size=None, signed=None, narrow=False,
                     clip=None, clip_param=None) -> QTensor:
-    """``reference.quantize(..., scheme="kmeans"|"nf4")``."""
-    if signed is not None or narrow or clip not in (None, "none") or clip_param is not None:
-        raise ValueError(f"scheme={scheme!r} takes no signed/narrow/clip arguments")
-    if scheme == "nf4":
-        if bits != 4:
-            raise ValueError(f"scheme='nf4' is a 4-bit format, got bits={bits}")
-        if axis is not None:
-            raise ValueError("scheme='nf4' scales blocks along the last axis: give group_size (default 64), not axis")
-        return quantize_nf4(x, group_size=NF4_BLOCK if group_size is None else group_size)
-    if group_size is not None:
-        raise ValueError("scheme='kmeans' learns one codebook per tensor or per channel (axis=); "
-                         "group_size is not supported")
-    return quantize_kmeans(x, bits, axis=axis)
+    """``reference.quantize(..., scheme="kmeans"|"nf4")``: the same argument rules as the native API."""
+    from ..codebook import quantize_scheme as dispatch
+    return dispatch(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed, narrow=narrow,
+                    clip=clip, clip_param=clip_param, nf4=quantize_nf4, kmeans=quantize_kmeans)
