@@ -33,3 +33,8 @@ def copy_bandwidth(nbytes: int = 256 << 20, repeat: int = 9) -> float:
 def machine() -> str:
     info = lowbit.cpu_info()
     return f"{info['brand']} ({info['vendor']}), path {info['active_isa']}, {info['num_threads']} threads"
+
+
+def activations(M: int, K: int) -> np.ndarray:
+    """Fixed float32 activations (M, K) for the matmul benchmarks."""
+    return np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)

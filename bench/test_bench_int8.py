@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import lowbit
+from _util import activations
 
 SHAPES = [(4096, 4096), (11008, 4096)]
 MS = [1, 8, 128, 512]
-THREADS = 2
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -20,16 +20,7 @@ def weight(request):
     return np.random.default_rng(0).standard_normal(request.param).astype(np.float32) * 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    old = lowbit.get_num_threads()
-    lowbit.set_num_threads(THREADS)
-    yield
-    lowbit.set_num_threads(old)
-
-
-def _x(M, K):
-    return np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def _group(benchmark, weight, M):
@@ -45,7 +36,7 @@ def test_lowbit_linear(benchmark, weight, M, isa):
         pytest.skip("scalar path: M=1 only (minutes per call otherwise)")
     _group(benchmark, weight, M)
     layer = lowbit.Linear(weight)
-    x = _x(M, weight.shape[1])
+    x = activations(M, weight.shape[1])
     with lowbit.use_isa(isa):
         benchmark(layer, x)
 
@@ -54,7 +45,7 @@ def test_lowbit_linear(benchmark, weight, M, isa):
 def test_torch_dynamic_int8(benchmark, weight, M):
     torch = pytest.importorskip("torch")
     import warnings
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(2)  # as lowbit (the two_threads fixture)
     _group(benchmark, weight, M)
     lin = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
     with torch.no_grad():
@@ -62,7 +53,7 @@ def test_torch_dynamic_int8(benchmark, weight, M):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
-    x = torch.from_numpy(_x(M, weight.shape[1]))
+    x = torch.from_numpy(activations(M, weight.shape[1]))
 
     def run():
         with torch.no_grad():
@@ -74,7 +65,7 @@ def test_torch_dynamic_int8(benchmark, weight, M):
 def test_numpy_float32(benchmark, weight, M):
     _group(benchmark, weight, M)
     wt = np.ascontiguousarray(weight.T)
-    x = _x(M, weight.shape[1])
+    x = activations(M, weight.shape[1])
     benchmark(np.matmul, x, wt)
 
 

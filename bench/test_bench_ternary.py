@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import lowbit
+from _util import activations
 
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]
 MS = [1, 8, 128]
-THREADS = 2
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -23,16 +23,7 @@ def weight(request):
     return np.random.default_rng(0).standard_normal(request.param).astype(np.float32) * 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    old = lowbit.get_num_threads()
-    lowbit.set_num_threads(THREADS)
-    yield
-    lowbit.set_num_threads(old)
-
-
-def _x(M, K):
-    return np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def _group(benchmark, N, K, M):
@@ -49,7 +40,7 @@ def test_lowbit(benchmark, weight, M, isa, kind):
     N, K = weight.shape
     _group(benchmark, N, K, M)
     layer = lowbit.BitLinear.from_float(weight, binary=kind == "binary")
-    x = _x(M, K)
+    x = activations(M, K)
     with lowbit.use_isa(isa):
         benchmark(layer, x)
 
@@ -59,7 +50,7 @@ def test_lowbit_int8_linear(benchmark, weight, M):
     N, K = weight.shape
     _group(benchmark, N, K, M)
     layer = lowbit.Linear(weight)
-    benchmark(layer, _x(M, K))
+    benchmark(layer, activations(M, K))
 
 
 @pytest.mark.parametrize("M", [1])
@@ -69,7 +60,7 @@ def test_reference(benchmark, weight, M):
         pytest.skip("the NumPy reference is timed at 4096x4096 only")
     _group(benchmark, N, K, M)
     tw = lowbit.TernaryWeight.from_float(weight)
-    benchmark(lowbit.reference.ternary_matmul, _x(M, K), tw)
+    benchmark(lowbit.reference.ternary_matmul, activations(M, K), tw)
 
 
 @pytest.mark.parametrize("M", MS)
@@ -77,7 +68,7 @@ def test_numpy_float32(benchmark, weight, M):
     N, K = weight.shape
     _group(benchmark, N, K, M)
     wt = np.ascontiguousarray(weight.T)
-    benchmark(np.matmul, _x(M, K), wt)
+    benchmark(np.matmul, activations(M, K), wt)
 
 
 # ---- weights larger than the LLC: M=1 against the memory floor ----------------
@@ -109,4 +100,4 @@ def test_big_m1(benchmark, big_codes, kind):
         w = lowbit.BinaryWeight.from_codes(np.where(big_codes >= 0, 1, -1).astype(np.int8), 0.01)
         f = lowbit.binary_matmul
     benchmark.extra_info["weight_bytes"] = int(w.packed.nbytes)
-    benchmark(f, _x(1, K), w)
+    benchmark(f, activations(1, K), w)

@@ -10,8 +10,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..ternary import (BinaryWeight, PackedWeight, TernaryWeight, check_bias, check_codes, check_float_input,
-                       check_int8_input, tl_row_bytes)
+from ..ternary import (BinaryWeight, PackedWeight, TernaryWeight, _check_weight, check_bias, check_codes,
+                       check_float_input, check_int8_input, tl_row_bytes)
 from .act import quantize_activations
 
 __all__ = ["tl_pack", "tl_unpack", "ternary_matmul", "ternary_matmul_s32", "binary_matmul", "binary_matmul_s32"]
@@ -87,11 +87,6 @@ def _matmul_s32(qx, w: PackedWeight):
     if M == 0 or N == 0 or K == 0:
         return np.zeros(lead + (N,), np.int32)
     return _acc(a.reshape(M, K), w).reshape(lead + (N,))
-
-
-def _check_weight(w, cls):
-    if not isinstance(w, cls):
-        raise TypeError(f"expected a {cls.__name__}, got {type(w).__name__}")
 
 
 def ternary_matmul(x, w: TernaryWeight, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
