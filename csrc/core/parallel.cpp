@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -34,6 +35,16 @@ struct FpEnvGuard {};
 #endif
 
 thread_local bool t_in_pool = false;
+
+// How long an idle worker spins before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(200);
+inline void cpu_relax() {
+#if defined(LOWBIT_X86)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
 
 class Pool {
  public:
@@ -91,15 +102,29 @@ class Pool {
       }
     }
   }
+  void spin_while_idle(unsigned long long seen) const {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+        if (generation_.load(std::memory_order_acquire) != seen) return;
+        cpu_relax();
+      }
+      if (std::chrono::steady_clock::now() >= until) return;
+    }
+  }
   void work() {
     t_in_pool = true;
     FpEnvGuard fp_env;
     unsigned long long seen = 0;
     for (;;) {
+      // Kernels come in bursts (one call per layer): spin a little before
+      // sleeping, since waking a sleeping thread costs tens of microseconds
+      // (more in a VM), as long as a whole small matmul.
+      spin_while_idle(seen);
       {
         std::unique_lock<std::mutex> lock(m_);
-        cv_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        cv_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+        seen = generation_.load(std::memory_order_relaxed);
         if (stop_) return;
         if (wanted_ <= 0) continue;
         --wanted_;
@@ -112,7 +137,7 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex m_, err_m_;
   std::condition_variable cv_;
-  unsigned long long generation_ = 0;
+  std::atomic<unsigned long long> generation_{0};
   int wanted_ = 0;
   bool stop_ = false;
   const std::function<void(size_t, size_t)>* fn_ = nullptr;

@@ -17,6 +17,7 @@ without going back to floats.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from typing import Dict, Optional, Tuple
 
@@ -401,7 +402,7 @@ def _matmul_f32(x, w: PackedWeight, bias, out) -> np.ndarray:
     a = check_float_input(x, K)
     b = check_bias(bias, N)
     lead = a.shape[:-1]
-    M = int(np.prod(lead, dtype=np.int64))
+    M = math.prod(lead)
     if out is not None:
         if (not isinstance(out, np.ndarray) or out.dtype != F32 or out.shape != lead + (N,)
                 or not out.flags.c_contiguous or not out.flags.writeable):
@@ -425,7 +426,7 @@ def _matmul_s32(qx, w: PackedWeight) -> np.ndarray:
     N, K = w.shape
     a = check_int8_input(qx, K)
     lead = a.shape[:-1]
-    M = int(np.prod(lead, dtype=np.int64))
+    M = math.prod(lead)
     if M == 0 or N == 0 or K == 0:
         return np.zeros(lead + (N,), np.int32)
     return _C.tl_matmul_s32(a.reshape(M, K), w.packed, N, K, w.bits).reshape(lead + (N,))
