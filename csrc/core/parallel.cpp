@@ -222,8 +222,10 @@ void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_
     fn(0, n);
     return;
   }
-  // About four chunks per thread balances uneven rows without much overhead.
-  size_t target = static_cast<size_t>(pool->size()) * 4;
+  // About eight chunks per thread: a thread that starts late (a worker that was
+  // asleep, a vCPU the host took away) or rows of uneven cost leave at most one
+  // small chunk for the others; `grain` keeps each chunk worth its fetch_add.
+  size_t target = static_cast<size_t>(pool->size()) * 8;
   size_t chunk = std::max(grain, (n + target - 1) / target);
   pool->run(n, chunk, fn);
 }

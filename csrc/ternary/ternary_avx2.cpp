@@ -27,6 +27,14 @@ inline int32_t hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// Lane r of the result = sum of the lanes of v[r], r < 8 (kTlRows).
+inline __m256i hsum8_epi32(const __m256i* v) {
+  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
 int32_t sum_s8(const int8_t* q, size_t n) {
   const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
   __m256i acc = _mm256_setzero_si256();
@@ -217,8 +225,9 @@ inline void rows_reg(const int8_t* q, size_t ldq, const int32_t* qsum, const uin
 //
 // Rows [nb, nb + kTlRows) and blocks [c0, c1) are decoded to bytes u in the
 // activation order (wb row r at wb + r * kTlChunk); every MR-row activation
-// tile then runs vpmaddubsw on them directly. A chunk holds at most 32 products
-// per accumulator (|sum| <= 32 * 512), widened into vacc (int32 lanes) after it.
+// tile then runs vpmaddubsw on them directly. A chunk holds at most 64 products
+// per accumulator, in [-512, 508] each: the 16-bit sum stays in [-32768, 32512],
+// and is widened into vacc (int32 lanes) after it.
 template <int BITS>
 inline void decode_rows(const uint8_t* w, size_t ldw, size_t rows, size_t c0, size_t c1, uint8_t* wb) {
   constexpr int P = 8 / BITS;
@@ -349,6 +358,7 @@ void gemm_dec(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const 
   constexpr size_t P = 8 / BITS, CB = kTlChunk / (32 * P);  // blocks per chunk
   uint8_t* wb = static_cast<uint8_t*>(scratch);
   __m256i* vacc = reinterpret_cast<__m256i*>(wb + kTlRows * kTlChunk);  // [M][kTlRows]
+  static_assert(kTlRows == 8, "hsum8_epi32 reduces 8 rows");
   for (size_t nb = n0; nb < n1; nb += kTlRows) {
     const size_t rows = nb + kTlRows < n1 ? kTlRows : n1 - nb;
     for (size_t i = 0; i < M * kTlRows; ++i) vacc[i] = _mm256_setzero_si256();
@@ -370,11 +380,19 @@ void gemm_dec(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const 
         default: break;
       }
     }
-    for (size_t m = 0; m < M; ++m)
-      for (size_t r = 0; r < rows; ++r) {
-        const int32_t S = hsum_epi32(vacc[m * kTlRows + r]);
-        acc[m * ldc + (nb + r - n0)] = (BITS == 2 ? S : 2 * S) - qsum[m];
+    for (size_t m = 0; m < M; ++m) {
+      __m256i S = hsum8_epi32(vacc + m * kTlRows);  // lane r: row nb + r
+      if (BITS == 1) S = _mm256_add_epi32(S, S);
+      S = _mm256_sub_epi32(S, _mm256_set1_epi32(qsum[m]));
+      int32_t* out = acc + m * ldc + (nb - n0);
+      if (rows == kTlRows) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), S);
+      } else {
+        alignas(32) int32_t tmp[kTlRows];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), S);
+        for (size_t r = 0; r < rows; ++r) out[r] = tmp[r];
       }
+    }
   }
 }
 
