@@ -9,6 +9,14 @@ import lowbit
 from lowbit import _C
 
 
+def settle(seconds: float = 0.25) -> None:
+    """Sleep long enough for other libraries' idle worker threads to stop spinning before a
+    measurement: OpenBLAS threads busy-wait about 2^28 cycles (~0.1 s) after a call, OpenMP
+    (torch) threads for a while too, and on a 2-core machine a spinning thread halves whatever
+    runs next. lowbit's own workers spin for 0.2 ms."""
+    time.sleep(seconds)
+
+
 def median_time(fn, *args, repeat: int = 15, warmup: int = 2, min_time: float = 0.0) -> float:
     """Median wall time of fn(*args) in seconds."""
     for _ in range(warmup):

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _util import copy_bandwidth  # noqa: E402
+from _util import copy_bandwidth, settle  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +22,9 @@ def two_threads():
 def membw():
     """Copy bandwidth (bytes read + written per second), measured once per run."""
     return copy_bandwidth()
+
+
+@pytest.fixture(autouse=True)
+def _settle():
+    """Each benchmark starts after the previous one's idle threads (OpenBLAS, OpenMP) stop spinning."""
+    settle()

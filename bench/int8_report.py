@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import lowbit  # noqa: E402
 from lowbit import _C  # noqa: E402
-from _util import machine, median_time  # noqa: E402
+from _util import machine, median_time, settle  # noqa: E402
 
 
 def min_time(fn, *args, repeat: int = 15, warmup: int = 2, clock=time.perf_counter) -> float:
@@ -86,12 +86,15 @@ def main() -> None:
             x = np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)
             rep = max(3, min(25, 400 // M))
             t_lb, t_t, t_np = [], [], []
-            for _ in range(args.rounds):
+            for _ in range(args.rounds):  # settle(): no library's idle threads spin into the next one's time
+                settle()
                 t_lb.append(timer(layer, x, repeat=rep))
                 if tq is not None:
                     tx = torch.from_numpy(x)
+                    settle()
                     with torch.no_grad():
                         t_t.append(timer(tq, tx, repeat=rep))
+                settle()
                 t_np.append(timer(np.matmul, x, wt, repeat=rep))
             a, c = min(t_lb), min(t_np)
             b = min(t_t) if t_t else float("nan")
