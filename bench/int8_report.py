@@ -64,14 +64,17 @@ def main() -> None:
     ms = [int(m) for m in args.ms.split(",")]
     bw = max(read_bandwidth() for _ in range(args.rounds))
     print(f"machine: {machine()}; read bandwidth {bw / 1e9:.1f} GB/s; best of {args.rounds} rounds of the {args.stat} call\n")
-    print("| weight | M | lowbit ms | GOP/s | torch int8 ms | x torch | numpy f32 ms | x numpy | floor ms | x floor |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| weight | M | lowbit 7-bit w ms | GOP/s | x torch | x numpy | x floor | lowbit 8-bit w ms | x torch "
+          "| torch int8 ms | numpy f32 ms | floor ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     timer = {"median": median_time, "min": min_time,
              "cpu": lambda *a, **k: cpu_time(*a, threads=args.threads, **k)}[args.stat]
     shapes = [tuple(int(v) for v in sh.split("x")) for sh in args.shapes.split(",")]
     for N, K in shapes:
         w = np.random.default_rng(0).standard_normal((N, K)).astype(np.float32) * 0.02
-        layer = lowbit.Linear(w)
+        layer = lowbit.Linear(w)            # 8-bit weights: the int16 kernel
+        layer7 = lowbit.Linear(w, bits=7)   # 7-bit weights: the u7 (vpmaddubsw) kernel
+        assert layer7.fast and not layer.fast
         wt = np.ascontiguousarray(w.T)
         tq = None
         if torch is not None:
@@ -85,8 +88,10 @@ def main() -> None:
         for M in ms:
             x = np.random.default_rng(1).standard_normal((M, K)).astype(np.float32)
             rep = max(3, min(25, 400 // M))
-            t_lb, t_t, t_np = [], [], []
+            t_lb, t_l7, t_t, t_np = [], [], [], []
             for _ in range(args.rounds):  # settle(): no library's idle threads spin into the next one's time
+                settle()
+                t_l7.append(timer(layer7, x, repeat=rep))
                 settle()
                 t_lb.append(timer(layer, x, repeat=rep))
                 if tq is not None:
@@ -96,14 +101,14 @@ def main() -> None:
                         t_t.append(timer(tq, tx, repeat=rep))
                 settle()
                 t_np.append(timer(np.matmul, x, wt, repeat=rep))
-            a, c = min(t_lb), min(t_np)
+            a8, a, c = min(t_lb), min(t_l7), min(t_np)
             b = min(t_t) if t_t else float("nan")
             gops = 2 * M * N * K / a / 1e9
             floor = N * K / bw if M == 1 else float("nan")
-            fl = f"{floor * 1e3:.3f} | {a / floor:.2f}" if M == 1 else "- | -"
-            print(f"| {N}x{K} | {M} | {a * 1e3:.3f} | {gops:.0f} | {b * 1e3:.3f} | {b / a:.2f} | {c * 1e3:.2f} | "
-                  f"{c / a:.2f} | {fl} |", flush=True)
-
+            xf = f"{a / floor:.2f}" if M == 1 else "-"
+            fl = f"{floor * 1e3:.3f}" if M == 1 else "-"
+            print(f"| {N}x{K} | {M} | {a * 1e3:.3f} | {gops:.0f} | {b / a:.2f} | {c / a:.2f} | {xf} | "
+                  f"{a8 * 1e3:.3f} | {b / a8:.2f} | {b * 1e3:.3f} | {c * 1e3:.2f} | {fl} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -284,3 +284,100 @@ def test_static_linear_bad_arguments():
         lowbit.linear(np.ones((2, 9), np.float32), qw, activation_scale=0.1)
     with pytest.raises(ValueError, match="non-finite"):
         lowbit.linear(np.full((2, 8), np.nan, np.float32), qw, activation_scale=0.1)
+
+
+# ---- the u7 kernel: weight codes in [-64, 63] (7-bit weights) --------------------
+
+def u7_codes(rng, N, K):
+    return rng.integers(-64, 64, (N, K), dtype=I8)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 4, 5, 7, 8, 127, 1000])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 8, 13, 17])
+def test_u7_matmul_shapes(isa, rng, M, K):
+    for N in [1, 15, 16, 17, 33]:
+        a = rng.integers(-128, 128, (M, K), dtype=I8)
+        check(a, u7_codes(rng, N, K))
+
+
+@pytest.mark.parametrize("K", [1, 3, 4, 64, 1001, 40000])
+def test_u7_saturation_traps(isa, K):
+    """u = w + 64 reaches 127 and 0; vpmaddubsw pair sums reach 127 * -128 * 2 = -32512, the
+    widest for the u7 layout; the correction -64 * rowsum is exact in wrapping int32."""
+    lo, hi = np.full((4, K), -128, I8), np.full((3, K), 127, I8)
+    wmax, wmin = np.full((3, K), 63, I8), np.full((2, K), -64, I8)
+    alt = np.where(np.arange(K) % 2 == 0, 63, -64).astype(I8)[None]
+    for a in (lo, hi, np.concatenate([lo[:1], hi[:1]])):
+        for b in (wmax, wmin, alt, np.concatenate([wmax, wmin, alt])):
+            check(a, b)
+    assert (check(lo, wmax) == -128 * 63 * K).all() and (check(lo, wmin) == 8192 * K).all()
+
+
+def test_u7_big_dims(isa, rng):
+    check(rng.integers(-128, 128, (4097, 33), dtype=I8), u7_codes(rng, 3, 33))
+    check(rng.integers(-128, 128, (3, 4099), dtype=I8), u7_codes(rng, 4097, 4099)[:70])
+    check(rng.integers(-128, 128, (130, 257), dtype=I8), u7_codes(rng, 70, 257))
+
+
+def test_u7_only_when_it_applies(isa, rng):
+    """uint8 activations, zero points or a code outside [-64, 63] take the int16 kernel: still exact."""
+    b = u7_codes(rng, 5, 40)
+    b_out = b.copy()
+    b_out[2, 7] = 64
+    check(rng.integers(0, 256, (3, 40), dtype=np.uint8), b)
+    check(rng.integers(-128, 128, (3, 40), dtype=I8), b, za=3)
+    check(rng.integers(-128, 128, (3, 40), dtype=I8), b, zb=-2)
+    check(rng.integers(-128, 128, (3, 40), dtype=I8), b_out)
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 5, 33, 256, 1001])
+@pytest.mark.parametrize("M", [1, 2, 5, 6, 7, 8, 17])
+def test_u7_linear(isa, rng, M, K):
+    for N in [1, 16, 17, 40]:
+        w = rng.standard_normal((N, K)).astype(F32)
+        x = rng.standard_normal((M, K)).astype(F32)
+        qw = lowbit.quantize(w, 7, axis=0)
+        assert lowbit.Linear(qw).fast
+        check_linear(x, qw, rng.standard_normal(N).astype(F32))
+        check_linear(x, lowbit.quantize(w, 7))
+
+
+def test_linear_bits_option(rng):
+    w = rng.standard_normal((24, 50)).astype(F32)
+    x = rng.standard_normal((4, 50)).astype(F32)
+    L7, L8 = lowbit.Linear(w, bits=7), lowbit.Linear(w)
+    assert L7.fast and not L8.fast
+    assert np.abs(L7.qweight.unpacked_codes()).max() == 63
+    assert "u7" in repr(L7) and "int16" in repr(L8)
+    np.testing.assert_array_equal(L7(x), ref.Linear(w, bits=7)(x))
+    # 7-bit weights: close to the float result, a little less close than 8-bit ones
+    yf = x @ w.T
+    e7, e8 = rel_err(L7(x), yf), rel_err(L8(x), yf)
+    assert e8 < e7 < 0.05
+    # an 8-bit QTensor whose codes happen to fit [-64, 63] runs on the u7 kernel too
+    q8 = lowbit.quantize(w, 8, axis=0)
+    small = lowbit.QTensor(codes=q8.unpacked_codes() // 2, scale=q8.scale, zero_point=q8.zero_point,
+                           shape=q8.shape, bits=8, scheme="absmax", axis=0)
+    assert lowbit.Linear(small).fast
+    check_linear(x, small)
+    for bad in (6, 9, True, "7"):
+        with pytest.raises(ValueError, match="bits must be 7 or 8"):
+            lowbit.Linear(w, bits=bad)
+
+
+def test_u7_packed_layout_checks(rng):
+    from lowbit import _C
+    b = u7_codes(rng, 5, 9)
+    packed = _C.int8_pack_weights_u7(b.reshape(-1), 5, 9)
+    assert packed.dtype == np.uint8 and packed.size == _C.int8_u7_packed_bytes(5, 9) == 16 * 12
+    bad = b.copy()
+    bad[0, 0] = -65
+    assert _C.int8_pack_weights_u7(bad.reshape(-1), 5, 9) is None
+    x = np.ones(2 * 9, F32)
+    sb = np.ones(1, F32)
+    with pytest.raises(ValueError, match="packed"):
+        _C.int8_linear(x, 2, 9, packed[:-1], 5, sb, False, None, True, False)
+    with pytest.raises(ValueError, match="packed"):
+        _C.int8_linear(x, 2, 9, packed.view(np.int8), 5, sb, False, None, True, False)
+    with pytest.raises(ValueError, match="packed"):
+        _C.int8_linear(x, 2, 9, packed.astype(np.int16), 5, sb, False, None, True, False)

@@ -7,6 +7,7 @@ using namespace lowbit;
 
 LOWBIT_BINDINGS(int8) {
   m.def("int8_packed_bytes", &int8_packed_bytes, py::arg("N"), py::arg("K"));
+  m.def("int8_u7_packed_bytes", &int8_u7_packed_bytes, py::arg("N"), py::arg("K"));
 
   m.def(
       "int8_pack_weights",
@@ -19,6 +20,23 @@ LOWBIT_BINDINGS(int8) {
           py::gil_scoped_release nogil;
           int8_pack_weights(b.data(), N, K, op);
         }
+        return out;
+      },
+      py::arg("b"), py::arg("N"), py::arg("K"));
+
+  m.def(
+      "int8_pack_weights_u7",
+      [](const py::array& b_, size_t N, size_t K) -> py::object {
+        carray<int8_t> b = require<int8_t>(b_, "b");
+        if (static_cast<size_t>(b.size()) != N * K) throw std::invalid_argument("b: size is not N * K");
+        carray<uint8_t> out(static_cast<py::ssize_t>(int8_u7_packed_bytes(N, K)));
+        uint8_t* op = out.mutable_data();
+        bool ok;
+        {
+          py::gil_scoped_release nogil;
+          ok = int8_pack_weights_u7(b.data(), N, K, op);
+        }
+        if (!ok) return py::none();  // a code outside [-64, 63]: use int8_pack_weights
         return out;
       },
       py::arg("b"), py::arg("N"), py::arg("K"));
@@ -51,10 +69,14 @@ LOWBIT_BINDINGS(int8) {
       [](const py::array& x_, size_t M, size_t K, const py::array& packed_, size_t N, const py::array& sb_,
          bool sb_per_channel, py::object bias_, bool want_y, bool want_acc) {
         carray<float> x = require<float>(x_, "x");
-        carray<int8_t> packed = require<int8_t>(packed_, "packed");
+        // int8: int8_pack_weights' layout; uint8: int8_pack_weights_u7's
+        const bool u7 = py::isinstance<carray<uint8_t>>(packed_);
+        if (!u7 && !py::isinstance<carray<int8_t>>(packed_))
+          throw std::invalid_argument("packed: expected the int8 (int16 layout) or uint8 (u7 layout) packing");
+        if (!(packed_.flags() & py::array::c_style)) throw std::invalid_argument("packed: not C-contiguous");
         carray<float> sb = require<float>(sb_, "sb");
         if (static_cast<size_t>(x.size()) != M * K) throw std::invalid_argument("x: size is not M * K");
-        if (static_cast<size_t>(packed.size()) != int8_packed_bytes(N, K))
+        if (static_cast<size_t>(packed_.size()) != (u7 ? int8_u7_packed_bytes(N, K) : int8_packed_bytes(N, K)))
           throw std::invalid_argument("packed: size does not match (N, K)");
         if (static_cast<size_t>(sb.size()) != (sb_per_channel ? N : 1)) throw std::invalid_argument("sb: wrong size");
         const float* bp = nullptr;
@@ -81,7 +103,12 @@ LOWBIT_BINDINGS(int8) {
         float* sp = s.mutable_data();
         {
           py::gil_scoped_release nogil;
-          int8_linear(x.data(), M, K, packed.data(), N, sb.data(), sb_per_channel, bp, yp, accp, sp);
+          if (u7)
+            int8_linear_u7(x.data(), M, K, static_cast<const uint8_t*>(packed_.data()), N, sb.data(), sb_per_channel,
+                           bp, yp, accp, sp);
+          else
+            int8_linear(x.data(), M, K, static_cast<const int8_t*>(packed_.data()), N, sb.data(), sb_per_channel, bp,
+                        yp, accp, sp);
         }
         return py::make_tuple(y, acc, s);
       },

@@ -3,6 +3,7 @@
 #include "int8/int8.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -74,12 +75,12 @@ struct Epilogue {
   }
 };
 
-// C = A (M, Kp int16) x packed B, tile by tile, results handed to the epilogue.
-void gemm(const int16_t* A, size_t M, size_t K, const int8_t* packed, const Epilogue& ep) {
-  const Int8Kernels& k = int8_kernels();
-  size_t N = ep.N, Kp = int8_kpad(K), kpairs = Kp / 2;
+// C = A x packed B, tile by tile, results handed to the epilogue. tile(m, mr, p, c) fills
+// c with the mr x 16 tile of rows m.. and panel p.
+template <class Tile>
+void gemm(size_t M, const Epilogue& ep, const Tile& tile) {
+  size_t N = ep.N;
   size_t NP = int8_panels(N), NB = ceil_div(NP, kPanelsPerBlock), MB = ceil_div(M, kRowsPerBlock);
-  size_t panel_bytes = kInt8NR * Kp;
   parallel_for(NB * MB, 1, [&](size_t tb, size_t te) {
     alignas(32) int32_t c[kInt8MR * kInt8NR];
     for (size_t t = tb; t < te; ++t) {
@@ -92,12 +93,46 @@ void gemm(const int16_t* A, size_t M, size_t K, const int8_t* packed, const Epil
       for (size_t ti = 0; ti < ntiles; ++ti) {
         int mr = static_cast<int>(ceil_div(m1 - m, ntiles - ti));
         for (size_t p = p0; p < p1; ++p) {
-          k.tile(A + m * Kp, Kp, mr, packed + p * panel_bytes, kpairs, c);
+          tile(m, mr, p, c);
           size_t n0 = p * kInt8NR;
           ep.apply(c, m, mr, n0, std::min(kInt8NR, N - n0));
         }
         m += mr;
       }
+    }
+  });
+}
+
+// int16 layout: A (M, Kp) int16.
+void gemm_i16(const int16_t* A, size_t M, size_t K, const int8_t* packed, const Epilogue& ep) {
+  const Int8Kernels& k = int8_kernels();
+  size_t Kp = int8_kpad(K), kpairs = Kp / 2, panel_bytes = kInt8NR * Kp;
+  gemm(M, ep, [&](size_t m, int mr, size_t p, int32_t* c) {
+    k.tile(A + m * Kp, Kp, mr, packed + p * panel_bytes, kpairs, c);
+  });
+}
+
+// u7 layout: A (M, Kq) int8; ep.zb = 64 and ep.rowsum = row sums of A.
+void gemm_u7(const int8_t* A, size_t M, size_t K, const uint8_t* packed, const Epilogue& ep) {
+  const Int8Kernels& k = int8_kernels();
+  size_t Kq = int8_kquad(K), kquads = Kq / 4, panel_bytes = kInt8NR * Kq;
+  gemm(M, ep, [&](size_t m, int mr, size_t p, int32_t* c) {
+    k.tile_u7(A + m * Kq, Kq, mr, packed + p * panel_bytes, kquads, c);
+  });
+}
+
+// a (M, K) int8 -> q (M, Kq) zero-padded (q may be a when Kq = K), rowsum[m] = sum_k a[m, k].
+void pad_rows_quad(const int8_t* a, size_t M, size_t K, int8_t* q, int32_t* rowsum) {
+  size_t Kq = int8_kquad(K);
+  parallel_for(M, std::max<size_t>(1, (size_t{1} << 15) / std::max<size_t>(K, 1)), [&](size_t b, size_t e) {
+    for (size_t m = b; m < e; ++m) {
+      const int8_t* src = a + m * K;
+      int8_t* dst = q + m * Kq;
+      if (dst != src) std::memmove(dst, src, K);
+      for (size_t k = K; k < Kq; ++k) dst[k] = 0;
+      int32_t s = 0;
+      for (size_t k = 0; k < K; ++k) s += src[k];
+      rowsum[m] = s;
     }
   });
 }
@@ -120,6 +155,31 @@ void int8_pack_weights(const int8_t* b, size_t N, size_t K, int8_t* out) {
   });
 }
 
+bool int8_pack_weights_u7(const int8_t* b, size_t N, size_t K, uint8_t* out) {
+  size_t Kq = int8_kquad(K), NP = int8_panels(N), panel_bytes = kInt8NR * Kq;
+  std::atomic<bool> ok{true};
+  parallel_for(NP, 1, [&](size_t pb, size_t pe) {
+    for (size_t p = pb; p < pe; ++p) {
+      uint8_t* dst = out + p * panel_bytes;
+      std::memset(dst, kInt8U7Offset, panel_bytes);  // padding: u = 64, B = 0
+      for (size_t j = 0; j < kInt8NR; ++j) {
+        size_t n = p * kInt8NR + j;
+        if (n >= N) break;
+        const int8_t* row = b + n * K;
+        for (size_t k = 0; k < K; ++k) {
+          int v = row[k];
+          if (v < -kInt8U7Offset || v >= kInt8U7Offset) {
+            ok = false;
+            return;
+          }
+          dst[(k / 4) * 4 * kInt8NR + 4 * j + (k & 3)] = static_cast<uint8_t>(v + kInt8U7Offset);
+        }
+      }
+    }
+  });
+  return ok;
+}
+
 void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za, const int8_t* b, size_t N,
                  int32_t zb, int32_t* out) {
   if (M == 0 || N == 0) return;
@@ -127,32 +187,42 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
     std::memset(out, 0, M * N * sizeof(int32_t));
     return;
   }
+  Epilogue ep;
+  ep.N = N;
+  ep.acc = out;
+  if (a_signed && za == 0 && zb == 0) {  // the u7 layout, if b fits it
+    std::vector<uint8_t> packed(int8_u7_packed_bytes(N, K));
+    if (int8_pack_weights_u7(b, N, K, packed.data())) {
+      std::vector<int8_t> q(M * int8_kquad(K));
+      std::vector<int32_t> rowsum(M);
+      pad_rows_quad(reinterpret_cast<const int8_t*>(a), M, K, q.data(), rowsum.data());
+      ep.zb = kInt8U7Offset;
+      ep.rowsum = rowsum.data();
+      gemm_u7(q.data(), M, K, packed.data(), ep);
+      return;
+    }
+  }
   size_t Kp = int8_kpad(K);
   std::vector<int16_t> A(M * Kp);
   std::vector<int32_t> rowsum(zb != 0 ? M : 0);
   std::vector<int8_t> packed(int8_packed_bytes(N, K));
   widen_rows(a, a_signed, M, K, za, A.data(), zb != 0 ? rowsum.data() : nullptr);
   int8_pack_weights(b, N, K, packed.data());
-  Epilogue ep;
-  ep.N = N;
   ep.zb = zb;
   ep.rowsum = zb != 0 ? rowsum.data() : nullptr;
-  ep.acc = out;
-  gemm(A.data(), M, K, packed.data(), ep);
+  gemm_i16(A.data(), M, K, packed.data(), ep);
 }
 
-void int8_linear(const float* x, size_t M, size_t K, const int8_t* packed, size_t N, const float* sb,
-                 bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
-  if (M == 0) return;
-  size_t Kp = int8_kpad(K);
-  std::vector<int8_t> q(M * K);
-  std::vector<float> s(M), sa(M);
-  quantize_rows_s8(x, M, K, q.data(), s.data());
-  std::vector<int16_t> A(M * Kp);
-  widen_rows(reinterpret_cast<const uint8_t*>(q.data()), true, M, K, 0, A.data(), nullptr);
+namespace {
+
+// Per-token quantization (SPEC 5) into q (M, K), sa[m] = 1 / s[m], and the epilogue's scales.
+Epilogue linear_epilogue(const float* x, size_t M, size_t K, size_t N, const float* sb, bool sb_per_channel,
+                         const float* bias, float* y, int32_t* acc, float* s_out, int8_t* q, std::vector<float>& sa) {
+  std::vector<float> s(M);
+  quantize_rows_s8(x, M, K, q, s.data());
+  sa.resize(M);
   for (size_t m = 0; m < M; ++m) sa[m] = 1.0f / s[m];
   if (s_out) std::memcpy(s_out, s.data(), M * sizeof(float));
-  if (N == 0) return;
   Epilogue ep;
   ep.N = N;
   ep.acc = acc;
@@ -161,7 +231,41 @@ void int8_linear(const float* x, size_t M, size_t K, const int8_t* packed, size_
   ep.sb = sb;
   ep.sb_per_channel = sb_per_channel;
   ep.bias = bias;
-  gemm(A.data(), M, K, packed, ep);
+  return ep;
+}
+
+}  // namespace
+
+void int8_linear(const float* x, size_t M, size_t K, const int8_t* packed, size_t N, const float* sb,
+                 bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
+  if (M == 0) return;
+  std::vector<int8_t> q(M * K);
+  std::vector<float> sa;
+  Epilogue ep = linear_epilogue(x, M, K, N, sb, sb_per_channel, bias, y, acc, s_out, q.data(), sa);
+  if (N == 0) return;
+  std::vector<int16_t> A(M * int8_kpad(K));
+  widen_rows(reinterpret_cast<const uint8_t*>(q.data()), true, M, K, 0, A.data(), nullptr);
+  gemm_i16(A.data(), M, K, packed, ep);
+}
+
+void int8_linear_u7(const float* x, size_t M, size_t K, const uint8_t* packed, size_t N, const float* sb,
+                    bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
+  if (M == 0) return;
+  std::vector<int8_t> q(M * K);
+  std::vector<float> sa;
+  Epilogue ep = linear_epilogue(x, M, K, N, sb, sb_per_channel, bias, y, acc, s_out, q.data(), sa);
+  if (N == 0) return;
+  std::vector<int32_t> rowsum(M);
+  std::vector<int8_t> padded;
+  int8_t* A = q.data();
+  if (int8_kquad(K) != K) {
+    padded.resize(M * int8_kquad(K));
+    A = padded.data();
+  }
+  pad_rows_quad(q.data(), M, K, A, rowsum.data());
+  ep.zb = kInt8U7Offset;
+  ep.rowsum = rowsum.data();
+  gemm_u7(A, M, K, packed, ep);
 }
 
 }  // namespace lowbit

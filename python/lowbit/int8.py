@@ -134,14 +134,26 @@ def check_weight_fits(codes: np.ndarray) -> None:
 
 # ---- the native API ---------------------------------------------------------------
 
-def as_qweight(weight, quantize) -> QTensor:
-    """A weight QTensor as given, or a float (N, K) weight quantized absmax per output channel."""
+def as_qweight(weight, quantize, bits: int = 8) -> QTensor:
+    """A weight QTensor as given, or a float (N, K) weight quantized absmax per output channel
+    to ``bits`` (7 or 8)."""
     if isinstance(weight, QTensor):
         return weight
+    if isinstance(bits, bool) or bits not in (7, 8):
+        raise ValueError(f"bits must be 7 or 8, got {bits!r}")
     w = _args.as_float32(weight, "weight")
     if w.ndim != 2:
         raise ValueError(f"weight must be 2-D (N, K), got shape {w.shape}")
-    return quantize(w, 8, scheme="absmax", axis=0)
+    return quantize(w, bits, scheme="absmax", axis=0)
+
+
+def pack_weight(codes: np.ndarray) -> np.ndarray:
+    """The kernel's packing of int8 weight codes (N, K): the fast u7 layout (uint8) when every
+    code lies in [-64, 63] (7-bit weights), else the int16-path layout (int8)."""
+    N, K = codes.shape
+    flat = codes.reshape(-1)
+    packed = _C.int8_pack_weights_u7(flat, N, K)
+    return packed if packed is not None else _C.int8_pack_weights(flat, N, K)
 
 
 def int8_matmul(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
@@ -160,25 +172,35 @@ def int8_matmul(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
 class Linear:
     """A dynamic int8 linear layer: ``y = x @ W.T + bias`` with int8 weights and activations.
 
-    ``weight``: a float (N, K) array (quantized absmax per output channel, 8 bits)
+    ``weight``: a float (N, K) array (quantized absmax per output channel to ``bits``)
     or an int8 weight QTensor (per-tensor or axis=0 absmax). The weight is packed
     once into the kernel's panel layout; each call quantizes ``x`` (..., K) per token
-    and returns float32 (..., N).
+    (8 bits, SPEC 5) and returns float32 (..., N).
+
+    ``bits=7`` quantizes the weight to [-63, 63]: weights whose codes all lie in
+    [-64, 63] run on the fast kernel (vpmaddubsw: twice the products per instruction,
+    still exact). An int8 QTensor whose codes happen to fit takes it too.
     """
 
-    def __init__(self, weight, bias=None):
-        qweight = as_qweight(weight, _quantize)
+    def __init__(self, weight, bias=None, *, bits: int = 8):
+        qweight = as_qweight(weight, _quantize, bits)
         codes, sb, per_channel = check_qweight(qweight)
         check_weight_fits(codes)
         self.qweight = qweight
         self.out_features, self.in_features = qweight.shape
         self.bias = check_bias(bias, self.out_features)
         self._sb, self._per_channel = sb, per_channel
-        self._packed = _C.int8_pack_weights(codes.reshape(-1), self.out_features, self.in_features)
+        self._packed = pack_weight(codes)
+
+    @property
+    def fast(self) -> bool:
+        """True if the weight runs on the u7 kernel (every code in [-64, 63])."""
+        return self._packed.dtype == np.uint8
 
     def __repr__(self) -> str:
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}, weight={self.qweight.granularity} int8)")
+                f"bias={self.bias is not None}, weight={self.qweight.granularity} int8, "
+                f"kernel={'u7' if self.fast else 'int16'})")
 
     def _run(self, x, want_y: bool, want_acc: bool):
         x, M = check_linear_x(x, self.in_features)

@@ -59,8 +59,8 @@ def linear(x, qweight: QTensor, bias=None, *, activation_scale=None, activation_
 class Linear:
     """Reference twin of lowbit.Linear (no packing)."""
 
-    def __init__(self, weight, bias=None):
-        qweight = as_qweight(weight, _quantize)
+    def __init__(self, weight, bias=None, *, bits: int = 8):
+        qweight = as_qweight(weight, _quantize, bits)
         codes, _, _ = check_qweight(qweight)
         check_weight_fits(codes)
         self.qweight = qweight
