@@ -331,9 +331,10 @@ def test_k_limit():
 
 
 @pytest.mark.parametrize("bits", [2, 1])
-@pytest.mark.parametrize("M", [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
+@pytest.mark.parametrize("M", list(range(1, 31)))
 def test_s32_every_row_tiling(isa, rng, bits, M):
-    """Every split of M into the large-M path's 6- and 4-row tiles and their remainders."""
+    """Every split of M into the register tiles (1 x 4, 2..6 rows x 1, M < 14) and the
+    large-M path's 6- and 4-row tiles and their remainders."""
     check_s32(rng, M, 11, 1100, bits)
     check_s32(rng, M, 3, 300, bits, fill=-128)
 
