@@ -80,6 +80,11 @@ def test_bad_codebooks():
             mod.quantize_codebook(x, np.arange(257, dtype=F32))
         with pytest.raises(ValueError, match="nonzero"):
             mod.quantize_codebook(x, np.zeros(4, F32), group_size=4)
+        # a scaled codebook of tiny values: max|w| / max|code| would be inf (found by hypothesis)
+        with pytest.raises(ValueError, match="overflows float32"):
+            mod.quantize_codebook(np.array([4.0], F32), np.array([1.1754944e-38], F32), group_size=1)
+        assert np.isfinite(mod.quantize_codebook(np.array([4.0], F32), np.array([1e-30], F32),
+                                                 group_size=1).scale).all()
         with pytest.raises(ValueError, match="non-finite"):
             mod.quantize_codebook(np.array([1, np.nan], F32), np.array([0, 1], F32))
         with pytest.raises(TypeError):

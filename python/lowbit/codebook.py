@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _args, _C
 from .qtensor import QTensor, register_scheme
-from .reference.codebook import NF4, NF4_BLOCK, check_codebook, check_k, _bits_for
+from .reference.codebook import NF4, NF4_BLOCK, check_codebook, check_k, check_scale_finite, _bits_for
 
 __all__ = ["NF4", "quantize_codebook", "kmeans_codebook", "quantize_kmeans", "quantize_nf4"]
 
@@ -45,6 +45,8 @@ def quantize_codebook(w, codebook, *, group_size: Optional[int] = None, scheme: 
     scaled = group_size is not None
     scale = None if scaled else np.ones(lay.n_groups, F32)
     codes, scale = _native_quantize(x, lay.a, lay.b, lay.c, cb, False, scaled, scale)
+    if scaled:
+        check_scale_finite(scale, cb)
     return QTensor(codes=codes.reshape(x.shape), scale=scale.reshape(lay.param_shape), zero_point=None,
                    shape=x.shape, bits=_bits_for(cb.size), scheme=scheme, group_size=group_size, signed=False,
                    codebook=cb.copy())

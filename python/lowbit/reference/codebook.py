@@ -64,6 +64,13 @@ def check_codebook(codebook, *, scaled: bool) -> np.ndarray:
     return cb
 
 
+def check_scale_finite(scale: np.ndarray, cb: np.ndarray) -> None:
+    """max|x_g| / max|code| overflowed float32 (a codebook of tiny values): refuse, never inf."""
+    if np.isinf(scale).any():
+        raise ValueError(f"the group scale max|w| / max|codebook| overflows float32 (max|codebook| = "
+                         f"{float(np.abs(cb).max()):g} is too small for these weights); normalize the codebook")
+
+
 def _bits_for(k: int) -> int:
     return max(1, int(k - 1).bit_length())
 
@@ -105,7 +112,9 @@ def quantize_codebook(w, codebook, *, group_size: Optional[int] = None, scheme: 
         scale = np.ones(lay.n_groups, F32)
     else:
         amax = _group_amax(x.reshape(lay.a, lay.b), lay.c).astype(F64)
-        scale = np.maximum((amax / float(np.abs(cb).max())).astype(F32), _args.FLT_MIN).reshape(-1)
+        with np.errstate(over="ignore"):
+            scale = np.maximum((amax / float(np.abs(cb).max())).astype(F32), _args.FLT_MIN).reshape(-1)
+        check_scale_finite(scale, cb)
     s = _expand(scale, lay)
     v = (x.reshape(-1) / s).astype(F32)
     codes = _nearest(v, cb).reshape(x.shape)
