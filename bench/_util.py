@@ -30,6 +30,18 @@ def median_time(fn, *args, repeat: int = 15, warmup: int = 2, min_time: float = 
     return float(np.median(times))
 
 
+def min_time(fn, *args, repeat: int = 15, warmup: int = 2, clock=time.perf_counter) -> float:
+    """Fastest of `repeat` calls: on a shared machine, the time without interference."""
+    for _ in range(warmup):
+        fn(*args)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = clock()
+        fn(*args)
+        best = min(best, clock() - t0)
+    return best
+
+
 def copy_bandwidth(nbytes: int = 256 << 20, repeat: int = 9) -> float:
     """Bytes moved per second (read + write) by a threaded memcpy of `nbytes` on lowbit's pool."""
     src = np.ones(nbytes, np.uint8)

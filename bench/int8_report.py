@@ -17,19 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import lowbit  # noqa: E402
 from lowbit import _C  # noqa: E402
-from _util import machine, median_time, settle  # noqa: E402
-
-
-def min_time(fn, *args, repeat: int = 15, warmup: int = 2, clock=time.perf_counter) -> float:
-    """Fastest of `repeat` calls: on a shared machine, the time without interference."""
-    for _ in range(warmup):
-        fn(*args)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = clock()
-        fn(*args)
-        best = min(best, clock() - t0)
-    return best
+from _util import machine, median_time, min_time, settle  # noqa: E402
 
 
 def cpu_time(fn, *args, repeat: int = 15, warmup: int = 2, threads: int = 2) -> float:

@@ -334,8 +334,10 @@ def test_k_limit():
 @pytest.mark.parametrize("M", list(range(1, 31)))
 def test_s32_every_row_tiling(isa, rng, bits, M):
     """Every split of M into the register tiles (1 x 4, 2..6 rows x 1, M < 14) and the
-    large-M path's 6- and 4-row tiles and their remainders."""
+    large-M path's 6- and 4-row tiles and their remainders; K = 4500 spans several of the
+    register tiles' 2048-value chunks."""
     check_s32(rng, M, 11, 1100, bits)
+    check_s32(rng, M, 5, 4500, bits)
     check_s32(rng, M, 3, 300, bits, fill=-128)
 
 
