@@ -31,11 +31,14 @@ def _group(benchmark, weight, M):
 
 @pytest.mark.parametrize("M", MS)
 @pytest.mark.parametrize("isa", lowbit.available_isas())
-def test_lowbit_linear(benchmark, weight, M, isa):
+@pytest.mark.parametrize("bits", [8, 7], ids=["w8-int16", "w7-u7"])
+def test_lowbit_linear(benchmark, weight, M, isa, bits):
+    """8-bit weights run the int16 kernel, 7-bit weights (Linear(w, bits=7)) the u7 kernel."""
     if isa == "scalar" and M > 1:
         pytest.skip("scalar path: M=1 only (minutes per call otherwise)")
     _group(benchmark, weight, M)
-    layer = lowbit.Linear(weight)
+    layer = lowbit.Linear(weight, bits=bits)
+    assert layer.fast == (bits == 7)
     x = activations(M, weight.shape[1])
     with lowbit.use_isa(isa):
         benchmark(layer, x)
