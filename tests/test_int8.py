@@ -189,6 +189,18 @@ def test_linear_extreme_weights(isa, rng):
     check_linear(x, qw)
 
 
+@pytest.mark.parametrize("bits", [7, 8])
+def test_linear_empty_dims(isa, bits):
+    """N = 0 output channels and M = 0 tokens give empty results on both kernels and the reference."""
+    L, R = lowbit.Linear(np.ones((0, 5), F32), bits=bits), ref.Linear(np.ones((0, 5), F32), bits=bits)
+    for x in (np.ones((2, 5), F32), np.ones((0, 5), F32), np.ones((3, 2, 5), F32)):
+        y = L(x)
+        assert y.shape == x.shape[:-1] + (0,)
+        np.testing.assert_array_equal(y, R(x))
+    L = lowbit.Linear(np.ones((4, 5), F32), bits=bits)
+    assert L(np.ones((0, 5), F32)).shape == (0, 4)
+
+
 def test_linear_bad_input(rng):
     w = rng.standard_normal((4, 8)).astype(F32)
     qw = lowbit.quantize(w, 8, axis=0)

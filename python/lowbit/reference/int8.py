@@ -1,6 +1,7 @@
 """Reference int8 GEMM and dynamic int8 linear layer (SPEC 7), NumPy only."""
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import numpy as np
@@ -28,7 +29,7 @@ def linear_accumulators(x, qweight: QTensor) -> Tuple[np.ndarray, np.ndarray]:
     check_weight_fits(codes)
     x, M = check_linear_x(x, codes.shape[1])
     qx = quantize_activations(x)
-    acc = qx.codes.reshape(M, -1).astype(np.int64) @ codes.astype(np.int64).T
+    acc = qx.codes.reshape(M, codes.shape[1]).astype(np.int64) @ codes.astype(np.int64).T
     lead = x.shape[:-1]
     return acc.astype(np.int32).reshape(lead + (codes.shape[0],)), qx.scale
 
@@ -46,7 +47,7 @@ def linear(x, qweight: QTensor, bias=None, *, activation_scale=None, activation_
     b = check_bias(bias, N)
     acc, s = linear_accumulators(x, qweight)
     lead = acc.shape[:-1]
-    acc2 = acc.reshape(-1, N)
+    acc2 = acc.reshape(math.prod(lead), N)  # not (-1, N): N may be 0
     sa = (F32(1) / s.reshape(-1)).astype(F32)
     sbn = np.broadcast_to(sb if per_channel else sb[:1], (N,)).astype(F32)
     scale = (sa[:, None] * sbn[None, :]).astype(F32)
