@@ -160,6 +160,30 @@ def int8_linear(W: np.ndarray, b: np.ndarray) -> Linear:
     return float32_linear(qw.dequantize(), b)
 
 
+def int8_w7_linear(W: np.ndarray, b: np.ndarray) -> Linear:
+    """7-bit weights: lowbit's u7 kernel (vpmaddubsw, exact), 8-bit per-token activations."""
+    return lowbit.Linear(W, bias=b, bits=7)
+
+
+def torch_int8_linear(W: np.ndarray, b: np.ndarray) -> Linear:
+    """torch's dynamic int8 Linear (FBGEMM on x86: 7-bit per-tensor activations), for comparison."""
+    import warnings
+
+    import torch
+    lin = torch.nn.Linear(W.shape[1], W.shape[0])
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(np.array(W, np.float32)))  # a writable copy (W may be a memmap)
+        lin.bias.copy_(torch.from_numpy(np.array(b, np.float32)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return q(torch.from_numpy(np.array(x, np.float32))).numpy()
+    return f
+
+
 def int4_linear(W: np.ndarray, b: np.ndarray) -> Linear:
     return float32_linear(lowbit.quantize(W, 4, scheme="absmax", group_size=128).dequantize(), b)
 
@@ -180,6 +204,13 @@ def variants() -> Dict[str, Callable[[np.ndarray, np.ndarray], Linear]]:
         v["int8 lowbit.linear"] = int8_linear
     else:
         v["int8 weights (dequantized; no int8 GEMM in this build)"] = int8_linear
+    if hasattr(lowbit, "Linear") and hasattr(lowbit.Linear, "fast"):  # builds with the u7 kernel
+        v["int8 lowbit.Linear bits=7 (u7 kernel)"] = int8_w7_linear
+    try:
+        import torch  # noqa: F401
+        v["int8 torch dynamic (FBGEMM), for comparison"] = torch_int8_linear
+    except ImportError:
+        pass
     v["int4 group:128 weights (dequantized)"] = int4_linear
     if hasattr(lowbit, "TernaryWeight") and hasattr(lowbit, "ternary_matmul"):
         v["ternary lowbit.ternary_matmul"] = ternary_linear

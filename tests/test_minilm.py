@@ -53,9 +53,12 @@ def test_builtin_tokenizer_agrees_with_tokenizers(model):
     np.testing.assert_array_equal(a[1], b[1])
 
 
-def test_int8_variant_close_to_float32(model):
+@pytest.mark.parametrize("variant", ["int8_linear", "int8_w7_linear"])
+def test_int8_variant_close_to_float32(model, variant):
+    """8-bit weights (int16 kernel) and 7-bit weights (u7 kernel): within cosine 0.99 of float32
+    (measured 0.9946 and 0.9926 at worst; torch's dynamic int8 Linear gives 0.938 here)."""
     tensors, config, tok, ids, mask, ref = model
-    emb = minilm.MiniLM(tensors, config, minilm.int8_linear)(ids, mask)
+    emb = minilm.MiniLM(tensors, config, getattr(minilm, variant))(ids, mask)
     cos = minilm.cosine_rows(emb, ref)
     assert cos.min() >= 0.99, cos
 
