@@ -103,12 +103,7 @@ LOWBIT_BINDINGS(int8) {
         float* sp = s.mutable_data();
         {
           py::gil_scoped_release nogil;
-          if (u7)
-            int8_linear_u7(x.data(), M, K, static_cast<const uint8_t*>(packed_.data()), N, sb.data(), sb_per_channel,
-                           bp, yp, accp, sp);
-          else
-            int8_linear(x.data(), M, K, static_cast<const int8_t*>(packed_.data()), N, sb.data(), sb_per_channel, bp,
-                        yp, accp, sp);
+          int8_linear(x.data(), M, K, packed_.data(), u7, N, sb.data(), sb_per_channel, bp, yp, accp, sp);
         }
         return py::make_tuple(y, acc, s);
       },

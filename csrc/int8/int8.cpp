@@ -112,28 +112,27 @@ void gemm_i16(const int16_t* A, size_t M, size_t K, const int8_t* packed, const 
   });
 }
 
-// u7 layout: A (M, Kq) int8; ep.zb = 64 and ep.rowsum = row sums of A.
-void gemm_u7(const int8_t* A, size_t M, size_t K, const uint8_t* packed, const Epilogue& ep) {
+// u7 layout on int8 rows a (M, K): pads K to a multiple of 4 (a copy only when K is not
+// one), and removes the offset u = B + 64 as a zero point: acc = dot - 64 * rowsum(a).
+void gemm_u7(const int8_t* a, size_t M, size_t K, const uint8_t* packed, Epilogue ep) {
   const Int8Kernels& k = int8_kernels();
-  size_t Kq = int8_kquad(K), kquads = Kq / 4, panel_bytes = kInt8NR * Kq;
-  gemm(M, ep, [&](size_t m, int mr, size_t p, int32_t* c) {
-    k.tile_u7(A + m * Kq, Kq, mr, packed + p * panel_bytes, kquads, c);
-  });
-}
-
-// a (M, K) int8 -> q (M, Kq) zero-padded (q may be a when Kq = K), rowsum[m] = sum_k a[m, k].
-void pad_rows_quad(const int8_t* a, size_t M, size_t K, int8_t* q, int32_t* rowsum) {
-  size_t Kq = int8_kquad(K);
+  const size_t Kq = int8_kquad(K), kquads = Kq / 4, panel_bytes = kInt8NR * Kq;
+  std::vector<int8_t> padded(Kq != K ? M * Kq : 0);
+  std::vector<int32_t> rowsum(M);
+  const int8_t* A = Kq != K ? padded.data() : a;
   parallel_for(M, std::max<size_t>(1, (size_t{1} << 15) / std::max<size_t>(K, 1)), [&](size_t b, size_t e) {
     for (size_t m = b; m < e; ++m) {
       const int8_t* src = a + m * K;
-      int8_t* dst = q + m * Kq;
-      if (dst != src) std::memmove(dst, src, K);
-      for (size_t k = K; k < Kq; ++k) dst[k] = 0;
+      if (Kq != K) std::memcpy(padded.data() + m * Kq, src, K);  // the rest stays zero
       int32_t s = 0;
-      for (size_t k = 0; k < K; ++k) s += src[k];
+      for (size_t i = 0; i < K; ++i) s += src[i];
       rowsum[m] = s;
     }
+  });
+  ep.zb = kInt8U7Offset;
+  ep.rowsum = rowsum.data();
+  gemm(M, ep, [&](size_t m, int mr, size_t p, int32_t* c) {
+    k.tile_u7(A + m * Kq, Kq, mr, packed + p * panel_bytes, kquads, c);
   });
 }
 
@@ -193,12 +192,7 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
   if (a_signed && za == 0 && zb == 0) {  // the u7 layout, if b fits it
     std::vector<uint8_t> packed(int8_u7_packed_bytes(N, K));
     if (int8_pack_weights_u7(b, N, K, packed.data())) {
-      std::vector<int8_t> q(M * int8_kquad(K));
-      std::vector<int32_t> rowsum(M);
-      pad_rows_quad(reinterpret_cast<const int8_t*>(a), M, K, q.data(), rowsum.data());
-      ep.zb = kInt8U7Offset;
-      ep.rowsum = rowsum.data();
-      gemm_u7(q.data(), M, K, packed.data(), ep);
+      gemm_u7(reinterpret_cast<const int8_t*>(a), M, K, packed.data(), ep);
       return;
     }
   }
@@ -213,16 +207,15 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
   gemm_i16(A.data(), M, K, packed.data(), ep);
 }
 
-namespace {
-
-// Per-token quantization (SPEC 5) into q (M, K), sa[m] = 1 / s[m], and the epilogue's scales.
-Epilogue linear_epilogue(const float* x, size_t M, size_t K, size_t N, const float* sb, bool sb_per_channel,
-                         const float* bias, float* y, int32_t* acc, float* s_out, int8_t* q, std::vector<float>& sa) {
-  std::vector<float> s(M);
-  quantize_rows_s8(x, M, K, q, s.data());
-  sa.resize(M);
+void int8_linear(const float* x, size_t M, size_t K, const void* packed, bool u7, size_t N, const float* sb,
+                 bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
+  if (M == 0) return;
+  std::vector<int8_t> q(M * K);
+  std::vector<float> s(M), sa(M);
+  quantize_rows_s8(x, M, K, q.data(), s.data());
   for (size_t m = 0; m < M; ++m) sa[m] = 1.0f / s[m];
   if (s_out) std::memcpy(s_out, s.data(), M * sizeof(float));
+  if (N == 0) return;
   Epilogue ep;
   ep.N = N;
   ep.acc = acc;
@@ -231,41 +224,13 @@ Epilogue linear_epilogue(const float* x, size_t M, size_t K, size_t N, const flo
   ep.sb = sb;
   ep.sb_per_channel = sb_per_channel;
   ep.bias = bias;
-  return ep;
-}
-
-}  // namespace
-
-void int8_linear(const float* x, size_t M, size_t K, const int8_t* packed, size_t N, const float* sb,
-                 bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
-  if (M == 0) return;
-  std::vector<int8_t> q(M * K);
-  std::vector<float> sa;
-  Epilogue ep = linear_epilogue(x, M, K, N, sb, sb_per_channel, bias, y, acc, s_out, q.data(), sa);
-  if (N == 0) return;
+  if (u7) {
+    gemm_u7(q.data(), M, K, static_cast<const uint8_t*>(packed), ep);
+    return;
+  }
   std::vector<int16_t> A(M * int8_kpad(K));
   widen_rows(reinterpret_cast<const uint8_t*>(q.data()), true, M, K, 0, A.data(), nullptr);
-  gemm_i16(A.data(), M, K, packed, ep);
-}
-
-void int8_linear_u7(const float* x, size_t M, size_t K, const uint8_t* packed, size_t N, const float* sb,
-                    bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
-  if (M == 0) return;
-  std::vector<int8_t> q(M * K);
-  std::vector<float> sa;
-  Epilogue ep = linear_epilogue(x, M, K, N, sb, sb_per_channel, bias, y, acc, s_out, q.data(), sa);
-  if (N == 0) return;
-  std::vector<int32_t> rowsum(M);
-  std::vector<int8_t> padded;
-  int8_t* A = q.data();
-  if (int8_kquad(K) != K) {
-    padded.resize(M * int8_kquad(K));
-    A = padded.data();
-  }
-  pad_rows_quad(q.data(), M, K, A, rowsum.data());
-  ep.zb = kInt8U7Offset;
-  ep.rowsum = rowsum.data();
-  gemm_u7(A, M, K, packed, ep);
+  gemm_i16(A.data(), M, K, static_cast<const int8_t*>(packed), ep);
 }
 
 }  // namespace lowbit

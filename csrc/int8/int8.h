@@ -78,16 +78,13 @@ bool int8_pack_weights_u7(const int8_t* b, size_t N, size_t K, uint8_t* out);
 void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za, const int8_t* b,
                  size_t N, int32_t zb, int32_t* out);
 
-// The dynamic int8 linear layer on pre-packed weights (int8_pack_weights):
-// x (M, K) float32 finite, quantized per row as SPEC 5 (q, s); sa[m] = 1.0f / s[m];
-// sb: N values (sb_per_channel) or 1; bias: N values or null.
-// Writes y (M, N) float32 = (sa[m] * sb[n]) * float(acc) (+ bias[n]) if y is not null,
-// acc (M, N) int32 if acc is not null, and s (M,) if s_out is not null.
+// The dynamic int8 linear layer on pre-packed weights: packed by int8_pack_weights (u7
+// false) or int8_pack_weights_u7 (u7 true). x (M, K) float32 finite, quantized per row as
+// SPEC 5 (q, s); sa[m] = 1.0f / s[m]; sb: N values (sb_per_channel) or 1; bias: N values
+// or null. Writes y (M, N) float32 = (sa[m] * sb[n]) * float(acc) (+ bias[n]) if y is not
+// null, acc (M, N) int32 if acc is not null, and s (M,) if s_out is not null.
 // Throws NonFiniteError if x holds NaN or Inf.
-void int8_linear(const float* x, size_t M, size_t K, const int8_t* packed, size_t N, const float* sb,
+void int8_linear(const float* x, size_t M, size_t K, const void* packed, bool u7, size_t N, const float* sb,
                  bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out);
-// The same on weights packed by int8_pack_weights_u7.
-void int8_linear_u7(const float* x, size_t M, size_t K, const uint8_t* packed, size_t N, const float* sb,
-                    bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out);
 
 }  // namespace lowbit

@@ -14,6 +14,9 @@ namespace {
 
 // Software prefetch distance into the weight panel (bytes; 32 per pair of inputs).
 constexpr int kPrefetchBytes = 1024;
+// The u7 tiles of 2..5 rows stream their panel from L3/DRAM: 64 bytes per step, fetched
+// ~300 cycles of DRAM latency ahead.
+constexpr int kPrefetchFarBytes = 4096;
 
 inline __m256i bcast_pair(const int16_t* p) {
   int32_t pair;
@@ -107,10 +110,8 @@ void tile_u7_mr(const int8_t* a, size_t lda, const uint8_t* panel, size_t kquads
   for (size_t kq = 0; kq < kquads; ++kq) {
     const uint8_t* bp = panel + 64 * kq;
     const size_t k4 = 4 * kq;
-    // Light tiles (small M) stream each panel from L3/DRAM once: fetch far ahead (64 bytes per
-    // step, ~300 cycles of DRAM latency); 6-row tiles find the panel in L2. One row: the
-    // hardware prefetcher alone is faster (measured).
-    if (MR > 1) _mm_prefetch(reinterpret_cast<const char*>(bp) + (MR < 6 ? 4096 : kPrefetchBytes), _MM_HINT_T0);
+    // 6-row tiles find the panel in L2; one row: the hardware prefetcher alone is faster (measured).
+    if (MR > 1) _mm_prefetch(reinterpret_cast<const char*>(bp) + (MR < 6 ? kPrefetchFarBytes : kPrefetchBytes), _MM_HINT_T0);
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bp + 32));
     u7_row(x0, k4, b0, b1, c00, c01);

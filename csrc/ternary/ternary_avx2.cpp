@@ -63,57 +63,7 @@ inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<con
 // (2u). The scaled planes go to their own accumulators ("hi"), so F * S =
 // F * lo + hi with F = 4 (ternary) or 2 (binary). Per 8 blocks an accumulator
 // takes at most 32 products of |u| <= 8 pairs: |sum| <= 16 * 2048 = 32768.
-template <int BITS, int MR, int NR>
-inline void tile_reg(const int8_t* const* xr, const uint8_t* const* wr, size_t nblocks, int64_t (*S)[4]) {
-  constexpr int P = 8 / BITS;  // planes per block
-  constexpr int G = P / 2;     // shifts per block
-  constexpr int SH = 2 * BITS;
-  constexpr size_t FLUSH = 8;  // blocks per 16-bit run
-  const __m256i mlo = _mm256_set1_epi8(BITS == 2 ? 0x03 : 0x01);
-  const __m256i mhi = _mm256_set1_epi8(BITS == 2 ? 0x0C : 0x02);
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i lo32[MR][NR], hi32[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) lo32[i][j] = hi32[i][j] = _mm256_setzero_si256();
-  for (size_t b0 = 0; b0 < nblocks; b0 += FLUSH) {
-    const size_t b1 = b0 + FLUSH < nblocks ? b0 + FLUSH : nblocks;
-    __m256i lo[MR][NR], hi[MR][NR];
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) lo[i][j] = hi[i][j] = _mm256_setzero_si256();
-    for (size_t b = b0; b < b1; ++b) {
-      const size_t xo = b * 32 * P;
-#pragma GCC unroll 4
-      for (int g = 0; g < G; ++g) {
-        __m256i xl[MR], xh[MR];
-        for (int i = 0; i < MR; ++i) {
-          xl[i] = load32(xr[i] + xo + 64 * g);
-          xh[i] = load32(xr[i] + xo + 64 * g + 32);
-          if (NR > 1) pin(xl[i]), pin(xh[i]);
-        }
-        for (int j = 0; j < NR; ++j) {
-          __m256i v = load32(wr[j] + 32 * b);
-          if (g) v = _mm256_srli_epi16(v, SH * g);
-          const __m256i ul = _mm256_and_si256(v, mlo), uh = _mm256_and_si256(v, mhi);
-          for (int i = 0; i < MR; ++i) {
-            lo[i][j] = _mm256_add_epi16(lo[i][j], _mm256_maddubs_epi16(ul, xl[i]));
-            hi[i][j] = _mm256_add_epi16(hi[i][j], _mm256_maddubs_epi16(uh, xh[i]));
-          }
-        }
-      }
-    }
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) {
-        lo32[i][j] = _mm256_add_epi32(lo32[i][j], _mm256_madd_epi16(lo[i][j], ones));
-        hi32[i][j] = _mm256_add_epi32(hi32[i][j], _mm256_madd_epi16(hi[i][j], ones));
-      }
-  }
-  constexpr int64_t F = BITS == 2 ? 4 : 2;
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) S[i][j] = F * hsum_epi32(lo32[i][j]) + hsum_epi32(hi32[i][j]);
-}
-
-// The hot case of tile_reg (one activation row, four weight rows) written out
-// in assembly: GCC's allocation of the 8 accumulators adds copies and spills
+// One activation row against four weight rows (M = 1), in assembly: GCC's allocation of the 8 accumulators adds copies and spills
 // that cost a third of the throughput. Same arithmetic, same order.
 template <int BITS>
 inline void tile_reg_1x4(const int8_t* x, const uint8_t* const* wr, size_t nblocks, int64_t (*S)[4]) {
@@ -197,7 +147,7 @@ inline void tile_reg_1x4(const int8_t* x, const uint8_t* const* wr, size_t nbloc
 // registers and meet each row's activations as memory operands of vpmaddubsw, so the
 // shift and masks are shared by MR rows (the 1 x 4 tile above shares activation loads
 // instead). Registers: 2 MR accumulators + the packed vector + 2 planes + a product.
-// The 16-bit accumulators follow tile_reg's bound (flush every 8 blocks) and are widened
+// The 16-bit accumulators follow the bound above (flush every 8 blocks) and are widened
 // into int32 sums kept in memory.
 inline void plane_row(const int8_t* x, __m256i ul, __m256i uh, __m256i& lo, __m256i& hi) {
   __m256i t;
@@ -263,29 +213,24 @@ inline int32_t finish_reg(int64_t FS, int32_t qsum) {
   return static_cast<int32_t>((BITS == 2 ? FS / 4 : FS) - qsum);
 }
 
-template <int BITS, int MR, int NR>
+// Output channels [n0, n1) for MR activation rows: the 1 x 4 tile for one row (a 1 x 1
+// tile for the last n1 - n0 mod 4 channels), the MR x 1 tile otherwise.
+template <int BITS, int MR>
 inline void rows_reg(const int8_t* q, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
                      size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc) {
   const int8_t* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = q + i * ldq;
   int64_t S[MR][4];
   size_t n = n0;
-  for (; n + NR <= n1; n += NR) {
-    const uint8_t* wr[NR];
-    for (int j = 0; j < NR; ++j) wr[j] = w + (n + j) * ldw;
-    if constexpr (MR == 1 && NR == 4) tile_reg_1x4<BITS>(xr[0], wr, nblocks, S);
-    else if constexpr (NR == 1) tile_reg_rows<BITS, MR>(xr, wr[0], nblocks, S);
-    else tile_reg<BITS, MR, NR>(xr, wr, nblocks, S);
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i * ldc + (n + j - n0)] = finish_reg<BITS>(S[i][j], qsum[i]);
+  if constexpr (MR == 1) {
+    for (; n + 4 <= n1; n += 4) {
+      const uint8_t* wr[4] = {w + n * ldw, w + (n + 1) * ldw, w + (n + 2) * ldw, w + (n + 3) * ldw};
+      tile_reg_1x4<BITS>(xr[0], wr, nblocks, S);
+      for (int j = 0; j < 4; ++j) acc[n + j - n0] = finish_reg<BITS>(S[0][j], qsum[0]);
+    }
   }
   for (; n < n1; ++n) {
-    if constexpr (MR == 1) {
-      const uint8_t* wr[1] = {w + n * ldw};
-      tile_reg<BITS, 1, 1>(xr, wr, nblocks, S);
-    } else {
-      tile_reg_rows<BITS, MR>(xr, w + n * ldw, nblocks, S);
-    }
+    tile_reg_rows<BITS, MR>(xr, w + n * ldw, nblocks, S);
     for (int i = 0; i < MR; ++i) acc[i * ldc + (n - n0)] = finish_reg<BITS>(S[i][0], qsum[i]);
   }
 }
@@ -473,12 +418,12 @@ template <int BITS>
 void rows_reg_any(const int8_t* q, size_t mr, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
                   size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc) {
   switch (mr) {
-    case 1: return rows_reg<BITS, 1, 4>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 2: return rows_reg<BITS, 2, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 3: return rows_reg<BITS, 3, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 4: return rows_reg<BITS, 4, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 5: return rows_reg<BITS, 5, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    default: return rows_reg<BITS, 6, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    case 1: return rows_reg<BITS, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    case 2: return rows_reg<BITS, 2>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    case 3: return rows_reg<BITS, 3>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    case 4: return rows_reg<BITS, 4>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    case 5: return rows_reg<BITS, 5>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    default: return rows_reg<BITS, 6>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
   }
 }
 
