@@ -335,10 +335,21 @@ def test_k_limit():
 def test_s32_every_row_tiling(isa, rng, bits, M):
     """Every split of M into the register tiles (1 x 4, 2..6 rows x 1, M < 14) and the
     large-M path's 6- and 4-row tiles and their remainders; K = 4500 spans several of the
-    register tiles' 2048-value chunks."""
+    large-M path's 2048-value chunks and, for 6 rows, two K chunks of the register tiles."""
     check_s32(rng, M, 11, 1100, bits)
     check_s32(rng, M, 5, 4500, bits)
     check_s32(rng, M, 3, 300, bits, fill=-128)
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+@pytest.mark.parametrize("M", [2, 3, 4, 6, 7, 13])
+def test_s32_register_tiles_long_k(isa, rng, bits, M):
+    """Rows too long to stay in L1 are cut into chunks of K (partial sums added in int32):
+    random values, and the extremes (every code +1 against -128, -1 against 127)."""
+    K = 20011
+    check_s32(rng, M, 6, K, bits)
+    check_s32(rng, M, 5, K, bits, fill=-128, codes=np.ones((5, K), np.int8))
+    check_s32(rng, M, 5, K, bits, fill=127, codes=-np.ones((5, K), np.int8))
 
 
 def test_constructor_checks_kernel_bytes(rng):

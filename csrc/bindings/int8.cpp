@@ -14,7 +14,7 @@ LOWBIT_BINDINGS(int8) {
       [](const py::array& b_, size_t N, size_t K) {
         carray<int8_t> b = require<int8_t>(b_, "b");
         if (static_cast<size_t>(b.size()) != N * K) throw std::invalid_argument("b: size is not N * K");
-        carray<int8_t> out(static_cast<py::ssize_t>(int8_packed_bytes(N, K)));
+        auto out = cached_array<int8_t>({static_cast<py::ssize_t>(int8_packed_bytes(N, K))});
         int8_t* op = out.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -29,7 +29,7 @@ LOWBIT_BINDINGS(int8) {
       [](const py::array& b_, size_t N, size_t K) -> py::object {
         carray<int8_t> b = require<int8_t>(b_, "b");
         if (static_cast<size_t>(b.size()) != N * K) throw std::invalid_argument("b: size is not N * K");
-        carray<uint8_t> out(static_cast<py::ssize_t>(int8_u7_packed_bytes(N, K)));
+        auto out = cached_array<uint8_t>({static_cast<py::ssize_t>(int8_u7_packed_bytes(N, K))});
         uint8_t* op = out.mutable_data();
         bool ok;
         {

@@ -36,7 +36,7 @@ LOWBIT_BINDINGS(ternary) {
         carray<int8_t> codes = require<int8_t>(codes_, "codes");
         if (codes.ndim() != 2) throw std::invalid_argument("codes: expected a 2-d array");
         size_t N = codes.shape(0), K = codes.shape(1);
-        carray<uint8_t> out({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(tl_row_bytes(K, bits))});
+        auto out = cached_array<uint8_t>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(tl_row_bytes(K, bits))});
         bool ok;
         {
           py::gil_scoped_release nogil;

@@ -32,8 +32,8 @@ size_t round_pages(size_t n) { return (n + 4095) & ~size_t(4095); }
 }  // namespace
 
 void* buffer_acquire(size_t nbytes) {
-  if (nbytes < kCachedBufferMin) {
-    void* p = std::malloc(nbytes ? nbytes : 1);
+  if (nbytes < kCachedBufferMin) {  // cache-line aligned (malloc gives 16 bytes: split 32-byte loads)
+    void* p = std::aligned_alloc(64, (nbytes + 63) / 64 * 64 + (nbytes == 0 ? 64 : 0));
     if (!p) throw std::bad_alloc();
     return p;
   }

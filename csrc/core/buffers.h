@@ -13,7 +13,7 @@ namespace lowbit {
 
 constexpr size_t kCachedBufferMin = size_t(4) << 20;  // smaller requests: plain malloc
 
-void* buffer_acquire(size_t nbytes);              // never null; throws std::bad_alloc
+void* buffer_acquire(size_t nbytes);              // 64-byte aligned, never null; throws std::bad_alloc
 void buffer_release(void* p, size_t nbytes);      // p from buffer_acquire(nbytes)
 void buffers_release();                           // return every cached buffer to the OS
 size_t buffers_cached_bytes();

@@ -26,15 +26,14 @@ size_t row_grain(size_t M, size_t K) {
   return std::max<size_t>(1, (size_t(1) << 18) / per_item);
 }
 
-// Per-thread working memory of the kernels, 32-byte aligned.
+// Per-thread working memory of the kernels, cache-line aligned.
 class Scratch {
  public:
-  explicit Scratch(size_t M) : buf_((tl_scratch_bytes(M) + 63) / 32) {}
+  explicit Scratch(size_t M) : buf_(tl_scratch_bytes(M)) {}
   void* get() { return buf_.data(); }
 
  private:
-  struct alignas(32) Line { unsigned char b[32]; };
-  std::vector<Line> buf_;
+  AlignedVector<unsigned char> buf_;
 };
 
 }  // namespace
@@ -90,9 +89,9 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   }
   const TernaryKernels& kern = ternary_kernels();
   const size_t ldq = nblocks * tl_block(bits);
-  std::vector<int8_t> padded;
+  AlignedVector<int8_t> padded;
   const int8_t* q = qx;
-  if (ldq != K) {
+  if (ldq != K || reinterpret_cast<uintptr_t>(qx) % 64 != 0) {  // padded rows, cache-line aligned
     padded.assign(M * ldq, 0);
     for (size_t m = 0; m < M; ++m) std::memcpy(&padded[m * ldq], qx + m * K, K);
     q = padded.data();
@@ -112,7 +111,7 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   const TernaryKernels& kern = ternary_kernels();
   const size_t ldw = tl_row_bytes(K, bits), nblocks = ldw / 32;
   const size_t ldq = nblocks * tl_block(bits);
-  std::vector<int8_t> q(M * std::max<size_t>(ldq, 1));
+  AlignedVector<int8_t> q(M * std::max<size_t>(ldq, 1));
   std::vector<float> sx(M);
   std::vector<int32_t> qsum(M);
   const ActKernels& act = act_kernels();

@@ -160,8 +160,10 @@ inline void plane_row(const int8_t* x, __m256i ul, __m256i uh, __m256i& lo, __m2
           : "memory");
 }
 
+// wrow + ahead is fetched while wrow is computed: the same blocks of a later weight row.
 template <int BITS, int MR>
-inline void tile_reg_rows(const int8_t* const* xr, const uint8_t* wrow, size_t nblocks, int64_t (*S)[4]) {
+inline void tile_reg_rows(const int8_t* const* xr, const uint8_t* wrow, size_t nblocks, size_t ahead,
+                          int64_t (*S)[4]) {
   static_assert(MR >= 1 && MR <= 6, "2 MR accumulators + 4 temporaries fit 16 registers");
   constexpr int P = 8 / BITS, G = P / 2, SH = 2 * BITS;
   constexpr size_t FLUSH = 8;
@@ -178,6 +180,7 @@ inline void tile_reg_rows(const int8_t* const* xr, const uint8_t* wrow, size_t n
             h4 = l0, l5 = l0, h5 = l0;
     for (size_t b = b0; b < b1; ++b) {
       const size_t xo = b * 32 * P;
+      if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wrow + ahead + 32 * b), _MM_HINT_T0);
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
         __m256i v = load32(wrow + 32 * b);
@@ -213,11 +216,18 @@ inline int32_t finish_reg(int64_t FS, int32_t qsum) {
   return static_cast<int32_t>((BITS == 2 ? FS / 4 : FS) - qsum);
 }
 
+// The MR x 1 tile reads its MR activation rows once per weight row: they must stay in
+// L1 beside the streaming weights. Longer rows are cut into chunks of K of at most
+// kRegActBytes (all MR rows), each passing over every weight row of [n0, n1).
+constexpr size_t kRegActBytes = 24 << 10;
+constexpr size_t kRegPrefetchRows = 2;  // weight rows fetched ahead of the MR x 1 tile
+
 // Output channels [n0, n1) for MR activation rows: the 1 x 4 tile for one row (a 1 x 1
 // tile for the last n1 - n0 mod 4 channels), the MR x 1 tile otherwise.
 template <int BITS, int MR>
 inline void rows_reg(const int8_t* q, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
                      size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc) {
+  constexpr size_t KB = 32 * (8 / BITS);
   const int8_t* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = q + i * ldq;
   int64_t S[MR][4];
@@ -228,10 +238,28 @@ inline void rows_reg(const int8_t* q, size_t ldq, const int32_t* qsum, const uin
       tile_reg_1x4<BITS>(xr[0], wr, nblocks, S);
       for (int j = 0; j < 4; ++j) acc[n + j - n0] = finish_reg<BITS>(S[0][j], qsum[0]);
     }
+    for (; n < n1; ++n) {
+      tile_reg_rows<BITS, 1>(xr, w + n * ldw, nblocks, kRegPrefetchRows * ldw, S);
+      acc[n - n0] = finish_reg<BITS>(S[0][0], qsum[0]);
+    }
+    return;
   }
-  for (; n < n1; ++n) {
-    tile_reg_rows<BITS, MR>(xr, w + n * ldw, nblocks, S);
-    for (int i = 0; i < MR; ++i) acc[i * ldc + (n - n0)] = finish_reg<BITS>(S[i][0], qsum[i]);
+  // Equal chunks of whole 16-bit flushes (8 blocks).
+  const size_t nchunks = (MR * nblocks * KB + kRegActBytes - 1) / kRegActBytes;
+  const size_t cb = ((nblocks + nchunks - 1) / nchunks + 7) / 8 * 8;
+  for (size_t c0 = 0; c0 < nblocks; c0 += cb) {
+    const size_t len = nblocks - c0 < cb ? nblocks - c0 : cb;
+    const int8_t* xc[MR];
+    for (int i = 0; i < MR; ++i) xc[i] = xr[i] + c0 * KB;
+    for (n = n0; n < n1; ++n) {
+      tile_reg_rows<BITS, MR>(xc, w + n * ldw + c0 * 32, len, kRegPrefetchRows * ldw, S);
+      for (int i = 0; i < MR; ++i) {
+        // acc = sum over chunks of F * S, minus qsum (wrapping int32 adds: the total fits)
+        int32_t& a = acc[i * ldc + (n - n0)];
+        const int32_t part = finish_reg<BITS>(S[i][0], c0 == 0 ? qsum[i] : 0);
+        a = c0 == 0 ? part : static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(part));
+      }
+    }
   }
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+import numpy as np
+
 from . import _C
 
 __all__ = ["release_buffers", "cpu_info", "available_isas", "get_isa", "set_isa", "use_isa",
@@ -77,3 +79,16 @@ def release_buffers() -> None:
     repeated calls do not pay the kernel's zeroing of fresh pages.
     """
     _C.buffers_release()
+
+
+def cache_aligned(a):
+    """``a`` (C-contiguous) itself if it starts on a 64-byte cache line, else an aligned copy:
+    the kernels read weights with 32-byte loads, and NumPy's large arrays start 16 bytes past
+    a page boundary, which splits every other load across two lines."""
+    if a.ctypes.data % 64 == 0:
+        return a
+    buf = np.empty(a.nbytes + 64, np.uint8)
+    off = -buf.ctypes.data % 64
+    out = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out

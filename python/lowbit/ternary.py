@@ -24,6 +24,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from . import _args, _C
+from ._core import cache_aligned
 from . import extreme as _extreme  # module imports: lowbit.extreme imports the reference, which imports us
 from . import packing as _packing
 from .qtensor import QTensor
@@ -147,7 +148,7 @@ class PackedWeight:
         if packed.shape != (N, tl_row_bytes(K, self.bits)):
             raise ValueError(f"packed: expected shape {(N, tl_row_bytes(K, self.bits))} for a {(N, K)} weight, "
                              f"got {packed.shape}")
-        self._set(np.ascontiguousarray(packed), check_scale(scale, N), (N, K), method)
+        self._set(cache_aligned(np.ascontiguousarray(packed)), check_scale(scale, N), (N, K), method)
         self._validate_kernel_bytes()
 
     def _set(self, packed, scale, shape, method):
