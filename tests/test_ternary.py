@@ -339,6 +339,7 @@ def test_s32_every_row_tiling(isa, rng, bits, M):
     check_s32(rng, M, 11, 1100, bits)
     check_s32(rng, M, 5, 4500, bits)
     check_s32(rng, M, 3, 300, bits, fill=-128)
+    check_s32(rng, M, 45, 260, bits)  # the large-M path's 16-channel tiles: 16 + 16 + 13
 
 
 @pytest.mark.parametrize("bits", [2, 1])

@@ -31,7 +31,7 @@ inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values 
 
 // Large-M path: weights are decoded to bytes once per tile of kTlRows rows by
 // kTlChunk values of K, then reused by every activation row.
-constexpr size_t kTlRows = 8;
+constexpr size_t kTlRows = 16;
 constexpr size_t kTlChunk = 2048;  // 64 vpmaddubsw steps: the most int16 sums can take
 inline size_t tl_scratch_bytes(size_t M) { return kTlRows * kTlChunk + M * kTlRows * 32; }
 

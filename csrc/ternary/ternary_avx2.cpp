@@ -400,7 +400,7 @@ void gemm_dec(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const 
   constexpr size_t P = 8 / BITS, CB = kTlChunk / (32 * P);  // blocks per chunk
   uint8_t* wb = static_cast<uint8_t*>(scratch);
   __m256i* vacc = reinterpret_cast<__m256i*>(wb + kTlRows * kTlChunk);  // [M][kTlRows]
-  static_assert(kTlRows == 8, "hsum8_epi32 reduces 8 rows");
+  static_assert(kTlRows % 8 == 0, "hsum8_epi32 reduces 8 rows at a time");
   for (size_t nb = n0; nb < n1; nb += kTlRows) {
     const size_t rows = nb + kTlRows < n1 ? kTlRows : n1 - nb;
     for (size_t i = 0; i < M * kTlRows; ++i) vacc[i] = _mm256_setzero_si256();
@@ -422,19 +422,20 @@ void gemm_dec(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const 
         default: break;
       }
     }
-    for (size_t m = 0; m < M; ++m) {
-      __m256i S = hsum8_epi32(vacc + m * kTlRows);  // lane r: row nb + r
-      if (BITS == 1) S = _mm256_add_epi32(S, S);
-      S = _mm256_sub_epi32(S, _mm256_set1_epi32(qsum[m]));
-      int32_t* out = acc + m * ldc + (nb - n0);
-      if (rows == kTlRows) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), S);
-      } else {
-        alignas(32) int32_t tmp[kTlRows];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), S);
-        for (size_t r = 0; r < rows; ++r) out[r] = tmp[r];
+    for (size_t m = 0; m < M; ++m)
+      for (size_t g = 0; g < rows; g += 8) {
+        __m256i S = hsum8_epi32(vacc + m * kTlRows + g);  // lane r: row nb + g + r
+        if (BITS == 1) S = _mm256_add_epi32(S, S);
+        S = _mm256_sub_epi32(S, _mm256_set1_epi32(qsum[m]));
+        int32_t* out = acc + m * ldc + (nb + g - n0);
+        if (rows - g >= 8) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), S);
+        } else {
+          alignas(32) int32_t tmp[8];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), S);
+          for (size_t r = 0; r < rows - g; ++r) out[r] = tmp[r];
+        }
       }
-    }
   }
 }
 
