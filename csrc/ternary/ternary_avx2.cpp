@@ -87,11 +87,11 @@ inline void tile_reg_1x4(const int8_t* x, const uint8_t* const* wr, size_t nbloc
     for (size_t b = b0; b < b1; ++b) {
       const int8_t* xb = x + b * 32 * P;
       const size_t wo = 32 * b;
-      if ((b & 1) == 0) {  // one 64-byte line per two blocks: the same place in the next four rows
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + ahead + wo), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w1 + ahead + wo), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w2 + ahead + wo), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(w3 + ahead + wo), _MM_HINT_T0);
+      if ((b & 1) == 0) {  // one 64-byte line per two blocks: the same place in the next four rows, into L2
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + ahead + wo), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(w1 + ahead + wo), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(w2 + ahead + wo), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(w3 + ahead + wo), _MM_HINT_T1);
       }
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
@@ -180,7 +180,7 @@ inline void tile_reg_rows(const int8_t* const* xr, const uint8_t* wrow, size_t n
             h4 = l0, l5 = l0, h5 = l0;
     for (size_t b = b0; b < b1; ++b) {
       const size_t xo = b * 32 * P;
-      if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wrow + ahead + 32 * b), _MM_HINT_T0);
+      if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wrow + ahead + 32 * b), _MM_HINT_T1);
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) {
         __m256i v = load32(wrow + 32 * b);
