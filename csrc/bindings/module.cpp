@@ -76,6 +76,7 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("num_threads", &num_threads);
   m.def("default_num_threads", &default_num_threads);
+  m.def("cpu_quota_limit", &cpu_quota_limit, py::arg("v2_cpu_max"), py::arg("v1_quota"), py::arg("v1_period"));
   m.def("set_num_threads", [](int n) {
     py::gil_scoped_release nogil;
     set_num_threads(n);

@@ -7,9 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -110,6 +112,9 @@ class Pool {
         cpu_relax();
       }
       if (std::chrono::steady_clock::now() >= until) return;
+      // Give the core to a thread that shares it (more threads than free cores: the
+      // caller, a worker with a chunk, another process); returns at once otherwise.
+      sched_yield();
     }
   }
   void work() {
@@ -166,18 +171,59 @@ int threads_locked() {
 
 }  // namespace
 
+int cpu_quota_limit(const std::string& v2_cpu_max, const std::string& v1_quota, const std::string& v1_period) {
+  long long quota = -1, period = 0;
+  if (!v2_cpu_max.empty()) {  // cgroup v2 "cpu.max": "<quota> <period>" or "max <period>"
+    if (std::sscanf(v2_cpu_max.c_str(), "%lld %lld", &quota, &period) != 2) quota = -1;
+  } else if (!v1_quota.empty() && !v1_period.empty()) {  // v1: cfs_quota_us (-1: none), cfs_period_us
+    quota = std::atoll(v1_quota.c_str());
+    period = std::atoll(v1_period.c_str());
+  }
+  if (quota <= 0 || period <= 0) return 0;
+  long long n = (quota + period - 1) / period;
+  return static_cast<int>(std::min<long long>(std::max<long long>(n, 1), 1024));
+}
+
+namespace {
+
+std::string read_small_file(const char* path) {
+  std::string out;
+  if (FILE* f = std::fopen(path, "r")) {
+    char buf[128];
+    size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    out.assign(buf, n);
+  }
+  return out;
+}
+
+// The CPU time a container may use (docker --cpus, Kubernetes limits): the affinity
+// mask still lists every host core there, and one spinning worker per host core
+// would share the few the quota allows.
+int cgroup_cpu_limit() {
+  int n = cpu_quota_limit(read_small_file("/sys/fs/cgroup/cpu.max"), "", "");
+  if (n == 0)
+    n = cpu_quota_limit("", read_small_file("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                        read_small_file("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+  return n;
+}
+
+}  // namespace
+
 int default_num_threads() {
   if (const char* env = std::getenv("LOWBIT_NUM_THREADS")) {
     int n = std::atoi(env);
     if (n >= 1) return std::min(n, 1024);
   }
+  int n = 0;
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n >= 1) return n;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+  if (n < 1) {
+    unsigned hc = std::thread::hardware_concurrency();
+    n = hc ? static_cast<int>(hc) : 1;
   }
-  unsigned hc = std::thread::hardware_concurrency();
-  return hc ? static_cast<int>(hc) : 1;
+  if (int limit = cgroup_cpu_limit(); limit > 0) n = std::min(n, limit);
+  return n;
 }
 
 int num_threads() {
