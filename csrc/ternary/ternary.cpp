@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "core/common.h"
@@ -26,14 +27,20 @@ size_t row_grain(size_t M, size_t K) {
   return std::max<size_t>(1, (size_t(1) << 18) / per_item);
 }
 
-// Per-thread working memory of the kernels, cache-line aligned.
+// Per-thread working memory of the kernels, cache-line aligned and left uninitialized
+// (the kernels write before they read; zeroing 32+ KiB per work item cost more than a
+// small-M work item's arithmetic).
 class Scratch {
  public:
-  explicit Scratch(size_t M) : buf_(tl_scratch_bytes(M)) {}
-  void* get() { return buf_.data(); }
+  explicit Scratch(size_t M)
+      : buf_(static_cast<unsigned char*>(::operator new(tl_scratch_bytes(M), std::align_val_t{64}))) {}
+  ~Scratch() { ::operator delete(buf_, std::align_val_t{64}); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  void* get() { return buf_; }
 
  private:
-  AlignedVector<unsigned char> buf_;
+  unsigned char* buf_;
 };
 
 }  // namespace
