@@ -117,13 +117,16 @@ void gemm_i16(const int16_t* A, size_t M, size_t K, const int8_t* packed, const 
 void gemm_u7(const int8_t* a, size_t M, size_t K, const uint8_t* packed, Epilogue ep) {
   const Int8Kernels& k = int8_kernels();
   const size_t Kq = int8_kquad(K), kquads = Kq / 4, panel_bytes = kInt8NR * Kq;
-  std::vector<int8_t> padded(Kq != K ? M * Kq : 0);
+  AlignedVector<int8_t> padded(Kq != K ? M * Kq : 0);
   std::vector<int32_t> rowsum(M);
   const int8_t* A = Kq != K ? padded.data() : a;
   parallel_for(M, std::max<size_t>(1, (size_t{1} << 15) / std::max<size_t>(K, 1)), [&](size_t b, size_t e) {
     for (size_t m = b; m < e; ++m) {
       const int8_t* src = a + m * K;
-      if (Kq != K) std::memcpy(padded.data() + m * Kq, src, K);  // the rest stays zero
+      if (Kq != K) {
+        std::memcpy(padded.data() + m * Kq, src, K);
+        std::memset(padded.data() + m * Kq + K, 0, Kq - K);
+      }
       int32_t s = 0;
       for (size_t i = 0; i < K; ++i) s += src[i];
       rowsum[m] = s;
@@ -190,16 +193,16 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
   ep.N = N;
   ep.acc = out;
   if (a_signed && za == 0 && zb == 0) {  // the u7 layout, if b fits it
-    std::vector<uint8_t> packed(int8_u7_packed_bytes(N, K));
+    AlignedVector<uint8_t> packed(int8_u7_packed_bytes(N, K));
     if (int8_pack_weights_u7(b, N, K, packed.data())) {
       gemm_u7(reinterpret_cast<const int8_t*>(a), M, K, packed.data(), ep);
       return;
     }
   }
   size_t Kp = int8_kpad(K);
-  std::vector<int16_t> A(M * Kp);
+  AlignedVector<int16_t> A(M * Kp);  // every buffer below is written in full before it is read
   std::vector<int32_t> rowsum(zb != 0 ? M : 0);
-  std::vector<int8_t> packed(int8_packed_bytes(N, K));
+  AlignedVector<int8_t> packed(int8_packed_bytes(N, K));
   widen_rows(a, a_signed, M, K, za, A.data(), zb != 0 ? rowsum.data() : nullptr);
   int8_pack_weights(b, N, K, packed.data());
   ep.zb = zb;
@@ -210,7 +213,7 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
 void int8_linear(const float* x, size_t M, size_t K, const void* packed, bool u7, size_t N, const float* sb,
                  bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
   if (M == 0) return;
-  std::vector<int8_t> q(M * K);
+  AlignedVector<int8_t> q(M * K);  // written in full by quantize_rows_s8
   std::vector<float> s(M), sa(M);
   quantize_rows_s8(x, M, K, q.data(), s.data());
   for (size_t m = 0; m < M; ++m) sa[m] = 1.0f / s[m];
@@ -228,7 +231,7 @@ void int8_linear(const float* x, size_t M, size_t K, const void* packed, bool u7
     gemm_u7(q.data(), M, K, static_cast<const uint8_t*>(packed), ep);
     return;
   }
-  std::vector<int16_t> A(M * int8_kpad(K));
+  AlignedVector<int16_t> A(M * int8_kpad(K));
   widen_rows(reinterpret_cast<const uint8_t*>(q.data()), true, M, K, 0, A.data(), nullptr);
   gemm_i16(A.data(), M, K, static_cast<const int8_t*>(packed), ep);
 }

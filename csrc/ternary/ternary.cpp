@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <new>
 #include <vector>
 
 #include "core/common.h"
@@ -27,21 +26,10 @@ size_t row_grain(size_t M, size_t K) {
   return std::max<size_t>(1, (size_t(1) << 18) / per_item);
 }
 
-// Per-thread working memory of the kernels, cache-line aligned and left uninitialized
-// (the kernels write before they read; zeroing 32+ KiB per work item cost more than a
-// small-M work item's arithmetic).
-class Scratch {
- public:
-  explicit Scratch(size_t M)
-      : buf_(static_cast<unsigned char*>(::operator new(tl_scratch_bytes(M), std::align_val_t{64}))) {}
-  ~Scratch() { ::operator delete(buf_, std::align_val_t{64}); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  void* get() { return buf_; }
-
- private:
-  unsigned char* buf_;
-};
+// Per-thread working memory of the kernels: cache-line aligned, not zeroed (the kernels
+// write before they read; zeroing 32+ KiB per work item cost more than a small-M work
+// item's arithmetic).
+using Scratch = AlignedVector<unsigned char>;
 
 }  // namespace
 
@@ -99,16 +87,19 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   AlignedVector<int8_t> padded;
   const int8_t* q = qx;
   if (ldq != K || reinterpret_cast<uintptr_t>(qx) % 64 != 0) {  // padded rows, cache-line aligned
-    padded.assign(M * ldq, 0);
-    for (size_t m = 0; m < M; ++m) std::memcpy(&padded[m * ldq], qx + m * K, K);
+    padded.resize(M * ldq);
+    for (size_t m = 0; m < M; ++m) {
+      std::memcpy(&padded[m * ldq], qx + m * K, K);
+      std::memset(&padded[m * ldq + K], 0, ldq - K);
+    }
     q = padded.data();
   }
   std::vector<int32_t> qsum(M);
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
     size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
-    Scratch scratch(M);
-    kern.gemm(bits, q, M, ldq, qsum.data(), packed, ldw, nblocks, n0, n1, acc + n0, N, scratch.get());
+    Scratch scratch(tl_scratch_bytes(M));
+    kern.gemm(bits, q, M, ldq, qsum.data(), packed, ldw, nblocks, n0, n1, acc + n0, N, scratch.data());
   });
 }
 
@@ -141,11 +132,11 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
     std::vector<int32_t> stage(M * kNBlock);
-    Scratch scratch(M);
+    Scratch scratch(tl_scratch_bytes(M));
     for (size_t nb = n0; nb < n1; nb += kNBlock) {
       const size_t ne = std::min(n1, nb + kNBlock), w = ne - nb;
       if (nblocks) kern.gemm(bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks, nb, ne, stage.data(), kNBlock,
-                             scratch.get());
+                             scratch.data());
       else std::fill(stage.begin(), stage.end(), 0);
       for (size_t m = 0; m < M; ++m)
         kern.epilogue(stage.data() + m * kNBlock, w, sx[m], gw + nb * gw_stride, gw_stride,
