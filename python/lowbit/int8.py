@@ -8,12 +8,14 @@
 - ``Linear(weight, bias)``: quantizes (absmax, per output channel) and packs the
   weight once; calling it on activations only quantizes them and multiplies.
 
-Exactness: the kernels widen int8 to int16 and use pair multiply-adds that cannot
-saturate, accumulating in wrapping int32. Results are exact whenever the true
-values fit in int32; inputs for which ``K * max|a - za| * max|b - zb|`` could
-reach 2**31 are rejected with ValueError (for int8 without zero points that
-allows K up to 131072 for every value but the all -128 x -128 corner at
-K = 131072, whose true result 2**31 does not fit).
+Exactness: every kernel variant's products cannot saturate (int16 pair sums of widened
+operands on AVX2, vpmaddubsw with 7-bit weights, vpdpbusd on VNNI) and accumulate in
+wrapping int32. Results are exact whenever the true values fit in int32; inputs for which
+``K * max|a - za| * max|b - zb|`` could reach 2**31 are rejected with ValueError (for int8
+without zero points that allows K up to 131072 for every value but the all -128 x -128
+corner at K = 131072, whose true result 2**31 does not fit). Weights are packed in the
+layout the active variant declares (``Linear.layout``), once, and again only if another
+variant becomes active.
 """
 from __future__ import annotations
 
@@ -147,13 +149,20 @@ def as_qweight(weight, quantize, bits: int = 8) -> QTensor:
     return quantize(w, bits, scheme="absmax", axis=0)
 
 
-def pack_weight(codes: np.ndarray) -> np.ndarray:
-    """The kernel's packing of int8 weight codes (N, K): the fast u7 layout (uint8) when every
-    code lies in [-64, 63] (7-bit weights), else the int16-path layout (int8)."""
+def code_range(codes: np.ndarray) -> Tuple[int, int]:
+    """(min, max) of int8 codes ((0, 0) if empty): picks the layout a variant packs them in."""
+    if codes.size == 0:
+        return 0, 0
+    return int(codes.min()), int(codes.max())
+
+
+def pack_weight(codes: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, str]:
+    """The active int8 variant's packing of weight codes (N, K) whose values lie in [lo, hi]:
+    (packed uint8 bytes, layout name). Each variant declares its layouts (``_C.int8_layouts()``);
+    7-bit codes get a narrow one where a variant has one (the AVX2 u7 kernel)."""
     N, K = codes.shape
-    flat = codes.reshape(-1)
-    packed = _C.int8_pack_weights_u7(flat, N, K)
-    return packed if packed is not None else _C.int8_pack_weights(flat, N, K)
+    layout = _C.int8_pick_layout(lo, hi)
+    return _C.int8_pack_weights(codes.reshape(-1), N, K, layout), layout
 
 
 def int8_matmul(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
@@ -178,8 +187,9 @@ class Linear:
     (8 bits, SPEC 5) and returns float32 (..., N).
 
     ``bits=7`` quantizes the weight to [-63, 63]: weights whose codes all lie in
-    [-64, 63] run on the fast kernel (vpmaddubsw: twice the products per instruction,
-    still exact). An int8 QTensor whose codes happen to fit takes it too.
+    [-64, 63] run on the fast kernel on AVX2 (vpmaddubsw: twice the products per
+    instruction, still exact); an int8 QTensor whose codes happen to fit takes it too. On
+    VNNI CPUs every int8 weight runs on one vpdpbusd kernel.
     """
 
     def __init__(self, weight, bias=None, *, bits: int = 8):
@@ -190,23 +200,40 @@ class Linear:
         self.out_features, self.in_features = qweight.shape
         self.bias = check_bias(bias, self.out_features)
         self._sb, self._per_channel = sb, per_channel
-        self._packed = pack_weight(codes)
+        self._codes = codes
+        self._range = code_range(codes)
+        self._packed, self._layout = pack_weight(codes, *self._range)
+
+    def _packed_for_active(self) -> Tuple[np.ndarray, str]:
+        """The weight packed for the layout the active int8 variant wants: packed once, and
+        again only if another variant becomes active (lowbit.use_kernel, use_isa)."""
+        layout = _C.int8_pick_layout(*self._range)
+        if layout != self._layout:
+            self._packed, self._layout = pack_weight(self._codes, *self._range)
+        return self._packed, self._layout
 
     @property
     def fast(self) -> bool:
-        """True if the weight runs on the u7 kernel (every code in [-64, 63])."""
-        return self._packed.dtype == np.uint8
+        """True if every weight code lies in [-64, 63] (7-bit weights): on AVX2 these run on the
+        u7 kernel; the VNNI variants run every int8 weight at that speed."""
+        return -64 <= self._range[0] and self._range[1] <= 63
+
+    @property
+    def layout(self) -> str:
+        """The packed layout the weight runs on with the active int8 variant (e.g. ``"u8x4.n32"``)."""
+        return self._packed_for_active()[1]
 
     def __repr__(self) -> str:
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, weight={self.qweight.granularity} int8, "
-                f"kernel={'u7' if self.fast else 'int16'})")
+                f"kernel={self.layout})")
 
     def _run(self, x, want_y: bool, want_acc: bool):
         x, M = check_linear_x(x, self.in_features)
         N = self.out_features
         try:
-            y, acc, s = _C.int8_linear(x.reshape(-1), M, self.in_features, self._packed, N, self._sb,
+            packed, layout = self._packed_for_active()
+            y, acc, s = _C.int8_linear(x.reshape(-1), M, self.in_features, packed, layout, N, self._sb,
                                        self._per_channel, self.bias, want_y, want_acc)
         except _C.NonFiniteError:
             raise ValueError(_args.nonfinite_message(x)) from None
