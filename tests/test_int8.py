@@ -387,7 +387,7 @@ def test_packed_layout_checks(isa, rng):
     wrong size, dtype or code range is refused with a ValueError."""
     from lowbit import _C
     lay = _C.int8_layouts()
-    assert lay["variant"] == isa
+    assert lay["variant"] == lowbit.get_kernel("int8")  # isa, or the default if int8 has no such variant
     b = u7_codes(rng, 5, 9)
     for kind in ("wide", "narrow"):
         L = lay[kind]

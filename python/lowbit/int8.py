@@ -202,15 +202,15 @@ class Linear:
         self._sb, self._per_channel = sb, per_channel
         self._codes = codes
         self._range = code_range(codes)
-        self._packed, self._layout = pack_weight(codes, *self._range)
+        self._pack = pack_weight(codes, *self._range)  # (packed bytes, layout): one attribute, swapped whole
 
     def _packed_for_active(self) -> Tuple[np.ndarray, str]:
         """The weight packed for the layout the active int8 variant wants: packed once, and
         again only if another variant becomes active (lowbit.use_kernel, use_isa)."""
-        layout = _C.int8_pick_layout(*self._range)
-        if layout != self._layout:
-            self._packed, self._layout = pack_weight(self._codes, *self._range)
-        return self._packed, self._layout
+        pack = self._pack
+        if _C.int8_pick_layout(*self._range) != pack[1]:
+            pack = self._pack = pack_weight(self._codes, *self._range)
+        return pack
 
     @property
     def fast(self) -> bool:
