@@ -29,6 +29,8 @@ constexpr size_t kRegActBytes = 24 << 10;
 // then swept by every activation row; 16 x 2048 bytes fill half of a 64 KiB L1 budget
 // with the panel and leave the activation rows and accumulators the rest.
 constexpr size_t kDecRows = 16;
+// Sums one reg_rows call may return: strips of kRegSums / MR weight rows per call.
+constexpr size_t kRegSums = 1024;
 
 // Work items of kRowUnit output rows; at least ~2^18 multiply-adds per chunk.
 size_t row_grain(size_t M, size_t K) {
@@ -81,30 +83,31 @@ struct Gemm {
   void registers(size_t m, size_t mr, size_t n0, size_t n1, int32_t* acc, size_t ldc) const {
     const size_t KB = tl_block(bits);
     const int8_t* x = q + m * ldq;
-    int32_t U[8];
-    size_t n = n0;
-    if (mr == 1) {
-      for (; n + 4 <= n1; n += 4) {
-        k.reg_1x4(bits, x, w + n * ldw, ldw, nblocks, U);
-        for (int j = 0; j < 4; ++j) acc[n + j - n0] = from_u(bits, U[j]) - qsum[m];
-      }
-      for (; n < n1; ++n) {
-        k.reg_rows(bits, x, ldq, 1, w + n * ldw, nblocks, ldw, U);
-        acc[n - n0] = from_u(bits, U[0]) - qsum[m];
-      }
+    if (mr == 1) {  // sums straight into acc, then the formula in place
+      const size_t n4 = (n1 - n0) / 4 * 4;
+      if (n4) k.reg_1x4(bits, x, w + n0 * ldw, ldw, n4, nblocks, acc);
+      if (n1 - n0 > n4) k.reg_rows(bits, x, ldq, 1, w + (n0 + n4) * ldw, ldw, n1 - n0 - n4, nblocks, acc + n4, 0);
+      for (size_t j = 0; j < n1 - n0; ++j) acc[j] = from_u(bits, acc[j]) - qsum[m];
       return;
     }
-    // Equal chunks of whole reg_k_blocks.
+    // Equal chunks of whole reg_k_blocks; weight rows in strips of as many as U holds.
     const size_t align = std::max<size_t>(1, k.reg_k_blocks);
     const size_t nchunks = (mr * nblocks * KB + kRegActBytes - 1) / kRegActBytes;
     const size_t cb = ((nblocks + nchunks - 1) / nchunks + align - 1) / align * align;
+    int32_t U[kRegSums];
+    const size_t strip = kRegSums / mr;
     for (size_t c0 = 0; c0 < nblocks; c0 += cb) {
       const size_t len = std::min(cb, nblocks - c0);
-      for (n = n0; n < n1; ++n) {
-        k.reg_rows(bits, x + c0 * KB, ldq, static_cast<int>(mr), w + n * ldw + c0 * 32, len, ldw, U);
+      for (size_t s0 = n0; s0 < n1; s0 += strip) {
+        const size_t ns = std::min(strip, n1 - s0);
+        k.reg_rows(bits, x + c0 * KB, ldq, static_cast<int>(mr), w + s0 * ldw + c0 * 32, ldw, ns, len, U, ns);
         for (size_t i = 0; i < mr; ++i) {
-          int32_t& a = acc[i * ldc + (n - n0)];
-          a = c0 == 0 ? from_u(bits, U[i]) - qsum[m + i] : wrap_add(a, from_u(bits, U[i]));
+          int32_t* a = acc + i * ldc + (s0 - n0);
+          const int32_t* u = U + i * ns;
+          if (c0 == 0)
+            for (size_t j = 0; j < ns; ++j) a[j] = from_u(bits, u[j]) - qsum[m + i];
+          else
+            for (size_t j = 0; j < ns; ++j) a[j] = wrap_add(a[j], from_u(bits, u[j]));
         }
       }
     }
@@ -116,7 +119,7 @@ struct Gemm {
     const size_t KB = tl_block(bits), CB = k.dec_chunk / KB, ab = k.dec_acc_bytes;
     uint8_t* wb = scratch;
     unsigned char* vacc = scratch + kDecRows * k.dec_chunk;
-    const size_t R = static_cast<size_t>(k.dec_max_rows), C = static_cast<size_t>(k.dec_max_cols);
+    const size_t R = static_cast<size_t>(k.dec_max_rows);
     int32_t U[kDecRows];
     for (size_t nb = n0; nb < n1; nb += kDecRows) {
       const size_t rows = std::min(kDecRows, n1 - nb);
@@ -125,9 +128,7 @@ struct Gemm {
         const size_t c1 = std::min(nblocks, c0 + CB), k0 = c0 * KB, len = (c1 - c0) * KB;
         k.decode(bits, w + nb * ldw + c0 * 32, ldw, rows, c1 - c0, wb);
         auto panel = [&](size_t m, size_t mr) {
-          for (size_t r = 0; r < rows; r += C)
-            k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb + r * k.dec_chunk,
-                       static_cast<int>(std::min(C, rows - r)), len, vacc + (m * kDecRows + r) * ab, kDecRows);
+          k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * kDecRows * ab, kDecRows);
         };
         // Tiles of R rows; when R + 2 or R + 3 rows would be left, two near-equal tiles
         // (4 + 4, 4 + 5 for R = 6) instead of R and a sliver of 2 or 3.

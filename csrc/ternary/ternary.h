@@ -42,34 +42,38 @@ inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values 
 // zeros to whole blocks; any pointer alignment.
 struct TernaryKernels {
   // -- description --
-  int reg_max_rows;      // most activation rows of one reg_rows tile (>= 1)
+  int reg_max_rows;      // most activation rows of one reg_rows call (>= 1)
   size_t reg_k_blocks;   // K chunks for reg_rows best hold a multiple of this many blocks
-  int dec_max_rows;      // most activation rows of one dec_tile (>= 1)
-  int dec_max_cols;      // most decoded weight rows of one dec_tile (>= 1)
+  int dec_max_rows;      // most activation rows of one dec_tile call (>= 1)
   size_t dec_chunk;      // K values of one decoded chunk (the most a dec_tile may take in
                          // one call; a multiple of 256) and the byte stride of decoded rows
   size_t dec_acc_bytes;  // bytes of one output's dec_tile accumulator (all-zero bytes = 0)
   size_t dec_min_rows;   // from this M on, decoding to memory beats the register tiles
 
   // -- tiles --
+  // Each tile runs along a strip of weight rows the driver hands it (so that one call
+  // does enough work to hide its cost), row after row in order.
+  //
   // sum of q[0..n) (the correction term of the unsigned-code product).
   int32_t (*sum_s8)(const int8_t* q, size_t n);
   // Register tiles (weights decoded in registers, small M):
-  // U[j] for the activation row x and the weight rows w + j * ldw, j < 4, over nblocks blocks.
-  void (*reg_1x4)(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nblocks, int32_t* U);
-  // U[i] for the activation rows x + i * ldx, i < mr (1 <= mr <= reg_max_rows), and the weight
-  // row w, over nblocks blocks. ldw: bytes from w to the next weight row the driver will
-  // ask for (a prefetch hint; prefetching past the end of the weights is fine).
-  void (*reg_rows)(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t nblocks, size_t ldw,
-                   int32_t* U);
+  // U[j] for the activation row x and the weight rows w + j * ldw, j < nrows (a multiple of
+  // 4: a 1 x 4 tile), over nblocks blocks.
+  void (*reg_1x4)(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                  int32_t* U);
+  // U[i * ldu + j] for the activation rows x + i * ldx, i < mr (1 <= mr <= reg_max_rows), and
+  // the weight rows w + j * ldw, j < nrows, over nblocks blocks (an MR x 1 tile). Rows past
+  // the strip may be prefetched (prefetching past the end of the weights is fine).
+  void (*reg_rows)(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows,
+                   size_t nblocks, int32_t* U, size_t ldu);
   // Decoded panels (large M): decode writes the codes u of weight rows w + r * ldw, r < rows,
   // blocks [0, nblocks) (nblocks * 32 * 8 / bits <= dec_chunk), as bytes in activation
   // order, row r at wb + r * dec_chunk (wb 64-byte aligned).
   void (*decode)(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb);
-  // Adds U (activation rows x + i * ldx, i < mr <= dec_max_rows; decoded rows wb + j * dec_chunk,
-  // j < nr <= dec_max_cols; len K values, a multiple of 128, <= dec_chunk) into the accumulator
-  // acc + (i * ldacc + j) * dec_acc_bytes (acc dec_acc_bytes-aligned).
-  void (*dec_tile)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, int nr, size_t len, void* acc,
+  // Adds U (activation rows x + i * ldx, i < mr <= dec_max_rows; decoded rows
+  // wb + j * dec_chunk, j < nr; len K values, a multiple of 128, <= dec_chunk) into the
+  // accumulator acc + (i * ldacc + j) * dec_acc_bytes (acc dec_acc_bytes-aligned).
+  void (*dec_tile)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc,
                    size_t ldacc);
   // U[r] = the value of accumulator r (acc + r * dec_acc_bytes), r < n.
   void (*dec_reduce)(const void* acc, size_t n, int32_t* U);

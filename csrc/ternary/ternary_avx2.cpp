@@ -219,43 +219,50 @@ inline int32_t reg_u(int64_t FS) {
 constexpr size_t kRegPrefetchRows = 2;  // weight rows fetched ahead of the MR x 1 tile
 
 template <int BITS>
-void reg_1x4_bits(const int8_t* x, const uint8_t* w, size_t ldw, size_t nblocks, int32_t* U) {
-  const uint8_t* wr[4] = {w, w + ldw, w + 2 * ldw, w + 3 * ldw};
-  int64_t S[1][4];
-  tile_reg_1x4<BITS>(x, wr, nblocks, S);
-  for (int j = 0; j < 4; ++j) U[j] = reg_u<BITS>(S[0][j]);
-}
-
-void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nblocks, int32_t* U) {
-  if (bits == 2) reg_1x4_bits<2>(x, w, ldw, nblocks, U);
-  else reg_1x4_bits<1>(x, w, ldw, nblocks, U);
-}
-
-template <int BITS, int MR>
-void reg_rows_mr(const int8_t* x, size_t ldx, const uint8_t* w, size_t nblocks, size_t ldw, int32_t* U) {
-  const int8_t* xr[MR];
-  for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
-  int64_t S[MR][4];
-  tile_reg_rows<BITS, MR>(xr, w, nblocks, kRegPrefetchRows * ldw, S);
-  for (int i = 0; i < MR; ++i) U[i] = reg_u<BITS>(S[i][0]);
-}
-
-template <int BITS>
-void reg_rows_bits(const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t nblocks, size_t ldw, int32_t* U) {
-  switch (mr) {
-    case 1: return reg_rows_mr<BITS, 1>(x, ldx, w, nblocks, ldw, U);
-    case 2: return reg_rows_mr<BITS, 2>(x, ldx, w, nblocks, ldw, U);
-    case 3: return reg_rows_mr<BITS, 3>(x, ldx, w, nblocks, ldw, U);
-    case 4: return reg_rows_mr<BITS, 4>(x, ldx, w, nblocks, ldw, U);
-    case 5: return reg_rows_mr<BITS, 5>(x, ldx, w, nblocks, ldw, U);
-    default: return reg_rows_mr<BITS, 6>(x, ldx, w, nblocks, ldw, U);
+void reg_1x4_bits(const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks, int32_t* U) {
+  for (size_t n = 0; n + 4 <= nrows; n += 4) {
+    const uint8_t* wn = w + n * ldw;
+    const uint8_t* wr[4] = {wn, wn + ldw, wn + 2 * ldw, wn + 3 * ldw};
+    int64_t S[1][4];
+    tile_reg_1x4<BITS>(x, wr, nblocks, S);
+    for (int j = 0; j < 4; ++j) U[n + j] = reg_u<BITS>(S[0][j]);
   }
 }
 
-void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t nblocks, size_t ldw,
-              int32_t* U) {
-  if (bits == 2) reg_rows_bits<2>(x, ldx, mr, w, nblocks, ldw, U);
-  else reg_rows_bits<1>(x, ldx, mr, w, nblocks, ldw, U);
+void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks, int32_t* U) {
+  if (bits == 2) reg_1x4_bits<2>(x, w, ldw, nrows, nblocks, U);
+  else reg_1x4_bits<1>(x, w, ldw, nrows, nblocks, U);
+}
+
+template <int BITS, int MR>
+void reg_rows_mr(const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                 int32_t* U, size_t ldu) {
+  const int8_t* xr[MR];
+  for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
+  int64_t S[MR][4];
+  for (size_t n = 0; n < nrows; ++n) {
+    tile_reg_rows<BITS, MR>(xr, w + n * ldw, nblocks, kRegPrefetchRows * ldw, S);
+    for (int i = 0; i < MR; ++i) U[i * ldu + n] = reg_u<BITS>(S[i][0]);
+  }
+}
+
+template <int BITS>
+void reg_rows_bits(const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                   int32_t* U, size_t ldu) {
+  switch (mr) {
+    case 1: return reg_rows_mr<BITS, 1>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 2: return reg_rows_mr<BITS, 2>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 3: return reg_rows_mr<BITS, 3>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 4: return reg_rows_mr<BITS, 4>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 5: return reg_rows_mr<BITS, 5>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    default: return reg_rows_mr<BITS, 6>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+  }
+}
+
+void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows,
+              size_t nblocks, int32_t* U, size_t ldu) {
+  if (bits == 2) reg_rows_bits<2>(x, ldx, mr, w, ldw, nrows, nblocks, U, ldu);
+  else reg_rows_bits<1>(x, ldx, mr, w, ldw, nrows, nblocks, U, ldu);
 }
 
 // ---- large M: decode once per tile, int8 micro-kernel ----------------------
@@ -377,19 +384,27 @@ void decode(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks,
   else decode_bits<1>(w, ldw, rows, nblocks, wb);
 }
 
+// Decoded rows in pairs (the 6 x 2 and 4 x 2 tiles in assembly), then one.
 template <int MR>
-inline void dec_tile_mr(const int8_t* x, size_t ldx, const uint8_t* wb, int nr, size_t len, __m256i* acc,
+inline void dec_tile_mr(const int8_t* x, size_t ldx, const uint8_t* wb, size_t nr, size_t len, __m256i* acc,
                         size_t ldacc) {
   const int8_t* xr[MR];
   __m256i* va[MR];
-  for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx, va[i] = acc + i * ldacc;
-  if (nr == 1) tile_dec<MR, 1>(xr, wb, len, va);
-  else if constexpr (MR == 6) tile_dec_6x2(xr, wb, len, va);
-  else if constexpr (MR == 4) tile_dec_4x2(xr, wb, len, va);
-  else tile_dec<MR, 2>(xr, wb, len, va);
+  for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
+  size_t r = 0;
+  for (; r + 2 <= nr; r += 2) {
+    for (int i = 0; i < MR; ++i) va[i] = acc + i * ldacc + r;
+    if constexpr (MR == 6) tile_dec_6x2(xr, wb + r * kDecChunk, len, va);
+    else if constexpr (MR == 4) tile_dec_4x2(xr, wb + r * kDecChunk, len, va);
+    else tile_dec<MR, 2>(xr, wb + r * kDecChunk, len, va);
+  }
+  for (; r < nr; ++r) {
+    for (int i = 0; i < MR; ++i) va[i] = acc + i * ldacc + r;
+    tile_dec<MR, 1>(xr, wb + r * kDecChunk, len, va);
+  }
 }
 
-void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, int nr, size_t len, void* acc_,
+void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc_,
               size_t ldacc) {
   __m256i* acc = static_cast<__m256i*>(acc_);
   switch (mr) {
@@ -437,7 +452,7 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 }  // namespace
 
 const TernaryKernels ternary_avx2 = {
-    /*reg_max_rows=*/6, /*reg_k_blocks=*/8, /*dec_max_rows=*/6, /*dec_max_cols=*/2, /*dec_chunk=*/kDecChunk,
+    /*reg_max_rows=*/6, /*reg_k_blocks=*/8, /*dec_max_rows=*/6, /*dec_chunk=*/kDecChunk,
     /*dec_acc_bytes=*/sizeof(__m256i),
     // measured on Zen 3: the register tiles beat decoding to memory up to 13 rows
     /*dec_min_rows=*/14,

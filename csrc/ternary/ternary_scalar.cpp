@@ -29,13 +29,14 @@ int32_t dot_packed(int bits, const int8_t* x, const uint8_t* w, size_t nblocks) 
   return S;
 }
 
-void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nblocks, int32_t* U) {
-  for (int j = 0; j < 4; ++j) U[j] = dot_packed(bits, x, w + j * ldw, nblocks);
+void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks, int32_t* U) {
+  for (size_t j = 0; j < nrows; ++j) U[j] = dot_packed(bits, x, w + j * ldw, nblocks);
 }
 
-void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t nblocks, size_t,
-              int32_t* U) {
-  for (int i = 0; i < mr; ++i) U[i] = dot_packed(bits, x + i * ldx, w, nblocks);
+void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows,
+              size_t nblocks, int32_t* U, size_t ldu) {
+  for (size_t j = 0; j < nrows; ++j)
+    for (int i = 0; i < mr; ++i) U[i * ldu + j] = dot_packed(bits, x + i * ldx, w + j * ldw, nblocks);
 }
 
 void decode(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb) {
@@ -50,11 +51,11 @@ void decode(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks,
 }
 
 // Accumulators are plain int32 totals.
-void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, int nr, size_t len, void* acc_,
+void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc_,
               size_t ldacc) {
   int32_t* acc = static_cast<int32_t*>(acc_);
   for (int i = 0; i < mr; ++i)
-    for (int j = 0; j < nr; ++j) {
+    for (size_t j = 0; j < nr; ++j) {
       const int8_t* xi = x + i * ldx;
       const uint8_t* uj = wb + j * kDecChunk;
       int32_t S = 0;
@@ -79,7 +80,7 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 }  // namespace
 
 const TernaryKernels ternary_scalar = {
-    /*reg_max_rows=*/6, /*reg_k_blocks=*/1, /*dec_max_rows=*/6, /*dec_max_cols=*/2, /*dec_chunk=*/kDecChunk,
+    /*reg_max_rows=*/6, /*reg_k_blocks=*/1, /*dec_max_rows=*/6, /*dec_chunk=*/kDecChunk,
     /*dec_acc_bytes=*/sizeof(int32_t), /*dec_min_rows=*/14,
     sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue};
 
