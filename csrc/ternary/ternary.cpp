@@ -26,8 +26,8 @@ constexpr size_t kNBlock = 64;   // output channels per int32 staging block (flo
 // passing over every weight row of the work item.
 constexpr size_t kRegActBytes = 24 << 10;
 // Decoded panels (large M): weight rows decoded per panel (one dec_chunk of K each),
-// then swept by every activation row; 16 x 2048 bytes fill half of a 64 KiB L1 budget
-// with the panel and leave the activation rows and accumulators the rest.
+// then swept by every activation row, which streams from L2/L3 once per panel: 16 rows
+// (32 KiB at dec_chunk = 2048) halve that traffic against 8 (docs/ternary.md).
 constexpr size_t kDecRows = 16;
 // Sums one reg_rows call may return: strips of kRegSums / MR weight rows per call.
 constexpr size_t kRegSums = 1024;
@@ -38,7 +38,13 @@ size_t row_grain(size_t M, size_t K) {
   return std::max<size_t>(1, (size_t(1) << 18) / per_item);
 }
 
-// The family's formula on a tile sum U (ternary.h), in wrapping int32 arithmetic.
+// The family's formula on tile sums U (ternary.h), in wrapping int32 arithmetic:
+// a[j] = U[j] - qsum (ternary) or 2 U[j] - qsum (binary), j < n (a may be U).
+inline void finish(int bits, const int32_t* U, size_t n, int32_t qsum, int32_t* a) {
+  const unsigned sh = bits == 2 ? 0 : 1;
+  const uint32_t qs = static_cast<uint32_t>(qsum);
+  for (size_t j = 0; j < n; ++j) a[j] = static_cast<int32_t>((static_cast<uint32_t>(U[j]) << sh) - qs);
+}
 inline int32_t from_u(int bits, int32_t U) {
   const uint32_t u = static_cast<uint32_t>(U);
   return static_cast<int32_t>(bits == 2 ? u : u + u);
@@ -87,7 +93,7 @@ struct Gemm {
       const size_t n4 = (n1 - n0) / 4 * 4;
       if (n4) k.reg_1x4(bits, x, w + n0 * ldw, ldw, n4, nblocks, acc);
       if (n1 - n0 > n4) k.reg_rows(bits, x, ldq, 1, w + (n0 + n4) * ldw, ldw, n1 - n0 - n4, nblocks, acc + n4, 0);
-      for (size_t j = 0; j < n1 - n0; ++j) acc[j] = from_u(bits, acc[j]) - qsum[m];
+      finish(bits, acc, n1 - n0, qsum[m], acc);
       return;
     }
     // Equal chunks of whole reg_k_blocks; weight rows in strips of as many as U holds.
@@ -95,7 +101,7 @@ struct Gemm {
     const size_t nchunks = (mr * nblocks * KB + kRegActBytes - 1) / kRegActBytes;
     const size_t cb = ((nblocks + nchunks - 1) / nchunks + align - 1) / align * align;
     int32_t U[kRegSums];
-    const size_t strip = kRegSums / mr;
+    const size_t strip = kRegSums / mr;  // reg_max_rows <= 64 (ternary.h)
     for (size_t c0 = 0; c0 < nblocks; c0 += cb) {
       const size_t len = std::min(cb, nblocks - c0);
       for (size_t s0 = n0; s0 < n1; s0 += strip) {
@@ -105,7 +111,7 @@ struct Gemm {
           int32_t* a = acc + i * ldc + (s0 - n0);
           const int32_t* u = U + i * ns;
           if (c0 == 0)
-            for (size_t j = 0; j < ns; ++j) a[j] = from_u(bits, u[j]) - qsum[m + i];
+            finish(bits, u, ns, qsum[m + i], a);
           else
             for (size_t j = 0; j < ns; ++j) a[j] = wrap_add(a[j], from_u(bits, u[j]));
         }
@@ -120,7 +126,6 @@ struct Gemm {
     uint8_t* wb = scratch;
     unsigned char* vacc = scratch + kDecRows * k.dec_chunk;
     const size_t R = static_cast<size_t>(k.dec_max_rows);
-    int32_t U[kDecRows];
     for (size_t nb = n0; nb < n1; nb += kDecRows) {
       const size_t rows = std::min(kDecRows, n1 - nb);
       std::memset(vacc, 0, M * kDecRows * ab);
@@ -138,9 +143,9 @@ struct Gemm {
         if (M > m) panel(m, M - m);
       }
       for (size_t m = 0; m < M; ++m) {
-        k.dec_reduce(vacc + m * kDecRows * ab, rows, U);
         int32_t* out = acc + m * ldc + (nb - n0);
-        for (size_t r = 0; r < rows; ++r) out[r] = from_u(bits, U[r]) - qsum[m];
+        k.dec_reduce(vacc + m * kDecRows * ab, rows, out);
+        finish(bits, out, rows, qsum[m], out);
       }
     }
   }

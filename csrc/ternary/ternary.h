@@ -42,7 +42,7 @@ inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values 
 // zeros to whole blocks; any pointer alignment.
 struct TernaryKernels {
   // -- description --
-  int reg_max_rows;      // most activation rows of one reg_rows call (>= 1)
+  int reg_max_rows;      // most activation rows of one reg_rows call (1..64)
   size_t reg_k_blocks;   // K chunks for reg_rows best hold a multiple of this many blocks
   int dec_max_rows;      // most activation rows of one dec_tile call (>= 1)
   size_t dec_chunk;      // K values of one decoded chunk (the most a dec_tile may take in

@@ -1,6 +1,7 @@
-// AVX2 variant of the ternary family (see ternary.h for the packed layout).
+// AVX2 variant of the ternary family: the tiles of ternary.h (the packed layout and
+// each tile's contract are there; the driver, ternary.cpp, chooses and tiles).
 //
-// Micro-kernel: an MR x NR tile of outputs. Per 32-byte weight block, each of
+// Every tile is an MR x NR block of outputs. Per 32-byte weight block, each of
 // the 8/bits planes is one shift + mask giving 32 unsigned codes u, which meet
 // 32 activations of each of the MR rows in vpmaddubsw (u8 x s8 -> s16 pair
 // sums, never saturating since u <= 2). Products accumulate in 16 bits for 64
