@@ -3,6 +3,7 @@
     cp build/_C*.so /tmp/old/            # before the change (any directory)
     ...rebuild...
     python bench/ternary_ab.py /tmp/old/_C.cpython-311-x86_64-linux-gnu.so [--threads 2,1] [--ms 1,2,...]
+    LOWBIT_FORCE_ISA=scalar python bench/ternary_ab.py ...     # another path in both builds
 
 Both builds are loaded side by side (the old one under another package name) and run
 the same calls on the same packed weights, interleaved round by round (the order
@@ -44,14 +45,13 @@ def main() -> None:
     ap.add_argument("--kind", choices=["f32", "s32"], default="f32")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=0.15, help="per build per round")
-    ap.add_argument("--isa", default=None, help="force an ISA path in both builds (e.g. scalar)")
     args = ap.parse_args()
     old = load_so(args.old_so, "lowbit_ab_old")
     mods = {"old": old, "new": load_so(args.new_so, "lowbit_ab_new") if args.new_so else new}
-    if args.isa:
-        for m in mods.values():
-            m.set_active_isa(args.isa)
-    print(f"isa {mods['new'].active_isa()} / {old.active_isa()}; fastest call of {args.rounds} interleaved rounds "
+    def isa(m):
+        return m.active_isa() if hasattr(m, "active_isa") else m.isa_cap()
+
+    print(f"isa {isa(mods['new'])} / {isa(old)}; fastest call of {args.rounds} interleaved rounds "
           f"of >= {args.seconds} s each; {args.kind}")
     print("| threads | bits | N x K | M | old ms | new ms | new/old |")
     print("|---|---|---|---|---|---|---|")

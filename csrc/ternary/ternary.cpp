@@ -237,13 +237,11 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   std::vector<float> sx(M);
   std::vector<int32_t> qsum(M);
   quantize_rows_s8(x, M, K, q.data(), sx.data(), std::max<size_t>(ldq, 1));  // SPEC 5, the act family
-  parallel_for(M, std::max<size_t>(1, 65536 / std::max<size_t>(K, 1)), [&](size_t m0, size_t m1) {
-    for (size_t m = m0; m < m1; ++m) {
-      int8_t* qm = q.data() + m * ldq;
-      std::memset(qm + K, 0, ldq - K);
-      qsum[m] = kern.sum_s8(qm, K);
-    }
-  });
+  for (size_t m = 0; m < M; ++m) {  // one thread: M K bytes, a few microseconds per 64 KiB
+    int8_t* qm = q.data() + m * ldq;
+    std::memset(qm + K, 0, ldq - K);
+    qsum[m] = kern.sum_s8(qm, K);
+  }
   const Gemm g{kern, bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks};
   // per task: the int32 staging block, then the tiles' scratch
   const size_t stage_bytes = round_up(M * kNBlock * sizeof(int32_t), 64);
