@@ -16,15 +16,24 @@ FLT_MIN = np.float32(2.0 ** -126)
 SCHEMES = ("absmax", "minmax")
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """A NumPy view of ``x`` when possible (ndarray, DLPack, buffer protocol, __array__)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError):
+            pass  # e.g. a tensor that needs grad or lives on another device: try __array__
+    try:
+        return np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - any conversion failure is a type problem
+        raise TypeError(f"{name}: cannot convert {type(x).__name__} to a NumPy array ({e})") from None
+
+
 def as_float32(x, name: str = "x") -> np.ndarray:
     """A C-contiguous float32 copy or view of ``x``; TypeError for non-float data."""
-    if isinstance(x, np.ndarray):
-        arr = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as e:  # noqa: BLE001 - any conversion failure is a type problem
-            raise TypeError(f"{name}: cannot convert {type(x).__name__} to a NumPy array ({e})") from None
+    arr = x if isinstance(x, np.ndarray) else as_array(x, name)
     dt = arr.dtype
     if dt.kind == "f" or dt.name == "bfloat16":
         return np.asarray(arr, dtype=np.float32, order="C")
@@ -46,6 +55,23 @@ def nonfinite_message(x: np.ndarray, bad: Optional[np.ndarray] = None, name: str
     idx = np.unravel_index(flat, x.shape) if x.ndim else ()
     return (f"{name} contains {count} non-finite value(s) (NaN or Inf); first at index "
             f"{tuple(int(i) for i in idx)}: {x.reshape(-1)[flat]!r}")
+
+
+def check_bias(bias, N: int) -> Optional[np.ndarray]:
+    """A float bias of shape (N,) as finite float32, or None.
+
+    One rule for every layer (int8 and ternary/binary): the bias holds float
+    values, so integer arrays are refused (TypeError) like any other float input,
+    an int32 bias already quantized with ``quantize_bias`` included: adding one
+    as floats would be silently wrong by a factor of the bias scale.
+    """
+    if bias is None:
+        return None
+    b = as_float32(bias, "bias")
+    if b.shape != (N,):
+        raise ValueError(f"bias: expected shape ({N},), got {b.shape}")
+    check_finite(b, "bias")
+    return b
 
 
 def check_bits(bits, lo: int = 2, hi: int = 8) -> int:

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from . import _args, _C
-from ._packargs import (TERNARY_LAYOUTS, bad_code_message, check_codes, check_n, check_out, check_packed,
+from ._checks.packing import (TERNARY_LAYOUTS, bad_code_message, check_codes, check_n, check_out, check_packed,
                         find_bad, packed_length, range_text, ternary_packed_length)
 from .qtensor import QTensor
 

@@ -18,10 +18,11 @@ from typing import Optional
 import numpy as np
 
 from .. import _args
-from .._packargs import (TERNARY_LAYOUTS, check_codes, check_n, check_packed, code_range, packed_length,
+from .._checks.packing import (TERNARY_LAYOUTS, check_codes, check_n, check_packed, code_range, packed_length,
                          ternary_packed_length)
 
-__all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length"]
+__all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
+           "qtensor_codes"]
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -114,6 +115,22 @@ def _check_layout(layout) -> str:
     if layout not in TERNARY_LAYOUTS:
         raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
     return layout
+
+
+def qtensor_codes(qt) -> np.ndarray:
+    """A QTensor's codes shaped like the tensor, unpacked here (``qt.packed``: "b1".."b8",
+    "ternary2", "base3"; see lowbit.packing.pack_qtensor) rather than by native code."""
+    if qt.packed is None:
+        return qt.codes
+    n = qt.shape[-1] if qt.shape else 1
+    rows = qt.codes if qt.shape else qt.codes.reshape(1, -1)
+    if qt.packed in ("ternary2", "base3"):
+        codes = unpack_ternary(rows, n, "2bit" if qt.packed == "ternary2" else "base3")
+    elif qt.packed in tuple(f"b{b}" for b in range(1, 9)) and int(qt.packed[1:]) == qt.bits:
+        codes = unpack(rows, qt.bits, n, signed=qt.signed)
+    else:
+        raise ValueError(f"packed layout {qt.packed!r} does not hold {qt.bits}-bit codes")
+    return codes.reshape(qt.shape)
 
 
 __all__ += ["code_range"]

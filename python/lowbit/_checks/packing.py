@@ -1,4 +1,4 @@
-"""Argument checking for bit packing (SPEC 6), shared by lowbit.packing and its reference."""
+"""Argument checks for bit packing (SPEC 6), shared by lowbit.packing and lowbit.reference.packing."""
 from __future__ import annotations
 
 import numbers
