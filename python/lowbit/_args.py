@@ -6,6 +6,7 @@ reject exactly the same inputs.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import NamedTuple, Optional, Tuple
@@ -91,7 +92,7 @@ class Grid(NamedTuple):
     narrow: bool
 
 
-def grid(bits: int, scheme: str, signed: Optional[bool], narrow: bool) -> Grid:
+def _grid(bits: int, scheme: str, signed: Optional[bool], narrow: bool) -> Grid:
     """SPEC 1 integer grids. Defaults: absmax -> signed, minmax -> unsigned."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -142,7 +143,7 @@ def check_group_size(group_size) -> int:
     return int(group_size)
 
 
-def layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[int], Optional[int]]:
+def _layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[int], Optional[int]]:
     """Resolve granularity (SPEC 3). Returns the layout and the normalized axis / group size."""
     ndim = len(shape)
     n = math.prod(shape)
@@ -168,6 +169,30 @@ def layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[i
             lay = Layout("channels", outer, C, inner, C, pshape)
         return lay, k, None
     return Layout("groups", 1, n, max(n, 1), 1, (1,) * ndim), None, None
+
+
+# grid() and layout() are pure functions of small arguments and run on every call of the
+# API (and again when a QTensor checks itself): their results are cached, keyed by value
+# and type (True and 1 differ, so a bad type still raises). Arguments that cannot be keys
+# (a list) go to the uncached function, which raises the usual error.
+_grid_cached = functools.lru_cache(maxsize=256, typed=True)(_grid)
+_layout_cached = functools.lru_cache(maxsize=1024, typed=True)(_layout)
+
+
+def grid(bits: int, scheme: str, signed: Optional[bool], narrow: bool) -> Grid:
+    """SPEC 1 integer grids. Defaults: absmax -> signed, minmax -> unsigned."""
+    try:
+        return _grid_cached(bits, scheme, signed, narrow)
+    except TypeError:
+        return _grid(bits, scheme, signed, narrow)
+
+
+def layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[int], Optional[int]]:
+    """Resolve granularity (SPEC 3). Returns the layout and the normalized axis / group size."""
+    try:
+        return _layout_cached(tuple(shape), axis, group_size)
+    except TypeError:
+        return _layout(tuple(shape), axis, group_size)
 
 
 def clip_arrays(clip, scheme: str, n_groups: int):

@@ -108,9 +108,12 @@ class QTensor:
                              f"{self.granularity}: expected {lay.param_shape}")
         # A QTensor's arrays are read-only from here on (the same array objects, not copies):
         # what is derived from them (a kernel's packed weight) can then be cached with them.
-        for a in (self.codes, self.scale, self.zero_point, self.codebook):
-            if a is not None:
-                a.flags.writeable = False
+        self.codes.setflags(write=False)
+        self.scale.setflags(write=False)
+        if self.zero_point is not None:
+            self.zero_point.setflags(write=False)
+        if isinstance(self.codebook, np.ndarray):
+            self.codebook.setflags(write=False)
 
     def derived(self, key: str, build: Callable[["QTensor"], Any]) -> Any:
         """``build(self)``, computed once and kept with this QTensor (e.g. a kernel's packed weight).

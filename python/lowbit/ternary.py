@@ -290,7 +290,8 @@ def _matmul_f32(x, w: PackedWeight, bias, out) -> np.ndarray:
     b = _args.check_bias(bias, N)
     lead = a.shape[:-1]
     M = math.prod(lead)
-    check_out(out, lead + (N,))
+    if out is not None:
+        check_out(out, lead + (N,))
     if M == 0 or N == 0:
         y = np.zeros(lead + (N,), F32) if out is None else out
         return y

@@ -56,7 +56,7 @@ def check_codes(codes, bits: int) -> np.ndarray:
 
 
 def check_float_input(x, K: int, name: str = "x") -> np.ndarray:
-    a = _args.as_array(x, name)
+    a = x if isinstance(x, np.ndarray) else _args.as_array(x, name)
     if a.ndim == 0:
         raise ValueError(f"{name}: expected shape (..., {K}), got a 0-d array")
     a = _args.as_float32(a, name)
@@ -66,7 +66,7 @@ def check_float_input(x, K: int, name: str = "x") -> np.ndarray:
 
 
 def check_int8_input(qx, K: int) -> np.ndarray:
-    a = _args.as_array(qx, "qx")
+    a = qx if isinstance(qx, np.ndarray) else _args.as_array(qx, "qx")
     if a.dtype != np.int8:
         raise TypeError(f"qx: expected int8 activations, got dtype {a.dtype}")
     if a.ndim == 0:
@@ -76,9 +76,9 @@ def check_int8_input(qx, K: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def check_out(out, shape) -> Optional[np.ndarray]:
-    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != F32 or out.shape != shape
-                            or not out.flags.c_contiguous or not out.flags.writeable):
+def check_out(out, shape) -> np.ndarray:
+    if (not isinstance(out, np.ndarray) or out.dtype != F32 or out.shape != shape
+            or not out.flags.c_contiguous or not out.flags.writeable):
         raise ValueError(f"out: need a writeable C-contiguous float32 array of shape {shape}")
     return out
 

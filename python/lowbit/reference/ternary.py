@@ -61,7 +61,8 @@ def _matmul_f32(x, w, bias, out):
     a = check_float_input(x, K)
     b = _args.check_bias(bias, N)
     lead = a.shape[:-1]
-    check_out(out, lead + (N,))
+    if out is not None:
+        check_out(out, lead + (N,))
     M = int(np.prod(lead, dtype=np.int64))
     if M == 0 or N == 0 or K == 0:
         y = np.zeros((M, N), F32)
