@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _args, _C
+from . import _args, _C, calibration, codebook
 from .qtensor import QTensor, scheme_rule
 
 __all__ = ["quantize", "dequantize"]
@@ -28,7 +28,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     if bits is None:  # the scheme's natural width: NF4 is 4-bit, everything else defaults to 8
         bits = 4 if scheme == "nf4" else 8
     if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9) live in the codebook family
-        from . import codebook
         return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
                                         narrow=narrow, clip=clip, clip_param=clip_param)
     x = _args.as_float32(x)
@@ -53,10 +52,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
 
 def _resolve_clip(x, clip, clip_param, scheme, bits, lay, signed=None, narrow=False):
     if isinstance(clip, str) and clip != "none":
-        try:
-            from . import calibration
-        except ImportError:
-            raise ValueError(f"clip={clip!r} is not available in this build") from None
         return calibration.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay,
                                        signed=signed, narrow=narrow)
     if clip_param is not None:

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _args
 from ..qtensor import QTensor
+from . import calibration, codebook
 from .packing import qtensor_codes
 from .params import group_params, group_ranges
 
@@ -30,7 +31,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     if bits is None:  # the scheme's natural width: NF4 is 4-bit, everything else defaults to 8
         bits = 4 if scheme == "nf4" else 8
     if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9): reference/codebook.py
-        from . import codebook
         return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
                                         narrow=narrow, clip=clip, clip_param=clip_param)
     x = _args.as_float32(x)
@@ -38,10 +38,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     g = _args.grid(bits, scheme, signed, narrow)
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
     if isinstance(clip, str) and clip != "none":
-        try:
-            from . import calibration
-        except ImportError:
-            raise ValueError(f"clip={clip!r} is not available in this build") from None
         clip_lo, clip_hi = calibration.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay,
                                                    signed=signed, narrow=narrow)
     else:
@@ -75,8 +71,7 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
 def dequantize(qt: QTensor, dtype=np.float32) -> np.ndarray:
     """``scale * float32(code - zero_point)``, one float32 multiply per value."""
     if qt.codebook is not None:  # non-uniform schemes (SPEC 9)
-        from .codebook import dequantize_codebook
-        return dequantize_codebook(qt).astype(dtype)
+        return codebook.dequantize_codebook(qt).astype(dtype)
     codes = qtensor_codes(qt).astype(np.int32)
     lay = qt.layout()
     zp = qt.zero_point if qt.zero_point is not None else np.zeros(qt.scale.shape, np.int32)
