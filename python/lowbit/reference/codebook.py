@@ -78,6 +78,8 @@ def quantize_codebook(w, codebook, *, group_size: Optional[int] = None, scheme: 
 def _expand(p: np.ndarray, lay: _args.Layout) -> np.ndarray:
     if lay.kind == "groups":
         R, L, g = lay.a, lay.b, lay.c
+        if R * L == 0:  # no values (an empty per-tensor layout still has its one group)
+            return np.zeros(0, p.dtype)
         return np.repeat(p.reshape(R, -1), g, axis=1)[:, :L].reshape(-1)
     raise AssertionError("codebook quantization uses the groups layout")
 
