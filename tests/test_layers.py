@@ -18,9 +18,10 @@ from lowbit.qtensor import QTensor, is_affine_scheme, register_scheme, scheme_ru
 from conftest import assert_qtensor_equal
 
 F32 = np.float32
+KERNEL_FAMILIES = ("affine", "extreme", "codebook")  # the `isa` fixture runs each of their variants
 PKG = pathlib.Path(lowbit.__file__).parent
 # the modules that call kernels: what the reference must never import
-NATIVE = {"_C", "act", "affine", "calibration", "codebook", "extreme", "gguf", "int8", "packing", "ternary",
+NATIVE = {"_C", "_core", "act", "affine", "calibration", "codebook", "extreme", "gguf", "int8", "packing", "ternary",
           "schemes", "checkpoint", "cli", "demo", "plot"}
 
 
