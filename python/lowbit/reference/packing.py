@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 
 from .. import _args
-from .._checks.packing import (TERNARY_LAYOUTS, check_codes, check_n, check_packed, code_range, packed_length,
-                         ternary_packed_length)
+from .._checks.packing import (check_codes, check_n, check_packed, check_padding, check_ternary_layout, code_range,
+                               packed_length, ternary_packed_length)
 
 __all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
            "qtensor_codes"]
@@ -58,7 +58,7 @@ def unpack(packed, bits: int, n: int, *, signed: bool = False) -> np.ndarray:
     bits = _args.check_bits(bits, 1, 8)
     n = check_n(n)
     p = check_packed(packed, packed_length(n, bits), n, f"{bits}-bit codes")
-    _check_padding(p, n * bits)
+    check_padding(p, n * bits)
     f = _fields(_rows(p), bits, n).astype(np.int16)
     if signed and bits == 1:
         f = 2 * f - 1
@@ -67,15 +67,8 @@ def unpack(packed, bits: int, n: int, *, signed: bool = False) -> np.ndarray:
     return f.astype(np.int8 if signed else np.uint8).reshape(p.shape[:-1] + (n,))
 
 
-def _check_padding(p: np.ndarray, used_bits: int) -> None:
-    r = used_bits % 8
-    if r and p.size and np.any(p[..., -1] >> r):
-        raise ValueError(f"packed: the padding bits after the last code (bits {r}..7 of each row's last byte) "
-                         "must be zero; is n right?")
-
-
 def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
-    layout = _check_layout(layout)
+    layout = check_ternary_layout(layout)
     q, _ = check_codes(codes, 2, True, ternary=True)
     rows2 = _rows(q).astype(np.int16) + 1
     n = q.shape[-1]
@@ -90,12 +83,12 @@ def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
 
 
 def unpack_ternary(packed, n: int, layout: str = "2bit") -> np.ndarray:
-    layout = _check_layout(layout)
+    layout = check_ternary_layout(layout)
     n = check_n(n)
     p = check_packed(packed, ternary_packed_length(n, layout), n, f"ternary {layout} codes")
     p2 = _rows(p)
     if layout == "2bit":
-        _check_padding(p, 2 * n)
+        check_padding(p, 2 * n)
         d = _fields(p2, 2, n).astype(np.int16)
         if np.any(d == 3):
             raise ValueError("packed: 2-bit ternary field 3 is not a code (fields are q + 1 in {0, 1, 2})")
@@ -109,12 +102,6 @@ def unpack_ternary(packed, n: int, layout: str = "2bit") -> np.ndarray:
         digits = (p2[:, :, None].astype(np.int16) // np.array([1, 3, 9, 27, 81], np.int16)) % 3
         d = digits.reshape(p2.shape[0], -1)[:, :n]
     return (d - 1).astype(np.int8).reshape(p.shape[:-1] + (n,))
-
-
-def _check_layout(layout) -> str:
-    if layout not in TERNARY_LAYOUTS:
-        raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
-    return layout
 
 
 def qtensor_codes(qt) -> np.ndarray:
