@@ -19,7 +19,7 @@ from ._checks.packing import (bad_code_message, check_codes, check_n, check_out,
 from .qtensor import QTensor
 
 __all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
-           "pack_qtensor", "unpack_qtensor", "unpack_qtensor_codes", "validate_qtensor_packing",
+           "pack_qtensor", "unpack_qtensor", "unpack_qtensor_codes",
            "QTENSOR_LAYOUTS"]
 
 _TERNARY_IDS = {"2bit": 0, "base3": 1}
@@ -187,17 +187,3 @@ def unpack_qtensor_codes(qt: QTensor) -> np.ndarray:
     else:
         c = unpack(qt.codes, qt.bits, n, signed=qt.signed)
     return c.reshape(qt.shape)
-
-
-def validate_qtensor_packing(qt: QTensor) -> None:
-    """Full check of a packed QTensor (layout, sizes, bytes, codes on the grid); ValueError."""
-    codes = unpack_qtensor_codes(qt)
-    if not codes.size:
-        return
-    lo, hi = int(codes.min()), int(codes.max())
-    if qt.scheme == "ternary" and (lo < -1 or hi > 1):
-        raise ValueError(f"QTensor: ternary codes span [{lo}, {hi}], outside {{-1, 0, +1}}")
-    if qt.scheme in ("absmax", "minmax"):
-        g = _args.grid(qt.bits, qt.scheme, qt.signed, qt.narrow)
-        if lo < g.qmin or hi > g.qmax:
-            raise ValueError(f"QTensor: codes span [{lo}, {hi}], outside the {qt.bits}-bit grid [{g.qmin}, {g.qmax}]")

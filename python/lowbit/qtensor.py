@@ -46,12 +46,9 @@ def scheme_rule(name: str) -> SchemeRule:
 _OPS: Dict[str, Callable] = {}
 
 
-def install_ops(*, dequantize: Callable, pack: Callable, unpack: Callable, unpacked_codes: Callable,
-                validate_packing: Callable) -> None:
-    """Set the functions behind :meth:`QTensor.dequantize`, ``pack``, ``unpack``,
-    ``unpacked_codes`` and the packed branch of ``validate``."""
-    _OPS.update(dequantize=dequantize, pack=pack, unpack=unpack, unpacked_codes=unpacked_codes,
-                validate_packing=validate_packing)
+def install_ops(*, dequantize: Callable, pack: Callable, unpack: Callable, unpacked_codes: Callable) -> None:
+    """Set the functions behind :meth:`QTensor.dequantize`, ``pack``, ``unpack`` and ``unpacked_codes``."""
+    _OPS.update(dequantize=dequantize, pack=pack, unpack=unpack, unpacked_codes=unpacked_codes)
 
 
 def is_affine_scheme(name: str) -> bool:
@@ -271,18 +268,15 @@ class QTensor:
             _args.normalize_axis(self.axis, self.ndim)
         if not np.isfinite(self.scale).all():
             raise ValueError("QTensor: scale holds NaN or Inf")
-        if self.packed is not None:
-            _OPS["validate_packing"](self)
+        codes = self.unpacked_codes()  # a packed layout (sizes, padding, fields) is checked as it unpacks
+        if not codes.size:
             return
+        lo, hi = int(codes.min()), int(codes.max())
         code_range = scheme_rule(self.scheme).code_range
-        if code_range is not None and self.codes.size:
-            lo, hi = int(self.codes.min()), int(self.codes.max())
-            clo, chi = code_range
-            if lo < clo or hi > chi:
-                raise ValueError(f"QTensor: {self.scheme} codes span [{lo}, {hi}], outside [{clo}, {chi}]")
-        if self.scheme in ("absmax", "minmax") and self.codes.size:
+        if code_range is not None and (lo < code_range[0] or hi > code_range[1]):
+            raise ValueError(f"QTensor: {self.scheme} codes span [{lo}, {hi}], outside {list(code_range)}")
+        if self.scheme in _args.SCHEMES:  # absmax, minmax: the grid of bits/signed/narrow (SPEC 1)
             g = _args.grid(self.bits, self.scheme, self.signed, self.narrow)
-            lo, hi = int(self.codes.min()), int(self.codes.max())
             if lo < g.qmin or hi > g.qmax:
                 raise ValueError(f"QTensor: codes span [{lo}, {hi}], outside the {self.bits}-bit grid "
                                  f"[{g.qmin}, {g.qmax}]")
@@ -290,4 +284,3 @@ class QTensor:
                 zl, zh = int(self.zero_point.min()), int(self.zero_point.max())
                 if zl < g.qmin or zh > g.qmax:
                     raise ValueError(f"QTensor: zero points span [{zl}, {zh}], outside [{g.qmin}, {g.qmax}]")
-

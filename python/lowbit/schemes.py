@@ -15,7 +15,7 @@ __all__ = ["register_builtin_schemes"]
 
 def register_builtin_schemes() -> None:
     install_ops(dequantize=affine.dequantize, pack=packing.pack_qtensor, unpack=packing.unpack_qtensor,
-                unpacked_codes=packing.unpack_qtensor_codes, validate_packing=packing.validate_qtensor_packing)
+                unpacked_codes=packing.unpack_qtensor_codes)
     # affine: value = scale * (code - zero_point) (SPEC 1-3)
     register_scheme("absmax")
     register_scheme("minmax")
