@@ -21,8 +21,12 @@ def tl_row_bytes(K: int, bits: int) -> int:
 
 def check_weight(w, kind: str) -> None:
     """``w`` is a lowbit TernaryWeight / BinaryWeight (``kind``): the classes carry that tag."""
-    if getattr(w, "kind", None) != kind:
-        raise TypeError(f"expected a {kind}, got {type(w).__name__}")
+    try:
+        if w.kind == kind:
+            return
+    except AttributeError:
+        pass
+    raise TypeError(f"expected a {kind}, got {type(w).__name__}")
 
 
 def check_scale(scale, N: int) -> np.ndarray:
