@@ -215,3 +215,30 @@ def test_shapes_and_empty():
         e = lowbit.gguf.quantize(np.zeros((0, bs), F32), fmt)
         assert e.shape == (0, ts)
         assert lowbit.gguf.dequantize(e, fmt, (0, bs)).shape == (0, bs)
+
+
+READ_ONLY = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "MXFP4", "F16", "BF16"]
+
+
+@pytest.mark.parametrize("fmt", READ_ONLY)
+def test_read_only_decoders_match_llama_cpp(isa, fmt):
+    """Random bytes (every grid index, sign pattern and scale, NaN/Inf scales too) decode as ggml's to_float."""
+    o = oracle()
+    bs, ts = lowbit.gguf.FORMATS[fmt]
+    nblk = 4096 if bs == 1 else 64
+    rng = np.random.default_rng(zlib.crc32(fmt.encode()))
+    blob = rng.integers(0, 256, (2, nblk * ts), dtype=np.uint8)
+    if fmt == "F16":  # every float16 bit pattern, NaNs (quiet and signalling) included
+        blob = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(2, -1)
+        nblk = 32768
+    y = np.stack([o.dequantize(blob[r], fmt, nblk * bs) for r in range(2)])
+    assert_floats_identical(lowbit.gguf.dequantize(blob, fmt, (2, nblk * bs)), y, f"native {isa}")
+    assert_floats_identical(ref.dequantize(blob, fmt, (2, nblk * bs)), y, "reference")
+
+
+def test_read_only_formats_refuse_encoding():
+    for fmt in READ_ONLY:
+        with pytest.raises(ValueError, match="can be read"):
+            lowbit.gguf.quantize(np.zeros((1, 256), F32), fmt)
+        with pytest.raises(ValueError, match="can be read"):
+            ref.quantize(np.zeros((1, 256), F32), fmt)

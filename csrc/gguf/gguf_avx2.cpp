@@ -18,6 +18,7 @@
 #include <cfloat>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_iq.h"
 #include "gguf/gguf_kquants.h"
 #include "gguf/gguf_ops.h"
 
@@ -642,6 +643,16 @@ const GgufKernels gguf_avx2 = {
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ8_K), kq::dequantize_block_q8_K>,
         kq::dequantize_blocks<kQK, sizeof(BlockIQ4_NL), kq::dequantize_block_iq4_nl>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockIQ4_XS), kq::dequantize_block_iq4_xs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_XXS), iq::dequantize_block_iq2_xxs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_XS), iq::dequantize_block_iq2_xs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_S), iq::dequantize_block_iq2_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ3_XXS), iq::dequantize_block_iq3_xxs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ3_S), iq::dequantize_block_iq3_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ1_S), iq::dequantize_block_iq1_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ1_M), iq::dequantize_block_iq1_m>,
+        kq::dequantize_blocks<kQK, sizeof(BlockMXFP4), iq::dequantize_block_mxfp4>,
+        kq::dequantize_blocks<1, 2, iq::dequantize_block_f16>,
+        kq::dequantize_blocks<1, 2, iq::dequantize_block_bf16>,
     },
 };
 
