@@ -614,6 +614,142 @@ void dequantize_tq2_0(const uint8_t* in, size_t nblocks, float* out) {
 
 }  // namespace
 
+// ---- K-quants: Q4_K / Q5_K without an importance matrix ------------------------------
+//
+// ggml's make_qkx2_quants runs once per 32-value sub-block; its sums are left-to-right
+// loops over the sub-block, so the SIMD lanes here are the 8 sub-blocks of a
+// super-block (lane j = sub-block j), and each lane runs ggml's loop in ggml's
+// order: the same float32 operations, 8 sub-blocks at a time. min/max scans use
+// min_ps/max_ps, which are `x < m ? x : m` (ggml's `if (x < min) min = x`).
+
+inline __m256i nearest_int8(__m256 v) {  // ggml's nearest_int on 8 lanes
+  const __m256 t = _mm256_add_ps(v, _mm256_set1_ps(12582912.f));
+  return _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), _mm256_set1_epi32(0x007fffff)),
+                          _mm256_set1_epi32(0x00400000));
+}
+
+template <int kNmax, int kNstep>
+inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L) {
+  const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  __m256 X[32], W[32];
+  for (int i = 0; i < 32; ++i) X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
+  __m256 sx2 = zero;
+  for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
+  const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
+  for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  __m256 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm256_mul_ps(W[0], X[0]);
+  for (int i = 1; i < 32; ++i) {
+    mn = _mm256_min_ps(X[i], mn);
+    mx = _mm256_max_ps(X[i], mx);
+    sum_w = _mm256_add_ps(sum_w, W[i]);
+    sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(W[i], X[i]));
+  }
+  mn = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
+  const __m256 degenerate = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+  const __m256 min0 = mn;
+  const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
+  __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(kNmax)), _mm256_sub_ps(mx, mn));
+  __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+  __m256i Lv[32], La[32];
+  __m256 best = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn)))));
+    Lv[i] = l;
+    __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), mn), X[i]);
+    best = _mm256_add_ps(best, _mm256_mul_ps(W[i], _mm256_mul_ps(diff, diff)));
+  }
+  for (int is = 0; is <= kNstep; ++is) {
+    const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
+    iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));
+    __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn)))));
+      La[i] = l;
+      const __m256 wl = _mm256_mul_ps(W[i], _mm256_cvtepi32_ps(l));
+      sum_l = _mm256_add_ps(sum_l, wl);
+      sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, _mm256_cvtepi32_ps(l)));
+      sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, X[i]));
+    }
+    const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+    const __m256 okD = _mm256_andnot_ps(degenerate, _mm256_cmp_ps(D, zero, _CMP_GT_OQ));
+    if (_mm256_movemask_ps(okD) == 0) continue;
+    __m256 this_scale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
+    __m256 this_min = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
+    const __m256 pos = _mm256_cmp_ps(this_min, zero, _CMP_GT_OQ);
+    this_min = _mm256_blendv_ps(this_min, zero, pos);
+    this_scale = _mm256_blendv_ps(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos);
+    __m256 cur = zero;
+    for (int i = 0; i < 32; ++i) {
+      __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(La[i])), this_min), X[i]);
+      cur = _mm256_add_ps(cur, _mm256_mul_ps(W[i], _mm256_mul_ps(diff, diff)));
+    }
+    const __m256 better = _mm256_and_ps(okD, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
+    const int bm = _mm256_movemask_ps(better);
+    if (!bm) continue;
+    const __m256i bi = _mm256_castps_si256(better);
+    for (int i = 0; i < 32; ++i) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], bi);
+    best = _mm256_blendv_ps(best, cur, better);
+    scale = _mm256_blendv_ps(scale, this_scale, better);
+    mn = _mm256_blendv_ps(mn, this_min, better);
+  }
+  scale = _mm256_blendv_ps(scale, zero, degenerate);
+  mn = _mm256_blendv_ps(mn, min0, degenerate);
+  _mm256_storeu_ps(scales, scale);
+  _mm256_storeu_ps(mins, _mm256_xor_ps(mn, sign));  // the_min = -min
+  alignas(32) int32_t lanes[8];
+  const __m256i dz = _mm256_castps_si256(degenerate);
+  for (int i = 0; i < 32; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_andnot_si256(dz, Lv[i]));
+    for (int j = 0; j < 8; ++j) L[32 * j + i] = static_cast<uint8_t>(lanes[j]);
+  }
+}
+
+template <int kNmax>
+inline void qk45_requantize_avx2(const float* x, const uint8_t* d_in, const uint8_t* dmin_in, const uint8_t* sc,
+                                 uint8_t* L) {
+  const float d_all = load_fp16(d_in), m_all = load_fp16(dmin_in);
+  const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) {
+    uint8_t s, m;
+    kq::get_scale_min_k4(j, sc, &s, &m);
+    const float d = d_all * static_cast<float>(s);
+    if (!d) continue;
+    const __m256 dv = _mm256_set1_ps(d), dm = _mm256_set1_ps(m_all * static_cast<float>(m));
+    for (int k = 0; k < 32; k += 8) {
+      const __m256 v = _mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + 32 * j + k), dm), dv);
+      const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(v)));
+      const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(L + 32 * j + k), _mm_packus_epi16(p16, p16));
+    }
+  }
+}
+
+void quantize_block_q4_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  if (qw) return kq::quantize_block_q4_K(x, qw, out);
+  BlockQ4_K* y = reinterpret_cast<BlockQ4_K*>(out);
+  uint8_t L[kQK_K];
+  float scales[8], mins[8];
+  qkx2_lanes<15, 20>(x, -1.f, 0.1f, scales, mins, L);
+  std::memset(y->scales, 0, 12);
+  kq::qk45_codes_ref(scales, mins, y->d, y->dmin, y->scales);
+  qk45_requantize_avx2<15>(x, y->d, y->dmin, y->scales, L);
+  kq::pack_q4_K(L, y);
+}
+
+void quantize_block_q5_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  if (qw) return kq::quantize_block_q5_K(x, qw, out);
+  BlockQ5_K* y = reinterpret_cast<BlockQ5_K*>(out);
+  uint8_t L[kQK_K];
+  float scales[8], mins[8];
+  qkx2_lanes<31, 15>(x, -0.5f, 0.1f, scales, mins, L);
+  std::memset(y->scales, 0, 12);
+  kq::qk45_codes_ref(scales, mins, y->d, y->dmin, y->scales);
+  qk45_requantize_avx2<31>(x, y->d, y->dmin, y->scales, L);
+  kq::pack_q5_K(L, y);
+}
+
 // The legacy formats' kernels take no importance weights.
 template <bool (*kFn)(const float*, size_t, uint8_t*)>
 bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
@@ -626,8 +762,8 @@ const GgufKernels gguf_avx2 = {
         no_qw<quantize_q5_1>, no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
-        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), kq::quantize_block_q4_K>,
-        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), kq::quantize_block_q5_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), quantize_block_q4_K_avx2>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), quantize_block_q5_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), kq::quantize_block_q6_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
         kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), kq::quantize_block_iq4_nl>,
