@@ -750,6 +750,73 @@ void quantize_block_q5_K_avx2(const float* x, const float* qw, uint8_t* out) {
   kq::pack_q5_K(L, y);
 }
 
+// ---- Q6_K: ggml's make_qx_quants (rmse_type 1) with 8 sub-blocks of 16 in the lanes ----
+
+inline void qx32_lanes(const float* x, const float* qw, float* scales, int8_t* L) {
+  const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  const __m256i lo = _mm256_set1_epi32(-32), hi = _mm256_set1_epi32(31);
+  __m256 X[16], WX[16], W[16];
+  __m256 amax = zero, max = zero;
+  for (int i = 0; i < 16; ++i) {
+    X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+    W[i] = qw ? _mm256_i32gather_ps(qw + i, idx, 4) : _mm256_mul_ps(X[i], X[i]);
+    WX[i] = _mm256_mul_ps(W[i], X[i]);
+    const __m256 ax = _mm256_andnot_ps(sign, X[i]);
+    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, ax, gt);
+    max = _mm256_blendv_ps(max, X[i], gt);
+  }
+  const __m256 zero_lane = _mm256_cmp_ps(amax, _mm256_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  __m256i Lv[16];
+  auto sums = [&](__m256 iscale, __m256i* Lout, __m256* slx, __m256* sl2) {
+    __m256 a = zero, b = zero;
+    for (int i = 0; i < 16; ++i) {
+      const __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, X[i]))));
+      if (Lout) Lout[i] = l;
+      const __m256 fl = _mm256_cvtepi32_ps(l);
+      a = _mm256_add_ps(a, _mm256_mul_ps(WX[i], fl));
+      b = _mm256_add_ps(b, _mm256_mul_ps(_mm256_mul_ps(W[i], fl), fl));
+    }
+    *slx = a;
+    *sl2 = b;
+  };
+  __m256 sumlx, suml2;
+  sums(_mm256_div_ps(_mm256_set1_ps(-32.0f), max), Lv, &sumlx, &suml2);
+  __m256 scale = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ), _mm256_div_ps(sumlx, suml2));
+  __m256 best = _mm256_mul_ps(scale, sumlx);
+  __m256i La[16];
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    const float num = -(32.0f + 0.1f * static_cast<float>(is));
+    __m256 slx, sl2;
+    sums(_mm256_div_ps(_mm256_set1_ps(num), max), La, &slx, &sl2);
+    const __m256 better = _mm256_and_ps(_mm256_cmp_ps(sl2, zero, _CMP_GT_OQ),
+                                        _mm256_cmp_ps(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2), _CMP_GT_OQ));
+    if (!_mm256_movemask_ps(better)) continue;
+    const __m256i bi = _mm256_castps_si256(better);
+    for (int i = 0; i < 16; ++i) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], bi);
+    scale = _mm256_blendv_ps(scale, _mm256_div_ps(slx, sl2), better);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(scale, slx), better);
+  }
+  scale = _mm256_blendv_ps(scale, zero, zero_lane);
+  _mm256_storeu_ps(scales, scale);
+  const __m256i zl = _mm256_castps_si256(zero_lane), off = _mm256_set1_epi32(32);
+  alignas(32) int32_t lanes[8];
+  for (int i = 0; i < 16; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_andnot_si256(zl, _mm256_add_epi32(Lv[i], off)));
+    for (int j = 0; j < 8; ++j) L[16 * j + i] = static_cast<int8_t>(lanes[j]);
+  }
+}
+
+void quantize_block_q6_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  int8_t L[kQK_K];
+  float scales[16];
+  qx32_lanes(x, qw, scales, L);
+  qx32_lanes(x + 128, qw ? qw + 128 : nullptr, scales + 8, L + 128);
+  kq::q6_K_finish(x, scales, L, out);
+}
+
 // The legacy formats' kernels take no importance weights.
 template <bool (*kFn)(const float*, size_t, uint8_t*)>
 bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
@@ -764,7 +831,7 @@ const GgufKernels gguf_avx2 = {
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), quantize_block_q4_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), quantize_block_q5_K_avx2>,
-        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), kq::quantize_block_q6_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), quantize_block_q6_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
         kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), kq::quantize_block_iq4_nl>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), kq::quantize_block_iq4_xs>,

@@ -675,14 +675,22 @@ inline void dequantize_block_q5_K(const uint8_t* in, float* y) {
 
 // ---- Q6_K ---------------------------------------------------------------------
 
+// Q6_K after the 16 sub-block fits (scales, codes L): the block's bytes.
+inline void q6_K_finish(const float* x, const float* scales, int8_t* L, uint8_t* out);
+
 inline void quantize_block_q6_K(const float* x, const float* qw, uint8_t* out) {
-  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
   int8_t L[kQK_K];
   float scales[16];
+  for (int ib = 0; ib < 16; ++ib)
+    scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+  q6_K_finish(x, scales, L, out);
+}
+
+inline void q6_K_finish(const float* x, const float* scales, int8_t* L, uint8_t* out) {
+  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
   float max_scale = 0, max_abs_scale = 0;
   for (int ib = 0; ib < 16; ++ib) {
-    const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
-    scales[ib] = scale;
+    const float scale = scales[ib];
     const float abs_scale = std::fabs(scale);
     if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scale; }
   }
