@@ -817,6 +817,116 @@ void quantize_block_q6_K_avx2(const float* x, const float* qw, uint8_t* out) {
   kq::q6_K_finish(x, scales, L, out);
 }
 
+// ---- IQ4_XS: quantize_row_iq4_nl_impl (ntry 7) with the 8 sub-blocks in the lanes ------
+
+// best_index_int8(16, kvalues_iq4nl, v) on 8 lanes: the binary search lands on the
+// mu with val[mu-1] <= v < val[mu], i.e. 1 + #{k in 1..14 : !(v < val[k])} (a NaN
+// counts as above all, as the C search moves up on it), then the nearer of the two.
+inline __m256i iq4_index8(__m256 v) {
+  __m256i cnt = _mm256_set1_epi32(1);
+  for (int k = 1; k < 15; ++k)
+    cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(
+                                    v, _mm256_set1_ps(static_cast<float>(kq::kIq4nlValues[k])), _CMP_NLT_UQ)));
+  const __m256 tlo = _mm256_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10);
+  const __m256 thi = _mm256_setr_ps(1, 13, 25, 38, 53, 69, 89, 113);
+  auto lookup = [&](__m256i i) {
+    const __m256 a = _mm256_permutevar8x32_ps(tlo, i), b = _mm256_permutevar8x32_ps(thi, i);
+    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
+  };
+  const __m256i mu1 = _mm256_sub_epi32(cnt, _mm256_set1_epi32(1));
+  const __m256 lo = lookup(mu1), hi = lookup(cnt);
+  const __m256 pick_lo = _mm256_cmp_ps(_mm256_sub_ps(v, lo), _mm256_sub_ps(hi, v), _CMP_LT_OQ);
+  __m256i idx = _mm256_add_epi32(cnt, _mm256_castps_si256(pick_lo));  // -1 where the lower one is nearer
+  idx = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(-127.f), _CMP_LE_OQ)), idx);
+  idx = _mm256_blendv_epi8(idx, _mm256_set1_epi32(15),
+                           _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(113.f), _CMP_GE_OQ)));
+  return idx;
+}
+
+inline __m256 iq4_value8(__m256i i) {
+  const __m256 tlo = _mm256_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10);
+  const __m256 thi = _mm256_setr_ps(1, 13, 25, 38, 53, 69, 89, 113);
+  const __m256 a = _mm256_permutevar8x32_ps(tlo, i), b = _mm256_permutevar8x32_ps(thi, i);
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
+}
+
+void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
+  float sigma2 = kq::sum_sq(x, kQK_K);
+  sigma2 *= 2.f / kQK_K;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  __m256 X[32], W[32];
+  __m256 amax = zero, max = zero;
+  for (int i = 0; i < 32; ++i) {
+    X[i] = _mm256_i32gather_ps(x + i, gidx, 4);
+    const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+    W[i] = qw ? _mm256_mul_ps(_mm256_i32gather_ps(qw + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), xx)))
+              : xx;
+    const __m256 ax = _mm256_andnot_ps(sign, X[i]);
+    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, ax, gt);
+    max = _mm256_blendv_ps(max, X[i], gt);
+  }
+  const __m256 zero_lane = _mm256_cmp_ps(amax, _mm256_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  auto sums = [&](__m256 id, __m256* sqx, __m256* sq2) {
+    __m256 a = zero, b = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m256 q = iq4_value8(iq4_index8(_mm256_mul_ps(id, X[i])));
+      const __m256 wq = _mm256_mul_ps(W[i], q);
+      a = _mm256_add_ps(a, _mm256_mul_ps(wq, X[i]));
+      b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
+    }
+    *sqx = a;
+    *sq2 = b;
+  };
+  __m256 d = _mm256_div_ps(_mm256_xor_ps(max, sign), _mm256_set1_ps(-127.f));
+  __m256 sumqx, sumq2;
+  sums(_mm256_div_ps(_mm256_set1_ps(1.0f), d), &sumqx, &sumq2);
+  d = _mm256_and_ps(_mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ), _mm256_div_ps(sumqx, sumq2));
+  __m256 best = _mm256_mul_ps(d, sumqx);
+  for (int itry = -7; itry <= 7; ++itry) {
+    const __m256 id = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(itry - 127)), max);
+    __m256 sqx, sq2;
+    sums(id, &sqx, &sq2);
+    const __m256 better = _mm256_and_ps(_mm256_cmp_ps(sq2, zero, _CMP_GT_OQ),
+                                        _mm256_cmp_ps(_mm256_mul_ps(sqx, sqx), _mm256_mul_ps(best, sq2), _CMP_GT_OQ));
+    d = _mm256_blendv_ps(d, _mm256_div_ps(sqx, sq2), better);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(d, sqx), better);
+  }
+  float scales[8];
+  _mm256_storeu_ps(scales, _mm256_blendv_ps(d, zero, zero_lane));
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < 8; ++ib) {
+    const float abs_d = std::fabs(scales[ib]);
+    if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = scales[ib]; }
+  }
+  const float dd = -max_scale / 32;
+  store_fp16(y->d, dd);
+  const float id = dd ? 1 / dd : 0.f;
+  uint16_t scales_h = 0;
+  uint8_t L[kQK_K];
+  for (int ib = 0; ib < 8; ++ib) {
+    int l = kq::nearest_int(id * scales[ib]);
+    l = l < -32 ? -32 : (l > 31 ? 31 : l);
+    const float dl = dd * static_cast<float>(l);
+    const __m256 idl = _mm256_set1_ps(dl ? 1 / dl : 0.f);
+    for (int k = 0; k < 32; k += 8) {
+      const __m256i q = iq4_index8(_mm256_mul_ps(idl, _mm256_loadu_ps(x + 32 * ib + k)));
+      const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(L + 32 * ib + k), _mm_packus_epi16(p16, p16));
+    }
+    l += 32;
+    const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
+    if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
+    else y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
+    scales_h |= static_cast<uint16_t>(l_h << 2 * (ib % 8));
+  }
+  y->scales_h[0] = static_cast<uint8_t>(scales_h);
+  y->scales_h[1] = static_cast<uint8_t>(scales_h >> 8);
+  kq::pack_iq4(L, kQK_K, y->qs);
+}
+
 // The legacy formats' kernels take no importance weights.
 template <bool (*kFn)(const float*, size_t, uint8_t*)>
 bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
@@ -834,7 +944,7 @@ const GgufKernels gguf_avx2 = {
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), quantize_block_q6_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
         kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), kq::quantize_block_iq4_nl>,
-        kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), kq::quantize_block_iq4_xs>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), quantize_block_iq4_xs_avx2>,
     },
     {
         dequantize_q8_0, dequantize_q4_0, dequantize_q4_1, dequantize_q5_0, dequantize_q5_1, dequantize_tq1_0,
