@@ -927,6 +927,37 @@ void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
   kq::pack_iq4(L, kQK_K, y->qs);
 }
 
+// ---- Q6_K decoder: (d * sc) * q, 8 values per vector (one sub-block scale each) --------
+
+void dequantize_q6_K_avx2(const uint8_t* in, size_t nblocks, float* out) {
+  const __m256i m4 = _mm256_set1_epi32(0xF), m3 = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+  for (size_t b = 0; b < nblocks; ++b) {
+    const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(in + b * sizeof(BlockQ6_K));
+    float* y = out + b * kQK_K;
+    const float d = load_fp16(x->d);
+    for (int n = 0; n < 2; ++n) {
+      const uint8_t* ql = x->ql + 64 * n;
+      const uint8_t* qh = x->qh + 32 * n;
+      const int8_t* sc = x->scales + 8 * n;
+      float* yy = y + 128 * n;
+      for (int l0 = 0; l0 < 32; l0 += 8) {
+        const int is = l0 / 16;
+        const __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l0)));
+        const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l0 + 32)));
+        const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l0)));
+        const __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi32(_mm256_and_si256(h, m3), 4)), off);
+        const __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(c, m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), m3), 4)), off);
+        const __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), m3), 4)), off);
+        const __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)), off);
+        _mm256_storeu_ps(yy + l0 + 0, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 0])), _mm256_cvtepi32_ps(q1)));
+        _mm256_storeu_ps(yy + l0 + 32, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 2])), _mm256_cvtepi32_ps(q2)));
+        _mm256_storeu_ps(yy + l0 + 64, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 4])), _mm256_cvtepi32_ps(q3)));
+        _mm256_storeu_ps(yy + l0 + 96, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 6])), _mm256_cvtepi32_ps(q4)));
+      }
+    }
+  }
+}
+
 // The legacy formats' kernels take no importance weights.
 template <bool (*kFn)(const float*, size_t, uint8_t*)>
 bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
@@ -935,8 +966,12 @@ bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
 
 const GgufKernels gguf_avx2 = {
     {
-        no_qw<quantize_q8_0>, no_qw<quantize_q4_0>, no_qw<quantize_q4_1>, no_qw<quantize_q5_0>,
-        no_qw<quantize_q5_1>, no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
+        no_qw<quantize_q8_0>,
+        kq::legacy_with_imatrix<no_qw<quantize_q4_0>, kq::quantize_row_legacy_imatrix<8, false>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q4_1>, kq::quantize_row_legacy_imatrix<15, true>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q5_0>, kq::quantize_row_legacy_imatrix<16, false>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q5_1>, kq::quantize_row_legacy_imatrix<31, true>>,
+        no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), quantize_block_q4_K_avx2>,
@@ -953,7 +988,7 @@ const GgufKernels gguf_avx2 = {
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ3_K), kq::dequantize_block_q3_K>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ4_K), kq::dequantize_block_q4_K>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ5_K), kq::dequantize_block_q5_K>,
-        kq::dequantize_blocks<kQK_K, sizeof(BlockQ6_K), kq::dequantize_block_q6_K>,
+        dequantize_q6_K_avx2,
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ8_K), kq::dequantize_block_q8_K>,
         kq::dequantize_blocks<kQK, sizeof(BlockIQ4_NL), kq::dequantize_block_iq4_nl>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockIQ4_XS), kq::dequantize_block_iq4_xs>,

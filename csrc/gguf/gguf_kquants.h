@@ -928,6 +928,49 @@ inline void dequantize_block_iq4_xs(const uint8_t* in, float* y) {
   }
 }
 
+// ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 with an importance matrix --------------------------
+//
+// quantize_row_q4_0_impl and friends: the weights use sigma2 over the whole row,
+// so these run on whole rows (the driver never splits a row for them).
+// kNmax: Q4_0 8, Q5_0 16 (symmetric, make_qx_quants); Q4_1 15, Q5_1 31 (make_qkx3_quants).
+template <int kNmax, bool kAsym>
+inline void quantize_row_legacy_imatrix(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  const size_t n = nblocks * kQK;
+  float sum_x2 = 0;
+  for (size_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  const float sigma2 = sum_x2 / static_cast<float>(n);
+  constexpr bool kFive = kNmax > 15;
+  constexpr size_t kBytes = 2 + (kAsym ? 2 : 0) + (kFive ? 4 : 0) + 16;
+  for (size_t ib = 0; ib < nblocks; ++ib) {
+    const float* xb = x + kQK * ib;
+    const float* w = qw + kQK * ib;
+    uint8_t* y = out + kBytes * ib;
+    float weight[kQK];
+    for (int j = 0; j < kQK; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+    uint8_t L[kQK];
+    if (kAsym) {
+      uint8_t Laux[kQK];
+      float min;
+      const float d = make_qkx_quants<true, false>(kQK, kNmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+      store_fp16(y, d);
+      store_fp16(y + 2, -min);
+    } else {
+      int8_t Ls[kQK];
+      const float d = make_qx_quants(kQK, kNmax, xb, Ls, weight);
+      store_fp16(y, d);
+      for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(Ls[j]);
+    }
+    uint8_t* qs = y + kBytes - 16;
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      qs[j] = static_cast<uint8_t>((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+      qh |= ((L[j] & 0x10u) >> 4) << j;
+      qh |= ((L[j + 16] & 0x10u) >> 4) << (j + 16);
+    }
+    if (kFive) std::memcpy(y + (kAsym ? 4 : 2), &qh, 4);
+  }
+}
+
 // ---- loops over blocks (the kernel-table entries) ------------------------------
 
 // The encoders above assume finite input: the check comes first, per block.
@@ -940,6 +983,17 @@ bool quantize_blocks_w(const float* x, size_t nblocks, const float* qw, uint8_t*
     if (bad) return false;
     kFn(xb, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   }
+  return true;
+}
+
+// A legacy-format kernel (no importance weights) that takes the imatrix path of
+// quantize_row_legacy_imatrix when weights are given (whole rows then).
+template <bool (*kFn)(const float*, size_t, const float*, uint8_t*), void (*kRowFn)(const float*, size_t, const float*, uint8_t*)>
+bool legacy_with_imatrix(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!qw) return kFn(x, nblocks, nullptr, out);
+  for (size_t i = 0; i < nblocks * kQK; ++i)
+    if ((f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return false;
+  kRowFn(x, nblocks, qw, out);
   return true;
 }
 

@@ -262,6 +262,9 @@ def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
     if x.size == 0:
         return np.zeros(out_shape, np.uint8)
     with np.errstate(all="ignore"):  # Inf scales (float16 overflow) and 1/d overflow are defined above
+        if qw is not None and fmt in gguf_k._LEGACY:
+            x2 = x.reshape(-1, x.shape[-1])
+            return gguf_k.legacy_imatrix(x2, fmt, qw).reshape(out_shape)
         if fmt in gguf_k.QUANT:
             xb = x.reshape(-1, bs)
             w = None if qw is None else np.broadcast_to(qw.reshape(1, -1), x.reshape(-1, x.shape[-1]).shape)
