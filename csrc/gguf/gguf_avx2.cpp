@@ -850,19 +850,12 @@ inline __m256 iq4_value8(__m256i i) {
   return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
 }
 
-void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
-  BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
-  float sigma2 = kq::sum_sq(x, kQK_K);
-  sigma2 *= 2.f / kQK_K;
-  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+// quantize_row_iq4_nl_impl's per-32 search (ntry 7) for 8 sub-blocks in the lanes:
+// X[i], W[i] hold value i of each; returns the scales (0 for an all-tiny sub-block).
+inline __m256 iq4_fit_lanes(const __m256* X, const __m256* W) {
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-  __m256 X[32], W[32];
   __m256 amax = zero, max = zero;
   for (int i = 0; i < 32; ++i) {
-    X[i] = _mm256_i32gather_ps(x + i, gidx, 4);
-    const __m256 xx = _mm256_mul_ps(X[i], X[i]);
-    W[i] = qw ? _mm256_mul_ps(_mm256_i32gather_ps(qw + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), xx)))
-              : xx;
     const __m256 ax = _mm256_andnot_ps(sign, X[i]);
     const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
     amax = _mm256_blendv_ps(amax, ax, gt);
@@ -894,8 +887,67 @@ void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
     d = _mm256_blendv_ps(d, _mm256_div_ps(sqx, sq2), better);
     best = _mm256_blendv_ps(best, _mm256_mul_ps(d, sqx), better);
   }
+  return _mm256_blendv_ps(d, zero, zero_lane);
+}
+
+inline void iq4_codes32(const float* x, float id, uint8_t* L) {  // best_index_int8(id * x) for 32 values
+  const __m256 v = _mm256_set1_ps(id);
+  for (int k = 0; k < 32; k += 8) {
+    const __m256i q = iq4_index8(_mm256_mul_ps(v, _mm256_loadu_ps(x + k)));
+    const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(L + k), _mm_packus_epi16(p16, p16));
+  }
+}
+
+// IQ4_NL: 8 blocks of 32 at a time (each block's own sigma2 and scale), the rest scalar.
+bool quantize_iq4_nl_avx2(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  for (size_t i = 0; i < nblocks * kQK; ++i)
+    if ((f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return false;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  size_t b = 0;
+  for (; b + 8 <= nblocks; b += 8) {
+    const float* xb = x + kQK * b;
+    const float* wb = qw ? qw + kQK * b : nullptr;
+    __m256 X[32], W[32], s2 = _mm256_setzero_ps();
+    for (int i = 0; i < 32; ++i) {
+      X[i] = _mm256_i32gather_ps(xb + i, gidx, 4);
+      s2 = _mm256_add_ps(s2, _mm256_mul_ps(X[i], X[i]));
+    }
+    const __m256 sigma2 = _mm256_mul_ps(s2, _mm256_set1_ps(2.f / 32));
+    for (int i = 0; i < 32; ++i) {
+      const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+      W[i] = wb ? _mm256_mul_ps(_mm256_i32gather_ps(wb + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(sigma2, xx))) : xx;
+    }
+    float d[8];
+    _mm256_storeu_ps(d, iq4_fit_lanes(X, W));
+    for (int j = 0; j < 8; ++j) {
+      uint8_t* y = out + sizeof(BlockIQ4_NL) * (b + j);
+      store_fp16(y, d[j]);
+      uint8_t L[32];
+      iq4_codes32(xb + 32 * j, d[j] ? 1 / d[j] : 0, L);
+      kq::pack_iq4(L, 32, y + 2);
+    }
+  }
+  for (; b < nblocks; ++b)
+    kq::quantize_block_iq4_nl(x + kQK * b, qw ? qw + kQK * b : nullptr, out + sizeof(BlockIQ4_NL) * b);
+  return true;
+}
+
+void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
+  float sigma2 = kq::sum_sq(x, kQK_K);
+  sigma2 *= 2.f / kQK_K;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  __m256 X[32], W[32];
+  for (int i = 0; i < 32; ++i) {
+    X[i] = _mm256_i32gather_ps(x + i, gidx, 4);
+    const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+    W[i] = qw ? _mm256_mul_ps(_mm256_i32gather_ps(qw + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), xx)))
+              : xx;
+  }
+  const __m256 d = iq4_fit_lanes(X, W);
   float scales[8];
-  _mm256_storeu_ps(scales, _mm256_blendv_ps(d, zero, zero_lane));
+  _mm256_storeu_ps(scales, d);
   float max_scale = 0, amax_scale = 0;
   for (int ib = 0; ib < 8; ++ib) {
     const float abs_d = std::fabs(scales[ib]);
@@ -910,12 +962,7 @@ void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
     int l = kq::nearest_int(id * scales[ib]);
     l = l < -32 ? -32 : (l > 31 ? 31 : l);
     const float dl = dd * static_cast<float>(l);
-    const __m256 idl = _mm256_set1_ps(dl ? 1 / dl : 0.f);
-    for (int k = 0; k < 32; k += 8) {
-      const __m256i q = iq4_index8(_mm256_mul_ps(idl, _mm256_loadu_ps(x + 32 * ib + k)));
-      const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(L + 32 * ib + k), _mm_packus_epi16(p16, p16));
-    }
+    iq4_codes32(x + 32 * ib, dl ? 1 / dl : 0.f, L + 32 * ib);
     l += 32;
     const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
     if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
@@ -978,7 +1025,7 @@ const GgufKernels gguf_avx2 = {
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), quantize_block_q5_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), quantize_block_q6_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
-        kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), kq::quantize_block_iq4_nl>,
+        quantize_iq4_nl_avx2,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), quantize_block_iq4_xs_avx2>,
     },
     {
