@@ -628,17 +628,31 @@ inline __m256i nearest_int8(__m256 v) {  // ggml's nearest_int on 8 lanes
                           _mm256_set1_epi32(0x00400000));
 }
 
-template <int kNmax, int kNstep>
-inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L) {
+// kX3: make_qkx3_quants (the imatrix path: weights qw * sqrt(sigma2 + x^2), its sums
+// in sw_out; a sub-block is degenerate when !(max > min)); else make_qkx2_quants
+// with ggml's ref weights av_x + |x|.
+template <int kNmax, int kNstep, bool kX3>
+inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L,
+                       const float* qw = nullptr, float sigma2 = 0, float* sw_out = nullptr) {
   const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
   __m256 X[32], W[32];
   for (int i = 0; i < 32; ++i) X[i] = _mm256_i32gather_ps(x + i, idx, 4);
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-  // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
-  __m256 sx2 = zero;
-  for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
-  const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
-  for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  if (kX3) {
+    __m256 sw = zero;
+    for (int i = 0; i < 32; ++i) {
+      W[i] = _mm256_mul_ps(_mm256_i32gather_ps(qw + i, idx, 4),
+                           _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), _mm256_mul_ps(X[i], X[i]))));
+      sw = _mm256_add_ps(sw, W[i]);
+    }
+    _mm256_storeu_ps(sw_out, sw);
+  } else {
+    // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
+    __m256 sx2 = zero;
+    for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
+    const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
+    for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  }
   __m256 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm256_mul_ps(W[0], X[0]);
   for (int i = 1; i < 32; ++i) {
     mn = _mm256_min_ps(X[i], mn);
@@ -647,7 +661,7 @@ inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, 
     sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(W[i], X[i]));
   }
   mn = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
-  const __m256 degenerate = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+  const __m256 degenerate = kX3 ? _mm256_cmp_ps(mx, mn, _CMP_NGT_UQ) : _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
   const __m256 min0 = mn;
   const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
   __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(kNmax)), _mm256_sub_ps(mx, mn));
@@ -726,27 +740,34 @@ inline void qk45_requantize_avx2(const float* x, const uint8_t* d_in, const uint
   }
 }
 
+template <int kNmax>
+inline void qk45_fit_avx2(const float* x, const float* qw, uint8_t* L, uint8_t* d, uint8_t* dmin, uint8_t* sc) {
+  float scales[8], mins[8];
+  std::memset(sc, 0, 12);
+  if (qw) {
+    float sw[8];
+    const float sigma2 = 2 * kq::sum_sq(x, kQK_K) / kQK_K;
+    qkx2_lanes<kNmax, 36, true>(x, -0.9f, 0.05f, scales, mins, L, qw, sigma2, sw);
+    kq::qk45_codes_imatrix(scales, mins, sw, d, dmin, sc);
+  } else {
+    if (kNmax == 15) qkx2_lanes<kNmax, 20, false>(x, -1.f, 0.1f, scales, mins, L);
+    else qkx2_lanes<kNmax, 15, false>(x, -0.5f, 0.1f, scales, mins, L);
+    kq::qk45_codes_ref(scales, mins, d, dmin, sc);
+  }
+  qk45_requantize_avx2<kNmax>(x, d, dmin, sc, L);
+}
+
 void quantize_block_q4_K_avx2(const float* x, const float* qw, uint8_t* out) {
-  if (qw) return kq::quantize_block_q4_K(x, qw, out);
   BlockQ4_K* y = reinterpret_cast<BlockQ4_K*>(out);
   uint8_t L[kQK_K];
-  float scales[8], mins[8];
-  qkx2_lanes<15, 20>(x, -1.f, 0.1f, scales, mins, L);
-  std::memset(y->scales, 0, 12);
-  kq::qk45_codes_ref(scales, mins, y->d, y->dmin, y->scales);
-  qk45_requantize_avx2<15>(x, y->d, y->dmin, y->scales, L);
+  qk45_fit_avx2<15>(x, qw, L, y->d, y->dmin, y->scales);
   kq::pack_q4_K(L, y);
 }
 
 void quantize_block_q5_K_avx2(const float* x, const float* qw, uint8_t* out) {
-  if (qw) return kq::quantize_block_q5_K(x, qw, out);
   BlockQ5_K* y = reinterpret_cast<BlockQ5_K*>(out);
   uint8_t L[kQK_K];
-  float scales[8], mins[8];
-  qkx2_lanes<31, 15>(x, -0.5f, 0.1f, scales, mins, L);
-  std::memset(y->scales, 0, 12);
-  kq::qk45_codes_ref(scales, mins, y->d, y->dmin, y->scales);
-  qk45_requantize_avx2<31>(x, y->d, y->dmin, y->scales, L);
+  qk45_fit_avx2<31>(x, qw, L, y->d, y->dmin, y->scales);
   kq::pack_q5_K(L, y);
 }
 

@@ -531,6 +531,20 @@ inline void qk45_codes_ref(const float* scales, const float* mins, uint8_t* d_ou
   store_fp16(dmin_out, max_min / 63.f);
 }
 
+// The imatrix path's codes of the 8 sub-block scales and mins (sc_out zeroed).
+inline void qk45_codes_imatrix(const float* scales, const float* mins, const float* sw, uint8_t* d_out,
+                               uint8_t* dmin_out, uint8_t* sc_out) {
+  uint8_t Ls[8], Lm[8];
+  const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
+  const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
+    pack_scale_min_k4(j, ls, lm, sc_out);
+  }
+  store_fp16(d_out, d_block);
+  store_fp16(dmin_out, m_block);
+}
+
 template <int kNmax>
 inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_out, uint8_t* dmin_out,
                         uint8_t* sc_out) {
@@ -551,7 +565,6 @@ inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_
     return;
   }
   float sw[8];
-  uint8_t Ls[8], Lm[8];
   const float sigma2 = 2 * sum_sq(x, kQK_K) / kQK_K;
   for (int j = 0; j < 8; ++j) {
     for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
@@ -561,14 +574,7 @@ inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_
     scales[j] = make_qkx_quants<true, false>(32, kNmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f,
                                              0.05f, 36);
   }
-  const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
-  const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
-  for (int j = 0; j < 8; ++j) {
-    const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
-    pack_scale_min_k4(j, ls, lm, sc_out);
-  }
-  store_fp16(d_out, d_block);
-  store_fp16(dmin_out, m_block);
+  qk45_codes_imatrix(scales, mins, sw, d_out, dmin_out, sc_out);
 }
 
 template <int kNmax>
