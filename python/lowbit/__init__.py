@@ -3,7 +3,8 @@
 The public API is re-exported here; ``lowbit.reference`` holds the NumPy twin
 of every function, and SPEC.md (docs/spec.md) is the numeric contract.
 """
-from ._core import (available_isas, cpu_info, get_isa, get_num_threads, release_buffers,  # noqa: F401
+from ._core import (available_isas, cpu_info, get_isa, get_kernel, get_num_threads, kernel_variants,  # noqa: F401
+                    release_buffers, set_kernel, use_kernel,
                     set_isa, set_num_threads, use_isa)
 from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401
@@ -18,5 +19,8 @@ from .checkpoint import load, quantize_checkpoint, save  # noqa: F401
 from .ternary import (BinaryWeight, BitLinear, TernaryWeight, binary_matmul, binary_matmul_s32,  # noqa: F401
                       ternary_matmul, ternary_matmul_s32)
 from . import reference  # noqa: F401
+from .schemes import register_builtin_schemes
+
+register_builtin_schemes()
 
 __version__ = "0.1.0"
