@@ -13,6 +13,8 @@ import lowbit
 import lowbit.reference.gguf as ref
 from ggml_oracle import require as oracle
 
+KERNEL_FAMILIES = ("gguf",)  # the `isa` fixture runs each of their variants
+
 F32 = np.float32
 K_FORMATS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ4_NL", "IQ4_XS"]
 IMATRIX_FORMATS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
