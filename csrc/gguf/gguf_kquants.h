@@ -368,7 +368,8 @@ inline void quantize_block_q2_K(const float* x, const float* qw, uint8_t* out) {
     }
     if (max_min > 0) {
       const float iscale = q4scale / max_min;
-      for (int j = 0; j < 16; ++j) y->scales[j] |= static_cast<uint8_t>(nearest_int(iscale * mins[j]) << 4);
+      for (int j = 0; j < 16; ++j)  // (unsigned: a garbage negative code shifts without UB, same byte)
+        y->scales[j] |= static_cast<uint8_t>(static_cast<unsigned>(nearest_int(iscale * mins[j])) << 4);
       store_fp16(y->dmin, max_min / q4scale);
     } else {
       store_fp16(y->dmin, 0.f);
