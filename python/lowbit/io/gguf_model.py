@@ -746,6 +746,88 @@ def _fsync_dir(path: str) -> None:
 ProgressFn = Callable[[int, int, int, int, str], None]
 
 
+SLAB_VALUES = 1 << 22    # values per unit of work (16 MiB of float32): memory stays bounded by a few slabs
+
+
+def _slabs(p: TensorPlan) -> List[Tuple[int, int]]:
+    """Row ranges [r0, r1) of a tensor, at most SLAB_VALUES values each, never across an expert (ne[1] rows)."""
+    ne0 = p.ne[0]
+    n_rows = math.prod(p.ne[1:])
+    per_expert = p.ne[1] if len(p.ne) > 1 else 1
+    step = max(1, min(SLAB_VALUES // max(ne0, 1), per_expert))
+    out = []
+    for e0 in range(0, n_rows, per_expert):
+        e1 = min(e0 + per_expert, n_rows)
+        out += [(r, min(r + step, e1)) for r in range(e0, e1, step)]
+    return out
+
+
+class _Prefetcher:
+    """Reads the slabs to quantize, in order, one ahead of the encoder, on a helper thread.
+
+    Each slab is read with pread into one of two reused float32 buffers (F16/BF16
+    are widened there), so the encoder rarely waits on the disk or on fresh pages;
+    memory stays at a few slabs whatever the tensor sizes.
+    """
+
+    def __init__(self, f: GGUFFile, work: Sequence[Tuple[TensorPlan, int, int]]):
+        from concurrent.futures import ThreadPoolExecutor
+        self.f = f
+        self.work = list(work)
+        self.k = 0
+        big = max(((r1 - r0) * p.ne[0] for p, r0, r1 in self.work), default=0)
+        self.bufs = [np.empty(big, np.float32), np.empty(big, np.float32)] if big else []
+        self.raw = np.empty(big, np.uint16) if any(p.src_type != "F32" for p, _, _ in self.work) else None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lowbit-gguf-read")
+        self.fut = self.pool.submit(self._load, 0) if self.work else None
+
+    def _load(self, k: int) -> np.ndarray:
+        p, r0, r1 = self.work[k]
+        t = self.f.info(p.name)
+        ne0 = t.ne[0]
+        n = (r1 - r0) * ne0
+        out = self.bufs[k % 2][:n]
+        esize = GGML_TYPES[t.type][2]
+        off = self.f.data_start + t.offset + r0 * ne0 * esize
+        fd = self.f._fh.fileno()
+        if t.type == "F32":
+            _pread_into(fd, out.view(np.uint8), off)
+        else:
+            raw = self.raw[:n]
+            _pread_into(fd, raw.view(np.uint8), off)
+            if t.type == "F16":
+                np.copyto(out, raw.view(np.float16), casting="unsafe")
+            else:   # BF16
+                np.left_shift(raw, 16, out=out.view(np.uint32), dtype=np.uint32)
+        return out.reshape(r1 - r0, ne0)
+
+    def next(self, name: str, r0: int) -> np.ndarray:
+        p, w0, _ = self.work[self.k] if self.k < len(self.work) else (None, None, None)
+        if p is None or p.name != name or w0 != r0:
+            raise AssertionError(f"prefetch order: wanted {name} row {r0}")
+        rows = self.fut.result()
+        self.k += 1
+        # the next read goes to the other buffer: the caller is done with the one before (one slab at a time)
+        self.fut = self.pool.submit(self._load, self.k) if self.k < len(self.work) else None
+        return rows
+
+    def close(self) -> None:
+        if self.fut is not None:
+            self.fut.cancel()
+        self.pool.shutdown(wait=True)
+        self.bufs = []
+
+
+def _pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
+    view = memoryview(buf).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"unexpected end of file at offset {offset + done}")
+        done += n
+
+
 def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path: Optional[str] = None,
                    search: bool = False, force: bool = False, stats: bool = True, pure: bool = False,
                    report: Optional[str] = None, progress: Optional[ProgressFn] = None):
@@ -843,60 +925,72 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
                               "search": bool(search), "arch": f.arch})
         total_bytes = sum(f.info(p.name).nbytes for p in plans)
         done_bytes = 0
-        with guard as tmp:
-            with open(tmp, "wb") as fh:
-                fh.write(head)
-                for i, p in enumerate(plans):
-                    t1 = time.perf_counter()
-                    info = f.info(p.name)
-                    row: Dict[str, object] = {"name": p.name, "shape": list(info.shape), "dtype": p.src_type,
-                                              "numel": info.numel, "bytes_before": info.nbytes}
-                    if not p.quantize:
-                        blob = f.data(p.name)
-                        row.update(action="kept", scheme="keep", bytes_after=info.nbytes)
-                    else:
-                        x = read_tensor_f32(f, p.name)
-                        ne0 = p.ne[0]
-                        rows = x.reshape(-1, ne0)
-                        v = imats.get(p.name)
-                        try:
-                            if v is not None and v.size > ne0:      # one imatrix slice per expert
-                                per = rows.shape[0] // (v.size // ne0)
-                                blob = np.concatenate([
-                                    _encode(G, rows[e * per:(e + 1) * per], p.dst_type, v[e * ne0:(e + 1) * ne0],
-                                            search).reshape(-1) for e in range(v.size // ne0)])
-                            else:
-                                blob = _encode(G, rows, p.dst_type, v, search)
-                        except ValueError as e:
-                            raise GGUFError(src, f"tensor {p.name!r}: {str(e).splitlines()[0]}") from None
-                        blob = np.ascontiguousarray(blob).reshape(-1)
-                        if blob.nbytes != tensor_nbytes(p.ne, p.dst_type):
-                            raise AssertionError(f"{p.name}: {blob.nbytes} bytes, expected "
-                                                 f"{tensor_nbytes(p.ne, p.dst_type)}")
-                        row.update(action="quantized", scheme=p.dst_type, bits_per_weight=8.0 * blob.nbytes /
-                                   max(info.numel, 1), bytes_after=blob.nbytes)
-                        if p.note:
-                            row["note"] = p.note
-                        if stats:
-                            row.update(tensor_error_stats(rows, _decode(G, blob, p.dst_type, rows.shape)))
+        loader = _Prefetcher(f, [(p, r0, r1) for p in plans if p.quantize for r0, r1 in _slabs(p)])
+        try:
+            with guard as tmp:
+                with open(tmp, "wb") as fh:
+                    fh.write(head)
+                    for i, p in enumerate(plans):
+                        t1 = time.perf_counter()
+                        info = f.info(p.name)
+                        row: Dict[str, object] = {"name": p.name, "shape": list(info.shape), "dtype": p.src_type,
+                                                  "numel": info.numel, "bytes_before": info.nbytes}
+                        if fh.tell() != len(head) + offsets[i]:
+                            raise AssertionError(f"{p.name}: at {fh.tell()}, expected {len(head) + offsets[i]}")
+                        if not p.quantize:
+                            fh.write(memoryview(f.data(p.name)).cast("B"))
+                            nbytes = info.nbytes
+                            row.update(action="kept", scheme="keep", bytes_after=nbytes)
                         else:
-                            row.update(sqnr_db=float("nan"), mse=float("nan"), max_abs_err=float("nan"),
-                                       signal_power=float("nan"))
-                        del x, rows
-                    if fh.tell() != len(head) + offsets[i]:
-                        raise AssertionError(f"{p.name}: at {fh.tell()}, expected {len(head) + offsets[i]}")
-                    fh.write(memoryview(blob).cast("B"))
-                    pad = -blob.nbytes % align
-                    if pad:
-                        fh.write(b"\0" * pad)
-                    del blob
-                    row["seconds"] = time.perf_counter() - t1
-                    rep.rows.append(row)
-                    done_bytes += info.nbytes
-                    if progress is not None:
-                        progress(i + 1, len(plans), done_bytes, total_bytes, p.name)
-                fh.flush()
-                os.fsync(fh.fileno())
+                            ne0 = p.ne[0]
+                            v_all = imats.get(p.name)
+                            acc = [0.0, 0.0, 0.0]     # signal, noise, max |error|
+                            nbytes = 0
+                            for r0, r1 in _slabs(p):
+                                rows = loader.next(p.name, r0)   # float32 (r1 - r0, ne0), read ahead
+                                v = None
+                                if v_all is not None:
+                                    e = r0 // p.ne[1] if v_all.size > ne0 else 0
+                                    v = v_all[e * ne0:(e + 1) * ne0]
+                                try:
+                                    blob = _encode(G, rows, p.dst_type, v, search)
+                                except ValueError as e:
+                                    raise GGUFError(src, f"tensor {p.name!r}: {str(e).splitlines()[0]}") from None
+                                blob = np.ascontiguousarray(blob).reshape(-1)
+                                if blob.nbytes != tensor_nbytes((ne0, r1 - r0), p.dst_type):
+                                    raise AssertionError(f"{p.name}: {blob.nbytes} bytes for rows {r0}:{r1}")
+                                if stats:
+                                    st = tensor_error_stats(rows, _decode(G, blob, p.dst_type, rows.shape))
+                                    acc[0] += st["signal_power"] * rows.size
+                                    acc[1] += st["mse"] * rows.size
+                                    acc[2] = max(acc[2], st["max_abs_err"])
+                                fh.write(memoryview(blob).cast("B"))
+                                nbytes += blob.nbytes
+                                del rows, blob
+                            row.update(action="quantized", scheme=p.dst_type, bits_per_weight=8.0 * nbytes /
+                                       max(info.numel, 1), bytes_after=nbytes)
+                            if p.note:
+                                row["note"] = p.note
+                            if stats:
+                                sig, noise, n = acc[0], acc[1], max(info.numel, 1)
+                                sq = (math.inf if noise == 0 else -math.inf if sig == 0
+                                      else 10 * math.log10(sig / noise))
+                                row.update(sqnr_db=sq, mse=noise / n, max_abs_err=acc[2], signal_power=sig / n)
+                            else:
+                                row.update(sqnr_db=float("nan"), mse=float("nan"), max_abs_err=float("nan"),
+                                           signal_power=float("nan"))
+                        pad = -nbytes % align
+                        if pad:
+                            fh.write(b"\0" * pad)
+                        row["seconds"] = time.perf_counter() - t1
+                        rep.rows.append(row)
+                        done_bytes += info.nbytes
+                        if progress is not None:
+                            progress(i + 1, len(plans), done_bytes, total_bytes, p.name)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        finally:
+            loader.close()
         _fsync_dir(out)
         rep.seconds = time.perf_counter() - t0
     if report is not None:
