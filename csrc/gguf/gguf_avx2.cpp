@@ -18,6 +18,8 @@
 #include <cfloat>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_iq.h"
+#include "gguf/gguf_kquants.h"
 #include "gguf/gguf_ops.h"
 
 namespace lowbit {
@@ -611,10 +613,47 @@ void dequantize_tq2_0(const uint8_t* in, size_t nblocks, float* out) {
 
 }  // namespace
 
+// The legacy formats' kernels take no importance weights.
+template <bool (*kFn)(const float*, size_t, uint8_t*)>
+bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
+  return kFn(x, nblocks, out);
+}
+
 const GgufKernels gguf_avx2 = {
-    {quantize_q8_0, quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_tq1_0, quantize_tq2_0},
-    {dequantize_q8_0, dequantize_q4_0, dequantize_q4_1, dequantize_q5_0, dequantize_q5_1, dequantize_tq1_0,
-     dequantize_tq2_0},
+    {
+        no_qw<quantize_q8_0>, no_qw<quantize_q4_0>, no_qw<quantize_q4_1>, no_qw<quantize_q5_0>,
+        no_qw<quantize_q5_1>, no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), kq::quantize_block_q4_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), kq::quantize_block_q5_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), kq::quantize_block_q6_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
+        kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), kq::quantize_block_iq4_nl>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), kq::quantize_block_iq4_xs>,
+    },
+    {
+        dequantize_q8_0, dequantize_q4_0, dequantize_q4_1, dequantize_q5_0, dequantize_q5_1, dequantize_tq1_0,
+        dequantize_tq2_0,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ2_K), kq::dequantize_block_q2_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ3_K), kq::dequantize_block_q3_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ4_K), kq::dequantize_block_q4_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ5_K), kq::dequantize_block_q5_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ6_K), kq::dequantize_block_q6_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ8_K), kq::dequantize_block_q8_K>,
+        kq::dequantize_blocks<kQK, sizeof(BlockIQ4_NL), kq::dequantize_block_iq4_nl>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ4_XS), kq::dequantize_block_iq4_xs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_XXS), iq::dequantize_block_iq2_xxs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_XS), iq::dequantize_block_iq2_xs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_S), iq::dequantize_block_iq2_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ3_XXS), iq::dequantize_block_iq3_xxs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ3_S), iq::dequantize_block_iq3_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ1_S), iq::dequantize_block_iq1_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ1_M), iq::dequantize_block_iq1_m>,
+        kq::dequantize_blocks<kQK, sizeof(BlockMXFP4), iq::dequantize_block_mxfp4>,
+        kq::dequantize_blocks<1, 2, iq::dequantize_block_f16>,
+        kq::dequantize_blocks<1, 2, iq::dequantize_block_bf16>,
+    },
 };
 
 }  // namespace lowbit
