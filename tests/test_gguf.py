@@ -16,6 +16,8 @@ from lowbit import reference as ref
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as GT  # noqa: E402
 
+KERNEL_FAMILIES = ("gguf",)  # the `isa` fixture runs each of their variants
+
 F32 = np.float32
 FORMATS = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0"]  # the gguf-py formats (test_gguf_k.py: the rest)
 Q_FORMATS = [f for f in FORMATS if f.startswith("Q")]
