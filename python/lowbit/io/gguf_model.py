@@ -691,14 +691,10 @@ def _gguf_api():
     return G
 
 
-def _quantize_fn_options():
-    import inspect
-    G = _gguf_api()
-    try:
-        params = inspect.signature(G.quantize).parameters
-    except (TypeError, ValueError):
-        params = {}
-    return "imatrix" in params, "search" in params
+def _capabilities(G):
+    """(types lowbit.gguf encodes, types it encodes with an imatrix, types with a search=True encoder)."""
+    enc = set(getattr(G, "ENCODABLE", G.FORMATS)) | set(FLOAT_TYPES)
+    return enc, set(getattr(G, "IMATRIX", ())), set(getattr(G, "SEARCH", ()))
 
 
 def _encode(G, x2d: np.ndarray, typ: str, imat: Optional[np.ndarray], search: bool) -> np.ndarray:
@@ -871,8 +867,8 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
             imat = None    # llama-quantize: an empty imatrix is no imatrix
     t0 = time.perf_counter()
     G = _gguf_api()
-    has_imat_kw, has_search_kw = _quantize_fn_options()
-    if search and not has_search_kw:
+    can_encode, can_imatrix, can_search = _capabilities(G)
+    if search and not can_search:
         raise ValueError("--search needs lowbit.gguf.quantize(..., search=True), which this build does not have")
     with GGUFFile(src) as f:
         if os.path.exists(out) and os.path.samefile(src, out):
@@ -883,8 +879,7 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
             atomic_output(report, force=True).check()
         plans = plan_types(f, preset, has_imatrix=imat is not None, pure=pure)
         # everything that could fail is checked before the first byte is written
-        missing = sorted({p.dst_type for p in plans if p.quantize and p.dst_type not in FLOAT_TYPES
-                          and p.dst_type not in G.FORMATS})
+        missing = sorted({p.dst_type for p in plans if p.quantize and p.dst_type not in can_encode})
         if missing:
             raise ValueError(f"preset {preset} needs {', '.join(missing)}, which this build of lowbit.gguf "
                              f"cannot encode yet")
@@ -905,9 +900,9 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
                     raise ValueError(f"imatrix size {vec.size} is different from tensor size {p.ne[0] * n_mat} "
                                      f"for {p.name}")
             if v is not None and p.dst_type not in IMATRIX_IGNORED:
-                if not has_imat_kw:
-                    raise ValueError(f"tensor {p.name!r} ({p.dst_type}) with an imatrix needs "
-                                     "lowbit.gguf.quantize(..., imatrix=), which this build does not have")
+                if p.dst_type not in can_imatrix:
+                    raise ValueError(f"tensor {p.name!r} becomes {p.dst_type}, whose llama.cpp encoder uses the "
+                                     f"importance matrix; lowbit.gguf cannot encode {p.dst_type} with one yet")
                 imats[p.name] = v
         extra = [("general.quantization_version", T_UINT32, QNT_VERSION), ("general.file_type", T_UINT32, ftype)]
         if imat is not None:
@@ -953,7 +948,7 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
                                     e = r0 // p.ne[1] if v_all.size > ne0 else 0
                                     v = v_all[e * ne0:(e + 1) * ne0]
                                 try:
-                                    blob = _encode(G, rows, p.dst_type, v, search)
+                                    blob = _encode(G, rows, p.dst_type, v, search and p.dst_type in can_search)
                                 except ValueError as e:
                                     raise GGUFError(src, f"tensor {p.name!r}: {str(e).splitlines()[0]}") from None
                                 blob = np.ascontiguousarray(blob).reshape(-1)
