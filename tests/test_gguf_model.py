@@ -676,3 +676,30 @@ def test_minilm_llama_cpp_embeddings_equal(minilm, tmp_path, preset):
     np.testing.assert_array_equal(e_ours, e_ref)
     cos = np.sum(e_ours * e_f32, 1) / np.linalg.norm(e_ours, axis=1) / np.linalg.norm(e_f32, axis=1)
     assert cos.min() > {"Q8_0": 0.999, "Q4_K_M": 0.98}[preset], cos   # measured: 0.9995+, 0.989+
+
+
+def test_search_same_types_lower_error_llama_cpp_reads_it(models, tmp_path):
+    """--search: llama-quantize's types and layout, other bytes, lower error; llama.cpp loads the file
+    (requantizing it to the same preset copies every tensor unchanged)."""
+    src = models["k256"]
+    with GM.GGUFFile(src) as f:
+        plans = GM.plan_types(f, "Q4_K_M")
+    if not encodable(plans):
+        pytest.skip("K-quant encoders not in this build")   # the byte-identity tests above say so loudly
+    plain = GM.quantize_model(src, tmp_path / "plain.gguf", "Q4_K_M")
+    srch = GM.quantize_model(src, tmp_path / "search.gguf", "Q4_K_M", search=True)
+    with GM.GGUFFile(tmp_path / "plain.gguf") as a, GM.GGUFFile(tmp_path / "search.gguf") as b:
+        assert [(t.name, t.type, t.offset) for t in a.tensors] == [(t.name, t.type, t.offset) for t in b.tensors]
+        differ = [t.name for t in a.tensors if bytes(a.data(t.name)) != bytes(b.data(t.name))]
+    searched = {p.name for p in plans if p.quantize and p.dst_type in lowbit.gguf.SEARCH}
+    assert set(differ) <= searched and differ
+    rows_p = {r["name"]: r for r in plain.rows}
+    for r in srch.rows:
+        if r["name"] in searched:
+            assert r["sqnr_db"] >= rows_p[r["name"]]["sqnr_db"] - 1e-9, r["name"]
+    assert srch.totals()["sqnr_db"] > plain.totals()["sqnr_db"]
+    assert srch.options["search"] is True
+    llama_quantize(tmp_path / "search.gguf", tmp_path / "again.gguf", "Q4_K_M")
+    with GM.GGUFFile(tmp_path / "search.gguf") as a, GM.GGUFFile(tmp_path / "again.gguf") as b:
+        for t in a.tensors:
+            assert bytes(a.data(t.name)) == bytes(b.data(t.name)), t.name
