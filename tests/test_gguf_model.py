@@ -703,3 +703,33 @@ def test_search_same_types_lower_error_llama_cpp_reads_it(models, tmp_path):
     with GM.GGUFFile(tmp_path / "search.gguf") as a, GM.GGUFFile(tmp_path / "again.gguf") as b:
         for t in a.tensors:
             assert bytes(a.data(t.name)) == bytes(b.data(t.name)), t.name
+
+
+def test_hostile_headers(tmp_path):
+    """Lying counts and lengths are errors naming the file, never a hang or a huge allocation."""
+    def kv_file(name, payload):
+        p = tmp_path / name
+        p.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k" + payload)
+        return p
+    cases = {
+        "strarr.gguf": struct.pack("<IIQ", 9, 8, 2 ** 62),            # 2^62 strings
+        "numarr.gguf": struct.pack("<IIQ", 9, 4, 2 ** 40),            # 2^40 uint32
+        "str.gguf": struct.pack("<IQ", 8, 2 ** 50) + b"abc",          # a string longer than the file
+        "type.gguf": struct.pack("<I", 99) + b"\0" * 16,              # unknown value type
+    }
+    for name, payload in cases.items():
+        with pytest.raises(ValueError, match=name):
+            GM.GGUFFile(kv_file(name, payload))
+    p = tmp_path / "tensors.gguf"
+    p.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 2 ** 40, 0) + b"\0" * 64)
+    with pytest.raises(ValueError, match="more than the file holds"):
+        GM.GGUFFile(p)
+    p = tmp_path / "dims.gguf"
+    p.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 0) + struct.pack("<Q", 1) + b"t" + struct.pack("<I", 9)
+                  + b"\0" * 64)
+    with pytest.raises(ValueError, match="dimensions"):
+        GM.GGUFFile(p)
+    p = tmp_path / "v1.gguf"
+    p.write_bytes(b"GGUF" + struct.pack("<IQQ", 1, 0, 0) + b"\0" * 16)
+    with pytest.raises(ValueError, match="version 1"):
+        GM.GGUFFile(p)

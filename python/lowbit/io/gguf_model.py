@@ -196,6 +196,9 @@ class GGUFFile:
                 raise GGUFError(self.path, "metadata arrays nested too deep")
             at, pos = self._u("<I", pos)
             n, pos = self._u("<Q", pos)
+            if n > (len(self._mm) - pos) // (struct.calcsize(_SCALAR[at]) if at in _SCALAR else 8):
+                raise GGUFError(self.path, f"a metadata array at offset {pos} claims {n} elements, more than "
+                                           "the file holds (truncated?)")
             if at in _SCALAR:
                 k = n * struct.calcsize(_SCALAR[at])
                 self._need(pos, k)
