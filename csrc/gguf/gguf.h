@@ -102,9 +102,11 @@ constexpr GgufTraits kGgufTraits[kGgufTypeCount] = {
 //   dequantize: in[nblocks * bytes] -> out[nblocks * block].
 using GgufQuantizeFn = bool (*)(const float* x, size_t nblocks, const float* qw, uint8_t* out);
 using GgufDequantizeFn = void (*)(const uint8_t* in, size_t nblocks, float* out);
+//   search:     quantize with search=True (gguf_search.h); nullptr where none.
 struct GgufKernels {
   GgufQuantizeFn quantize[kGgufTypeCount];
   GgufDequantizeFn dequantize[kGgufTypeCount];
+  GgufQuantizeFn search[kGgufTypeCount];
 };
 
 // Variants: one file each (gguf_<isa>.cpp), one word each here (core/dispatch.h).
@@ -116,7 +118,7 @@ LOWBIT_KERNEL_FAMILY(gguf, GgufKernels, scalar, avx2);
 // Rows are n_per_row values (a multiple of block); qw is nullptr or n_per_row
 // importance weights shared by every row.
 void gguf_quantize(GgufType type, const float* x, size_t nblocks, uint8_t* out,
-                   size_t n_per_row = 0, const float* qw = nullptr);
+                   size_t n_per_row = 0, const float* qw = nullptr, bool search = false);
 void gguf_dequantize(GgufType type, const uint8_t* in, size_t nblocks, float* out);
 
 }  // namespace lowbit

@@ -510,6 +510,27 @@ inline void dequantize_block_q3_K(const uint8_t* in, float* y) {
 // The sub-block scales and mins of Q4_K (nmax 15) and Q5_K (nmax 31): the ref path
 // (make_qkx2_quants, then 6-bit codes relative to the largest) or the imatrix
 // path (make_qkx3_quants, then make_qp_quants on the scales and mins).
+// The ref path's 6-bit codes of the 8 sub-block scales and mins (sc_out zeroed).
+inline void qk45_codes_ref(const float* scales, const float* mins, uint8_t* d_out, uint8_t* dmin_out,
+                           uint8_t* sc_out) {
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < 8; ++j) {
+    uint8_t ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
+    uint8_t lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
+    ls = ls < 63 ? ls : 63;
+    lm = lm < 63 ? lm : 63;
+    pack_scale_min_k4(j, ls, lm, sc_out);
+  }
+  store_fp16(d_out, max_scale / 63.f);
+  store_fp16(dmin_out, max_min / 63.f);
+}
+
 template <int kNmax>
 inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_out, uint8_t* dmin_out,
                         uint8_t* sc_out) {
@@ -517,7 +538,6 @@ inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_
   float weights[32], mins[8], scales[8];
   std::memset(sc_out, 0, 12);
   if (!qw) {
-    float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
       const float av_x = std::sqrt(sum_sq(x + 32 * j, 32) / 32);
       for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
@@ -526,20 +546,8 @@ inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_
                                                       -1.f, 0.1f, 20)
                       : make_qkx_quants<false, false>(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
                                                       -0.5f, 0.1f, 15);
-      if (scales[j] > max_scale) max_scale = scales[j];
-      if (mins[j] > max_min) max_min = mins[j];
     }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    for (int j = 0; j < 8; ++j) {
-      uint8_t ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
-      uint8_t lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
-      ls = ls < 63 ? ls : 63;
-      lm = lm < 63 ? lm : 63;
-      pack_scale_min_k4(j, ls, lm, sc_out);
-    }
-    store_fp16(d_out, max_scale / 63.f);
-    store_fp16(dmin_out, max_min / 63.f);
+    qk45_codes_ref(scales, mins, d_out, dmin_out, sc_out);
     return;
   }
   float sw[8];
@@ -580,11 +588,7 @@ inline void qk45_requantize(const float* x, const uint8_t* d_in, const uint8_t* 
   }
 }
 
-inline void quantize_block_q4_K(const float* x, const float* qw, uint8_t* out) {
-  BlockQ4_K* y = reinterpret_cast<BlockQ4_K*>(out);
-  uint8_t L[kQK_K];
-  qk45_scales<15>(x, qw, L, y->d, y->dmin, y->scales);
-  qk45_requantize<15>(x, y->d, y->dmin, y->scales, L);
+inline void pack_q4_K(const uint8_t* L, BlockQ4_K* y) {
   uint8_t* q = y->qs;
   for (int j = 0; j < kQK_K; j += 64) {
     for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
@@ -592,11 +596,25 @@ inline void quantize_block_q4_K(const float* x, const float* qw, uint8_t* out) {
   }
 }
 
+inline void quantize_block_q4_K(const float* x, const float* qw, uint8_t* out) {
+  BlockQ4_K* y = reinterpret_cast<BlockQ4_K*>(out);
+  uint8_t L[kQK_K];
+  qk45_scales<15>(x, qw, L, y->d, y->dmin, y->scales);
+  qk45_requantize<15>(x, y->d, y->dmin, y->scales, L);
+  pack_q4_K(L, y);
+}
+
+inline void pack_q5_K(uint8_t* L, BlockQ5_K* y);
+
 inline void quantize_block_q5_K(const float* x, const float* qw, uint8_t* out) {
   BlockQ5_K* y = reinterpret_cast<BlockQ5_K*>(out);
   uint8_t L[kQK_K];
   qk45_scales<31>(x, qw, L, y->d, y->dmin, y->scales);
   qk45_requantize<31>(x, y->d, y->dmin, y->scales, L);
+  pack_q5_K(L, y);
+}
+
+inline void pack_q5_K(uint8_t* L, BlockQ5_K* y) {
   uint8_t* qh = y->qh;
   uint8_t* ql = y->qs;
   std::memset(qh, 0, kQK_K / 8);
@@ -657,14 +675,22 @@ inline void dequantize_block_q5_K(const uint8_t* in, float* y) {
 
 // ---- Q6_K ---------------------------------------------------------------------
 
+// Q6_K after the 16 sub-block fits (scales, codes L): the block's bytes.
+inline void q6_K_finish(const float* x, const float* scales, int8_t* L, uint8_t* out);
+
 inline void quantize_block_q6_K(const float* x, const float* qw, uint8_t* out) {
-  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
   int8_t L[kQK_K];
   float scales[16];
+  for (int ib = 0; ib < 16; ++ib)
+    scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+  q6_K_finish(x, scales, L, out);
+}
+
+inline void q6_K_finish(const float* x, const float* scales, int8_t* L, uint8_t* out) {
+  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
   float max_scale = 0, max_abs_scale = 0;
   for (int ib = 0; ib < 16; ++ib) {
-    const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
-    scales[ib] = scale;
+    const float scale = scales[ib];
     const float abs_scale = std::fabs(scale);
     if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scale; }
   }

@@ -2,6 +2,7 @@
 #include "gguf/gguf.h"
 #include "gguf/gguf_iq.h"
 #include "gguf/gguf_kquants.h"
+#include "gguf/gguf_search.h"
 #include "gguf/gguf_ops.h"
 
 namespace lowbit {
@@ -65,6 +66,17 @@ const GgufKernels gguf_scalar = {
         kq::dequantize_blocks<kQK, sizeof(BlockMXFP4), iq::dequantize_block_mxfp4>,
         kq::dequantize_blocks<1, 2, iq::dequantize_block_f16>,
         kq::dequantize_blocks<1, 2, iq::dequantize_block_bf16>,
+    },
+    {
+        nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // legacy formats
+        nullptr,                                                         // Q2_K
+        nullptr,                                                         // Q3_K
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), srch::search_block_q4_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), srch::search_block_q5_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), srch::search_block_q6_K>,
+        nullptr,  // Q8_K
+        kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), srch::search_block_iq4_nl>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), srch::search_block_iq4_xs>,
     },
 };
 
