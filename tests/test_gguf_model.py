@@ -406,6 +406,13 @@ def test_cli_gguf_model(tmp_path, models, capsys):
     assert main(["quantize", str(models["k256"]), str(tmp_path / "p.gguf"), "--scheme", "gguf:Q8_0",
                  "--granularity", "group:32"]) == 1
     assert not (tmp_path / "p.gguf").exists()
+    capsys.readouterr()
+    assert main(["quantize", str(models["k256"]), str(tmp_path / "n.gguf"), "--scheme", "gguf:Q8_0", "--no-stats",
+                 "-q"]) == 0
+    assert (tmp_path / "n.gguf").read_bytes() == out.read_bytes()
+    assert main(["quantize", str(tmp_path / "w.safetensors"), str(tmp_path / "w.gguf"), "--scheme", "gguf:Q8_0",
+                 "--imatrix", "x.gguf"]) == 1
+    assert "apply to a GGUF model input" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------

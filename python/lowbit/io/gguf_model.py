@@ -1008,4 +1008,5 @@ def quantize_gguf_cli(args, progress=None):
     if args.clip not in (None, "none"):
         raise ValueError("--clip does not apply to a GGUF model")
     return quantize_model(args.input, args.output, scheme, imatrix=args.imatrix, search=args.search,
-                          force=args.force, report=args.report, progress=progress)
+                          force=args.force, report=args.report, progress=progress,
+                          stats=not getattr(args, "no_stats", False))
