@@ -675,7 +675,7 @@ def test_minilm_llama_cpp_embeddings_equal(minilm, tmp_path, preset):
     e_ours, e_ref, e_f32 = llama_embed(out), llama_embed(ref), llama_embed(src)
     np.testing.assert_array_equal(e_ours, e_ref)
     cos = np.sum(e_ours * e_f32, 1) / np.linalg.norm(e_ours, axis=1) / np.linalg.norm(e_f32, axis=1)
-    assert cos.min() > {"Q8_0": 0.999, "Q4_K_M": 0.98}[preset], cos   # measured: 0.9995+, 0.989+
+    assert cos.min() > {"Q8_0": 0.999, "Q4_K_M": 0.98}[preset], cos   # Q4_K_M measured: 0.989-0.994
 
 
 def test_search_same_types_lower_error_llama_cpp_reads_it(models, tmp_path):
