@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--report", metavar="FILE", help="also write the per-tensor report as JSON")
     q.add_argument("--quiet", "-q", action="store_true", help="no table, no progress bar")
     q.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
-    q.add_argument("--imatrix", metavar="FILE", help="GGUF model input: llama-imatrix's importance matrix (.gguf or .dat)")
-    q.add_argument("--search", action="store_true", help="GGUF model input: search scales harder (not llama.cpp's bytes)")
+    q.add_argument("--imatrix", metavar="FILE", help="GGUF model input: llama-imatrix's importance matrix (.gguf/.dat)")
+    q.add_argument("--search", action="store_true", help="GGUF model input: search scales harder (not llama.cpp bytes)")
     q.add_argument("--no-stats", action="store_true", help="GGUF model input: no SQNR/MSE per tensor (skips a decode)")
 
     i = sub.add_parser("inspect", help="list what a checkpoint holds")
