@@ -821,7 +821,13 @@ def _pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
     view = memoryview(buf).cast("B")
     done = 0
     while done < len(view):
-        n = os.preadv(fd, [view[done:]], offset + done)
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [view[done:]], offset + done)
+        else:   # no preadv (Windows): the helper thread is the only reader of this descriptor
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            chunk = os.read(fd, min(len(view) - done, 1 << 26))
+            n = len(chunk)
+            view[done:done + n] = chunk
         if n <= 0:
             raise OSError(f"unexpected end of file at offset {offset + done}")
         done += n
