@@ -257,9 +257,9 @@ def test_from_dict_rejects_bad_records(rng):
 # ---- bad and empty input ---------------------------------------------------------
 
 def test_bad_codes_and_scales():
-    with pytest.raises(ValueError, match=r"outside \{-1, 0, 1\}.*\(1, 2\): 2"):
+    with pytest.raises(ValueError, match=r"outside the ternary codes \{-1, 0, \+1\}.*\(1, 2\): 2"):
         lowbit.TernaryWeight.from_codes(np.array([[0, 1, 1], [1, 0, 2]]), 1.0)
-    with pytest.raises(ValueError, match=r"outside \{-1, 1\}"):
+    with pytest.raises(ValueError, match=r"outside the binary codes \{-1, \+1\}"):
         lowbit.BinaryWeight.from_codes(np.array([[0, 1]]), 1.0)
     with pytest.raises(TypeError, match="integer"):
         lowbit.TernaryWeight.from_codes(np.zeros((2, 2), F32), 1.0)

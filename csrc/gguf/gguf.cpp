@@ -22,6 +22,17 @@ void gguf_quantize(GgufType type, const float* x, size_t nblocks, uint8_t* out, 
   const size_t block = kGgufTraits[type].block, bytes = kGgufTraits[type].bytes;
   const size_t bpr = qw && n_per_row ? n_per_row / block : nblocks;  // blocks per row
   std::atomic<bool> ok{true};
+  // The legacy formats' imatrix encoders weigh by the whole row (sigma2): whole rows per call.
+  const bool whole_rows = qw && n_per_row && (type == kQ4_0 || type == kQ4_1 || type == kQ5_0 || type == kQ5_1);
+  if (whole_rows) {
+    const size_t nrows = nblocks / bpr;
+    parallel_for(nrows, std::max<size_t>(1, kGrain / n_per_row), [&](size_t b, size_t e) {
+      for (size_t r = b; r < e; ++r)
+        if (!fn(x + r * n_per_row, bpr, qw, out + r * bpr * bytes)) ok = false;
+    });
+    if (!ok) throw NonFiniteError();
+    return;
+  }
   const size_t grain = search ? std::max<size_t>(1, kGrain / 32 / block) : std::max<size_t>(1, kGrain / block);
   parallel_for(nblocks, grain, [&](size_t b, size_t e) {
     while (b < e) {  // one call per piece of a row, so qw lines up with the blocks

@@ -628,17 +628,31 @@ inline __m256i nearest_int8(__m256 v) {  // ggml's nearest_int on 8 lanes
                           _mm256_set1_epi32(0x00400000));
 }
 
-template <int kNmax, int kNstep>
-inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L) {
+// kX3: make_qkx3_quants (the imatrix path: weights qw * sqrt(sigma2 + x^2), its sums
+// in sw_out; a sub-block is degenerate when !(max > min)); else make_qkx2_quants
+// with ggml's ref weights av_x + |x|.
+template <int kNmax, int kNstep, bool kX3>
+inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L,
+                       const float* qw = nullptr, float sigma2 = 0, float* sw_out = nullptr) {
   const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
   __m256 X[32], W[32];
   for (int i = 0; i < 32; ++i) X[i] = _mm256_i32gather_ps(x + i, idx, 4);
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-  // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
-  __m256 sx2 = zero;
-  for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
-  const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
-  for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  if (kX3) {
+    __m256 sw = zero;
+    for (int i = 0; i < 32; ++i) {
+      W[i] = _mm256_mul_ps(_mm256_i32gather_ps(qw + i, idx, 4),
+                           _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), _mm256_mul_ps(X[i], X[i]))));
+      sw = _mm256_add_ps(sw, W[i]);
+    }
+    _mm256_storeu_ps(sw_out, sw);
+  } else {
+    // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
+    __m256 sx2 = zero;
+    for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
+    const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
+    for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  }
   __m256 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm256_mul_ps(W[0], X[0]);
   for (int i = 1; i < 32; ++i) {
     mn = _mm256_min_ps(X[i], mn);
@@ -647,7 +661,7 @@ inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, 
     sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(W[i], X[i]));
   }
   mn = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
-  const __m256 degenerate = _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+  const __m256 degenerate = kX3 ? _mm256_cmp_ps(mx, mn, _CMP_NGT_UQ) : _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
   const __m256 min0 = mn;
   const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
   __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(kNmax)), _mm256_sub_ps(mx, mn));
@@ -726,27 +740,34 @@ inline void qk45_requantize_avx2(const float* x, const uint8_t* d_in, const uint
   }
 }
 
+template <int kNmax>
+inline void qk45_fit_avx2(const float* x, const float* qw, uint8_t* L, uint8_t* d, uint8_t* dmin, uint8_t* sc) {
+  float scales[8], mins[8];
+  std::memset(sc, 0, 12);
+  if (qw) {
+    float sw[8];
+    const float sigma2 = 2 * kq::sum_sq(x, kQK_K) / kQK_K;
+    qkx2_lanes<kNmax, 36, true>(x, -0.9f, 0.05f, scales, mins, L, qw, sigma2, sw);
+    kq::qk45_codes_imatrix(scales, mins, sw, d, dmin, sc);
+  } else {
+    if (kNmax == 15) qkx2_lanes<kNmax, 20, false>(x, -1.f, 0.1f, scales, mins, L);
+    else qkx2_lanes<kNmax, 15, false>(x, -0.5f, 0.1f, scales, mins, L);
+    kq::qk45_codes_ref(scales, mins, d, dmin, sc);
+  }
+  qk45_requantize_avx2<kNmax>(x, d, dmin, sc, L);
+}
+
 void quantize_block_q4_K_avx2(const float* x, const float* qw, uint8_t* out) {
-  if (qw) return kq::quantize_block_q4_K(x, qw, out);
   BlockQ4_K* y = reinterpret_cast<BlockQ4_K*>(out);
   uint8_t L[kQK_K];
-  float scales[8], mins[8];
-  qkx2_lanes<15, 20>(x, -1.f, 0.1f, scales, mins, L);
-  std::memset(y->scales, 0, 12);
-  kq::qk45_codes_ref(scales, mins, y->d, y->dmin, y->scales);
-  qk45_requantize_avx2<15>(x, y->d, y->dmin, y->scales, L);
+  qk45_fit_avx2<15>(x, qw, L, y->d, y->dmin, y->scales);
   kq::pack_q4_K(L, y);
 }
 
 void quantize_block_q5_K_avx2(const float* x, const float* qw, uint8_t* out) {
-  if (qw) return kq::quantize_block_q5_K(x, qw, out);
   BlockQ5_K* y = reinterpret_cast<BlockQ5_K*>(out);
   uint8_t L[kQK_K];
-  float scales[8], mins[8];
-  qkx2_lanes<31, 15>(x, -0.5f, 0.1f, scales, mins, L);
-  std::memset(y->scales, 0, 12);
-  kq::qk45_codes_ref(scales, mins, y->d, y->dmin, y->scales);
-  qk45_requantize_avx2<31>(x, y->d, y->dmin, y->scales, L);
+  qk45_fit_avx2<31>(x, qw, L, y->d, y->dmin, y->scales);
   kq::pack_q5_K(L, y);
 }
 
@@ -850,19 +871,12 @@ inline __m256 iq4_value8(__m256i i) {
   return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
 }
 
-void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
-  BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
-  float sigma2 = kq::sum_sq(x, kQK_K);
-  sigma2 *= 2.f / kQK_K;
-  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+// quantize_row_iq4_nl_impl's per-32 search (ntry 7) for 8 sub-blocks in the lanes:
+// X[i], W[i] hold value i of each; returns the scales (0 for an all-tiny sub-block).
+inline __m256 iq4_fit_lanes(const __m256* X, const __m256* W) {
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-  __m256 X[32], W[32];
   __m256 amax = zero, max = zero;
   for (int i = 0; i < 32; ++i) {
-    X[i] = _mm256_i32gather_ps(x + i, gidx, 4);
-    const __m256 xx = _mm256_mul_ps(X[i], X[i]);
-    W[i] = qw ? _mm256_mul_ps(_mm256_i32gather_ps(qw + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), xx)))
-              : xx;
     const __m256 ax = _mm256_andnot_ps(sign, X[i]);
     const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
     amax = _mm256_blendv_ps(amax, ax, gt);
@@ -894,8 +908,67 @@ void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
     d = _mm256_blendv_ps(d, _mm256_div_ps(sqx, sq2), better);
     best = _mm256_blendv_ps(best, _mm256_mul_ps(d, sqx), better);
   }
+  return _mm256_blendv_ps(d, zero, zero_lane);
+}
+
+inline void iq4_codes32(const float* x, float id, uint8_t* L) {  // best_index_int8(id * x) for 32 values
+  const __m256 v = _mm256_set1_ps(id);
+  for (int k = 0; k < 32; k += 8) {
+    const __m256i q = iq4_index8(_mm256_mul_ps(v, _mm256_loadu_ps(x + k)));
+    const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(L + k), _mm_packus_epi16(p16, p16));
+  }
+}
+
+// IQ4_NL: 8 blocks of 32 at a time (each block's own sigma2 and scale), the rest scalar.
+bool quantize_iq4_nl_avx2(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  for (size_t i = 0; i < nblocks * kQK; ++i)
+    if ((f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return false;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  size_t b = 0;
+  for (; b + 8 <= nblocks; b += 8) {
+    const float* xb = x + kQK * b;
+    const float* wb = qw ? qw + kQK * b : nullptr;
+    __m256 X[32], W[32], s2 = _mm256_setzero_ps();
+    for (int i = 0; i < 32; ++i) {
+      X[i] = _mm256_i32gather_ps(xb + i, gidx, 4);
+      s2 = _mm256_add_ps(s2, _mm256_mul_ps(X[i], X[i]));
+    }
+    const __m256 sigma2 = _mm256_mul_ps(s2, _mm256_set1_ps(2.f / 32));
+    for (int i = 0; i < 32; ++i) {
+      const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+      W[i] = wb ? _mm256_mul_ps(_mm256_i32gather_ps(wb + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(sigma2, xx))) : xx;
+    }
+    float d[8];
+    _mm256_storeu_ps(d, iq4_fit_lanes(X, W));
+    for (int j = 0; j < 8; ++j) {
+      uint8_t* y = out + sizeof(BlockIQ4_NL) * (b + j);
+      store_fp16(y, d[j]);
+      uint8_t L[32];
+      iq4_codes32(xb + 32 * j, d[j] ? 1 / d[j] : 0, L);
+      kq::pack_iq4(L, 32, y + 2);
+    }
+  }
+  for (; b < nblocks; ++b)
+    kq::quantize_block_iq4_nl(x + kQK * b, qw ? qw + kQK * b : nullptr, out + sizeof(BlockIQ4_NL) * b);
+  return true;
+}
+
+void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
+  float sigma2 = kq::sum_sq(x, kQK_K);
+  sigma2 *= 2.f / kQK_K;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  __m256 X[32], W[32];
+  for (int i = 0; i < 32; ++i) {
+    X[i] = _mm256_i32gather_ps(x + i, gidx, 4);
+    const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+    W[i] = qw ? _mm256_mul_ps(_mm256_i32gather_ps(qw + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), xx)))
+              : xx;
+  }
+  const __m256 d = iq4_fit_lanes(X, W);
   float scales[8];
-  _mm256_storeu_ps(scales, _mm256_blendv_ps(d, zero, zero_lane));
+  _mm256_storeu_ps(scales, d);
   float max_scale = 0, amax_scale = 0;
   for (int ib = 0; ib < 8; ++ib) {
     const float abs_d = std::fabs(scales[ib]);
@@ -910,12 +983,7 @@ void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
     int l = kq::nearest_int(id * scales[ib]);
     l = l < -32 ? -32 : (l > 31 ? 31 : l);
     const float dl = dd * static_cast<float>(l);
-    const __m256 idl = _mm256_set1_ps(dl ? 1 / dl : 0.f);
-    for (int k = 0; k < 32; k += 8) {
-      const __m256i q = iq4_index8(_mm256_mul_ps(idl, _mm256_loadu_ps(x + 32 * ib + k)));
-      const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(L + 32 * ib + k), _mm_packus_epi16(p16, p16));
-    }
+    iq4_codes32(x + 32 * ib, dl ? 1 / dl : 0.f, L + 32 * ib);
     l += 32;
     const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
     if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
@@ -927,6 +995,37 @@ void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
   kq::pack_iq4(L, kQK_K, y->qs);
 }
 
+// ---- Q6_K decoder: (d * sc) * q, 8 values per vector (one sub-block scale each) --------
+
+void dequantize_q6_K_avx2(const uint8_t* in, size_t nblocks, float* out) {
+  const __m256i m4 = _mm256_set1_epi32(0xF), m3 = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+  for (size_t b = 0; b < nblocks; ++b) {
+    const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(in + b * sizeof(BlockQ6_K));
+    float* y = out + b * kQK_K;
+    const float d = load_fp16(x->d);
+    for (int n = 0; n < 2; ++n) {
+      const uint8_t* ql = x->ql + 64 * n;
+      const uint8_t* qh = x->qh + 32 * n;
+      const int8_t* sc = x->scales + 8 * n;
+      float* yy = y + 128 * n;
+      for (int l0 = 0; l0 < 32; l0 += 8) {
+        const int is = l0 / 16;
+        const __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l0)));
+        const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l0 + 32)));
+        const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l0)));
+        const __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi32(_mm256_and_si256(h, m3), 4)), off);
+        const __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(c, m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), m3), 4)), off);
+        const __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), m3), 4)), off);
+        const __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)), off);
+        _mm256_storeu_ps(yy + l0 + 0, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 0])), _mm256_cvtepi32_ps(q1)));
+        _mm256_storeu_ps(yy + l0 + 32, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 2])), _mm256_cvtepi32_ps(q2)));
+        _mm256_storeu_ps(yy + l0 + 64, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 4])), _mm256_cvtepi32_ps(q3)));
+        _mm256_storeu_ps(yy + l0 + 96, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 6])), _mm256_cvtepi32_ps(q4)));
+      }
+    }
+  }
+}
+
 // The legacy formats' kernels take no importance weights.
 template <bool (*kFn)(const float*, size_t, uint8_t*)>
 bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
@@ -935,15 +1034,19 @@ bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
 
 const GgufKernels gguf_avx2 = {
     {
-        no_qw<quantize_q8_0>, no_qw<quantize_q4_0>, no_qw<quantize_q4_1>, no_qw<quantize_q5_0>,
-        no_qw<quantize_q5_1>, no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
+        no_qw<quantize_q8_0>,
+        kq::legacy_with_imatrix<no_qw<quantize_q4_0>, kq::quantize_row_legacy_imatrix<8, false>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q4_1>, kq::quantize_row_legacy_imatrix<15, true>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q5_0>, kq::quantize_row_legacy_imatrix<16, false>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q5_1>, kq::quantize_row_legacy_imatrix<31, true>>,
+        no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), quantize_block_q4_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), quantize_block_q5_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), quantize_block_q6_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
-        kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), kq::quantize_block_iq4_nl>,
+        quantize_iq4_nl_avx2,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), quantize_block_iq4_xs_avx2>,
     },
     {
@@ -953,7 +1056,7 @@ const GgufKernels gguf_avx2 = {
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ3_K), kq::dequantize_block_q3_K>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ4_K), kq::dequantize_block_q4_K>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ5_K), kq::dequantize_block_q5_K>,
-        kq::dequantize_blocks<kQK_K, sizeof(BlockQ6_K), kq::dequantize_block_q6_K>,
+        dequantize_q6_K_avx2,
         kq::dequantize_blocks<kQK_K, sizeof(BlockQ8_K), kq::dequantize_block_q8_K>,
         kq::dequantize_blocks<kQK, sizeof(BlockIQ4_NL), kq::dequantize_block_iq4_nl>,
         kq::dequantize_blocks<kQK_K, sizeof(BlockIQ4_XS), kq::dequantize_block_iq4_xs>,

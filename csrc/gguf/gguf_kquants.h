@@ -531,6 +531,20 @@ inline void qk45_codes_ref(const float* scales, const float* mins, uint8_t* d_ou
   store_fp16(dmin_out, max_min / 63.f);
 }
 
+// The imatrix path's codes of the 8 sub-block scales and mins (sc_out zeroed).
+inline void qk45_codes_imatrix(const float* scales, const float* mins, const float* sw, uint8_t* d_out,
+                               uint8_t* dmin_out, uint8_t* sc_out) {
+  uint8_t Ls[8], Lm[8];
+  const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
+  const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
+    pack_scale_min_k4(j, ls, lm, sc_out);
+  }
+  store_fp16(d_out, d_block);
+  store_fp16(dmin_out, m_block);
+}
+
 template <int kNmax>
 inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_out, uint8_t* dmin_out,
                         uint8_t* sc_out) {
@@ -551,7 +565,6 @@ inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_
     return;
   }
   float sw[8];
-  uint8_t Ls[8], Lm[8];
   const float sigma2 = 2 * sum_sq(x, kQK_K) / kQK_K;
   for (int j = 0; j < 8; ++j) {
     for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
@@ -561,14 +574,7 @@ inline void qk45_scales(const float* x, const float* qw, uint8_t* L, uint8_t* d_
     scales[j] = make_qkx_quants<true, false>(32, kNmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f,
                                              0.05f, 36);
   }
-  const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
-  const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
-  for (int j = 0; j < 8; ++j) {
-    const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
-    pack_scale_min_k4(j, ls, lm, sc_out);
-  }
-  store_fp16(d_out, d_block);
-  store_fp16(dmin_out, m_block);
+  qk45_codes_imatrix(scales, mins, sw, d_out, dmin_out, sc_out);
 }
 
 template <int kNmax>
@@ -928,6 +934,49 @@ inline void dequantize_block_iq4_xs(const uint8_t* in, float* y) {
   }
 }
 
+// ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 with an importance matrix --------------------------
+//
+// quantize_row_q4_0_impl and friends: the weights use sigma2 over the whole row,
+// so these run on whole rows (the driver never splits a row for them).
+// kNmax: Q4_0 8, Q5_0 16 (symmetric, make_qx_quants); Q4_1 15, Q5_1 31 (make_qkx3_quants).
+template <int kNmax, bool kAsym>
+inline void quantize_row_legacy_imatrix(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  const size_t n = nblocks * kQK;
+  float sum_x2 = 0;
+  for (size_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  const float sigma2 = sum_x2 / static_cast<float>(n);
+  constexpr bool kFive = kNmax > 15;
+  constexpr size_t kBytes = 2 + (kAsym ? 2 : 0) + (kFive ? 4 : 0) + 16;
+  for (size_t ib = 0; ib < nblocks; ++ib) {
+    const float* xb = x + kQK * ib;
+    const float* w = qw + kQK * ib;
+    uint8_t* y = out + kBytes * ib;
+    float weight[kQK];
+    for (int j = 0; j < kQK; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+    uint8_t L[kQK];
+    if (kAsym) {
+      uint8_t Laux[kQK];
+      float min;
+      const float d = make_qkx_quants<true, false>(kQK, kNmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+      store_fp16(y, d);
+      store_fp16(y + 2, -min);
+    } else {
+      int8_t Ls[kQK];
+      const float d = make_qx_quants(kQK, kNmax, xb, Ls, weight);
+      store_fp16(y, d);
+      for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(Ls[j]);
+    }
+    uint8_t* qs = y + kBytes - 16;
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      qs[j] = static_cast<uint8_t>((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+      qh |= ((L[j] & 0x10u) >> 4) << j;
+      qh |= ((L[j + 16] & 0x10u) >> 4) << (j + 16);
+    }
+    if (kFive) std::memcpy(y + (kAsym ? 4 : 2), &qh, 4);
+  }
+}
+
 // ---- loops over blocks (the kernel-table entries) ------------------------------
 
 // The encoders above assume finite input: the check comes first, per block.
@@ -940,6 +989,17 @@ bool quantize_blocks_w(const float* x, size_t nblocks, const float* qw, uint8_t*
     if (bad) return false;
     kFn(xb, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   }
+  return true;
+}
+
+// A legacy-format kernel (no importance weights) that takes the imatrix path of
+// quantize_row_legacy_imatrix when weights are given (whole rows then).
+template <bool (*kFn)(const float*, size_t, const float*, uint8_t*), void (*kRowFn)(const float*, size_t, const float*, uint8_t*)>
+bool legacy_with_imatrix(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!qw) return kFn(x, nblocks, nullptr, out);
+  for (size_t i = 0; i < nblocks * kQK; ++i)
+    if ((f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return false;
+  kRowFn(x, nblocks, qw, out);
   return true;
 }
 

@@ -25,10 +25,14 @@ void dequantize_blocks(const uint8_t* in, size_t nblocks, float* out) {
 const GgufKernels gguf_scalar = {
     {
         quantize_blocks<kQK, sizeof(BlockQ8_0), quantize_block_q8_0>,
-        quantize_blocks<kQK, sizeof(BlockQ4_0), quantize_block_q4_0>,
-        quantize_blocks<kQK, sizeof(BlockQ4_1), quantize_block_q4_1>,
-        quantize_blocks<kQK, sizeof(BlockQ5_0), quantize_block_q5_0>,
-        quantize_blocks<kQK, sizeof(BlockQ5_1), quantize_block_q5_1>,
+        kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ4_0), quantize_block_q4_0>,
+                                kq::quantize_row_legacy_imatrix<8, false>>,
+        kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ4_1), quantize_block_q4_1>,
+                                kq::quantize_row_legacy_imatrix<15, true>>,
+        kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ5_0), quantize_block_q5_0>,
+                                kq::quantize_row_legacy_imatrix<16, false>>,
+        kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ5_1), quantize_block_q5_1>,
+                                kq::quantize_row_legacy_imatrix<31, true>>,
         quantize_blocks<kQK_K, sizeof(BlockTQ1_0), quantize_block_tq1_0>,
         quantize_blocks<kQK_K, sizeof(BlockTQ2_0), quantize_block_tq2_0>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,

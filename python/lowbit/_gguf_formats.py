@@ -43,7 +43,7 @@ FORMATS = {
 ENCODABLE = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0",
              "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ4_NL", "IQ4_XS")
 # Formats whose encoder uses an importance matrix (ggml_quantize_chunk's quant_weights).
-IMATRIX = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
+IMATRIX = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
 # Formats whose ggml encoder ignores an importance matrix (accepted, unused).
 IMATRIX_IGNORED = ("Q8_0", "TQ1_0", "TQ2_0", "Q8_K")
 # Formats with a search=True encoder.

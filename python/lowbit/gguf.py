@@ -58,8 +58,8 @@ def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
     The last axis is the row; its length must be a multiple of the block size
     (32 for Q*_0/Q*_1/IQ4_NL, 256 for the others). ``imatrix``: None or one
     non-negative value per column (``x.shape[-1]``), used as llama.cpp uses it
-    (Q2_K..Q6_K, IQ4_NL, IQ4_XS; accepted and unused for Q8_0, TQ1_0, TQ2_0, Q8_K,
-    as in llama.cpp; an error for Q4_0/Q4_1/Q5_0/Q5_1). ``search``: see the module.
+    (Q2_K..Q6_K, IQ4_NL, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1; accepted and unused for
+    Q8_0, TQ1_0, TQ2_0, Q8_K, as in llama.cpp). ``search``: see the module.
     Returns uint8 of shape ``x.shape[:-1] + (bytes_per_row,)``.
     """
     fmt = check_format(fmt, encode=True)

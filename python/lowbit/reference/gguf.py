@@ -1,5 +1,10 @@
 """Reference GGUF block formats (SPEC 8), NumPy only.
 
+The legacy blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0) are here; the
+super-block formats (K-quants, IQ4_NL, IQ4_XS, Q8_K, and the legacy formats'
+imatrix encoders) in ``gguf_k``, the read-only decoders (IQ1/IQ2/IQ3, MXFP4,
+F16, BF16) in ``gguf_iq``: all byte-/bit-identical to llama.cpp's C code.
+
 Each format is ggml's reference C code (``quantize_row_*_ref`` /
 ``dequantize_row_*`` in ggml-quants.c) written out in NumPy, one float32
 operation per C operation, with ggml's rounding (``roundf``: half away from
@@ -17,8 +22,6 @@ choices where that package has no defined answer (see docs in lowbit.gguf):
 - A scale beyond float16's range is stored as +-Inf, as gguf-py does.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -262,6 +265,9 @@ def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
     if x.size == 0:
         return np.zeros(out_shape, np.uint8)
     with np.errstate(all="ignore"):  # Inf scales (float16 overflow) and 1/d overflow are defined above
+        if qw is not None and fmt in gguf_k._LEGACY:
+            x2 = x.reshape(-1, x.shape[-1])
+            return gguf_k.legacy_imatrix(x2, fmt, qw).reshape(out_shape)
         if fmt in gguf_k.QUANT:
             xb = x.reshape(-1, bs)
             w = None if qw is None else np.broadcast_to(qw.reshape(1, -1), x.reshape(-1, x.shape[-1]).shape)

@@ -701,3 +701,31 @@ QUANT = {"Q2_K": q2_k, "Q3_K": q3_k, "Q4_K": q4_k, "Q5_K": q5_k, "Q6_K": q6_k, "
          "IQ4_NL": iq4_nl, "IQ4_XS": iq4_xs}
 DEQUANT = {"Q2_K": dq2_k, "Q3_K": dq3_k, "Q4_K": dq4_k, "Q5_K": dq5_k, "Q6_K": dq6_k, "Q8_K": dq8_k,
            "IQ4_NL": diq4_nl, "IQ4_XS": diq4_xs}
+
+
+# ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 with an importance matrix (quantize_row_q4_0_impl ...) ----
+
+_LEGACY = {"Q4_0": (8, False), "Q5_0": (16, False), "Q4_1": (15, True), "Q5_1": (31, True)}
+
+
+def legacy_imatrix(x, fmt, qw):
+    """x: (rows, n) float32, qw: (n,) -> (rows, n // 32 * bytes) uint8."""
+    nmax, asym = _LEGACY[fmt]
+    rows, n = x.shape
+    sigma2 = _div(_sum_sq(x), F32(n))                                    # (rows,)
+    xb = x.reshape(-1, 32)
+    wb = np.broadcast_to(qw.reshape(1, -1), x.shape).reshape(-1, 32)
+    sig = np.repeat(sigma2, n // 32)[:, None]
+    weight = _mul(wb, np.sqrt((sig + _mul(xb, xb)).astype(F32)))
+    if asym:
+        d, the_min, L = make_qkx_quants(xb, weight, nmax, -0.9, 0.05, 36, False, True)
+        head = [u16_bytes(fp16_bits(d)), u16_bytes(fp16_bits(-the_min))]
+    else:
+        d, L = make_qx_quants(xb, nmax, weight)
+        head = [u16_bytes(fp16_bits(d))]
+    L = L.astype(np.int64)
+    qs = ((L[:, :16] & 0xF) | ((L[:, 16:] & 0xF) << 4)).astype(np.uint8)
+    if nmax > 15:
+        qh = (((L >> 4) & 1) << np.arange(32)).sum(axis=1).astype(np.uint32)
+        head.append(qh.reshape(-1, 1).view(np.uint8))
+    return np.concatenate(head + [qs], axis=1).reshape(rows, -1)
