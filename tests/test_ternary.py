@@ -355,6 +355,15 @@ def test_s32_register_tiles_long_k(isa, rng, bits, M):
     check_s32(rng, M, 5, K, bits, fill=127, codes=-np.ones((5, K), np.int8))
 
 
+@pytest.mark.parametrize("bits", [2, 1])
+@pytest.mark.parametrize("M", [2, 7, 13, 20])
+def test_s32_strips_and_chunks(isa, rng, bits, M):
+    """The driver hands the tiles strips of weight rows (hundreds of rows per register-tile
+    call in the int32 path, 16 decoded rows per panel) over chunks of K: many strips, a
+    remainder strip, several K chunks."""
+    check_s32(rng, M, 1203, 9000, bits)
+
+
 def test_constructor_checks_kernel_bytes(rng):
     w = lowbit.TernaryWeight.from_codes(random_codes(rng, 2, 130, 2), 1.0)
     again = lowbit.TernaryWeight(w.packed.copy(), w.scale, w.shape)
