@@ -733,3 +733,22 @@ def test_hostile_headers(tmp_path):
     p.write_bytes(b"GGUF" + struct.pack("<IQQ", 1, 0, 0) + b"\0" * 16)
     with pytest.raises(ValueError, match="version 1"):
         GM.GGUFFile(p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["Q4_K_M", "IQ4_XS"])
+def test_minilm_imatrix_identical_to_llama_quantize(minilm, tmp_path, preset):
+    """A real model with an importance matrix (rows of 384 fall back to Q5_0 / IQ4_NL, which use it too)."""
+    src = minilm["f16"]
+    imf = tmp_path / "minilm-imatrix.gguf"
+    _collect(src, n_tok=300).save(imf)
+    out, ref = tmp_path / "lowbit.gguf", tmp_path / "ref.gguf"
+    with GM.GGUFFile(src) as f:
+        plans = GM.plan_types(f, preset, has_imatrix=True)
+    if not encodable(plans) or not imatrix_encodable(plans, set(IM.load_imatrix(imf).entries)):
+        with pytest.raises(ValueError, match="cannot encode"):
+            GM.quantize_model(src, out, preset, imatrix=str(imf))
+        return
+    llama_quantize(src, ref, preset, imatrix_file=str(imf))
+    GM.quantize_model(src, out, preset, imatrix=str(imf))
+    assert out.read_bytes() == ref.read_bytes()
