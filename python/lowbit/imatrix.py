@@ -106,7 +106,7 @@ def load_imatrix(path) -> Imatrix:
 
 
 def _load_gguf(path: str) -> Imatrix:
-    from .io.gguf_model import GGUFFile
+    from .io.gguf_file import GGUFFile
     with GGUFFile(path) as f:
         ds = f.value("imatrix.datasets")
         if ds is None or "imatrix.chunk_count" not in f.kv or "imatrix.chunk_size" not in f.kv:
