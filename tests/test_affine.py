@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 import lowbit
 from lowbit import reference as ref
 
+from launcher import PYTHON
 from conftest import assert_qtensor_equal
 
 SIZES = [1, 7, 31, 32, 33, 64, 4097]
@@ -306,14 +307,14 @@ def test_force_isa_env(tmp_path):
     import sys
     code = "import lowbit; print(lowbit.get_isa())"
     env = dict(__import__("os").environ, LOWBIT_FORCE_ISA="scalar")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([*PYTHON, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "scalar"
     env["LOWBIT_FORCE_ISA"] = "bogus"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run([*PYTHON, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "LOWBIT_FORCE_ISA" in out.stderr
     env["LOWBIT_FORCE_ISA"] = ""
     env["LOWBIT_NUM_THREADS"] = "3"
-    out = subprocess.run([sys.executable, "-c", "import lowbit; print(lowbit.get_num_threads())"],
+    out = subprocess.run([*PYTHON, "-c", "import lowbit; print(lowbit.get_num_threads())"],
                          env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
 
