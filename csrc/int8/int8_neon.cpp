@@ -1,0 +1,10 @@
+// int8 GEMM micro-kernels, aarch64 Advanced SIMD (every ARMv8-A core): the tiles of
+// int8_neon_tiles.h.
+#include "int8/int8_neon_tiles.h"
+
+namespace lowbit {
+
+extern const Int8Kernels int8_neon;  // external linkage (the driver's variant list names it)
+const Int8Kernels int8_neon = {tile_i16, tile_u7_neon};
+
+}  // namespace lowbit
