@@ -49,7 +49,6 @@ void quantize(const float* x, size_t n, float s, int32_t qmin, int32_t qmax, int
 
 }  // namespace
 
-extern const ActKernels act_neon;  // external linkage (the driver's variant list names it)
 const ActKernels act_neon = {absmax, quantize};
 
 }  // namespace lowbit

@@ -164,7 +164,6 @@ void dequantize_cols(const uint8_t* q, bool is_signed, size_t rows, size_t cols,
 
 }  // namespace
 
-extern const AffineKernels affine_neon;  // external linkage (the driver's variant list names it)
 const AffineKernels affine_neon = {range, range_cols, quantize, quantize_cols, quantize_groups, dequantize,
                                    dequantize_cols};
 

@@ -74,7 +74,6 @@ void mse_objective(const float* x, size_t n, const float* inv, const float* scal
 
 }  // namespace
 
-extern const CalibKernels calib_neon;  // external linkage (the driver's variant list names it)
 const CalibKernels calib_neon = {abs_histogram, mse_objective};
 
 }  // namespace lowbit

@@ -67,7 +67,6 @@ void assign(const float* x, size_t n, const float* mid, size_t k, uint64_t* cnt,
 
 }  // namespace
 
-extern const CodebookKernels codebook_neon;  // external linkage (the driver's variant list names it)
 const CodebookKernels codebook_neon = {quantize, dequantize, assign};
 
 }  // namespace lowbit

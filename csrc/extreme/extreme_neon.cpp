@@ -146,7 +146,6 @@ bool small_groups(const float* x, size_t count, size_t group, ExtremeMethod m, i
 
 }  // namespace
 
-extern const ExtremeKernels extreme_neon;  // external linkage (the driver's variant list names it)
 const ExtremeKernels extreme_neon = {block_sums, ternary_round, ternary_twn, ternary_threshold, binary_sign,
                                      small_groups};
 

@@ -146,7 +146,6 @@ void dequantize_block_tq2_0_neon(const uint8_t* in, float* y) {
 
 }  // namespace
 
-extern const GgufKernels gguf_neon;  // external linkage (the driver's variant list names it)
 const GgufKernels gguf_neon = {
     {
         quantize_blocks<kQK, sizeof(BlockQ8_0), quantize_block_q8_0_neon>,

@@ -54,7 +54,7 @@ struct Int8Kernels {
 };
 
 // Variants: one file each (int8_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2, neon, dotprod, i8mm);
 
 // ---- driver (int8.cpp) ---------------------------------------------------
 

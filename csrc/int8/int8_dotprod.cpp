@@ -12,7 +12,6 @@
 
 namespace lowbit {
 
-extern const Int8Kernels int8_dotprod;  // external linkage (the driver's variant list names it)
 const Int8Kernels int8_dotprod = {tile_i16, tile_u7_dot};
 
 }  // namespace lowbit

@@ -85,7 +85,6 @@ void tile_u7_mmla(const int8_t* a, size_t lda, int mr, const uint8_t* panel, siz
 
 }  // namespace
 
-extern const Int8Kernels int8_i8mm;  // external linkage (the driver's variant list names it)
 const Int8Kernels int8_i8mm = {tile_i16, tile_u7_mmla};
 
 }  // namespace lowbit

@@ -4,7 +4,6 @@
 
 namespace lowbit {
 
-extern const Int8Kernels int8_neon;  // external linkage (the driver's variant list names it)
 const Int8Kernels int8_neon = {tile_i16, tile_u7_neon};
 
 }  // namespace lowbit

@@ -199,7 +199,6 @@ bool unpack_any(const uint8_t* p, size_t n, const PackMap& m, uint8_t* out) {
 
 }  // namespace
 
-extern const PackKernels pack_neon;  // external linkage (the driver's variant list names it)
 const PackKernels pack_neon = {pack1,   pack2,   pack4,   pack_any,   unpack1,
                                unpack2, unpack4, unpack_any, pack_base3, unpack_base3};
 
