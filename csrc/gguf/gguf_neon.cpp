@@ -1,7 +1,9 @@
-// GGUF block formats, aarch64 Advanced SIMD variant. Q8_0 quantization and the
-// dequantization of Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and TQ2_0 are vectorized; the other
-// quantizers (their argmax/min-max searches and ggml's x86 casts) and TQ1_0's
-// dequantization are gguf_ops.h's scalar block functions.
+// GGUF block formats, aarch64 Advanced SIMD variant. Vectorized: Q8_0 and TQ2_0
+// quantization, the codes of Q4_0/Q4_1/Q5_0/Q5_1 (their argmax and min/max searches stay
+// gguf_ops.h's scalar loops, whose order defines ggml's result), and the dequantization
+// of every format but TQ1_0; TQ1_0 is gguf_ops.h's scalar block functions.
+// ggml's (int) casts follow x86 (cvttss2si: INT32_MIN for NaN, Inf, out of range): a
+// truncating fcvtzs masked to 0 where |v| >= 2^31 keeps the same low byte.
 // Rounding: fcvtas (vcvtaq_s32_f32) rounds half away from zero, ggml's roundf; the
 // half-precision scales go through gguf_ops.h's conversions; no fused multiply-add.
 #include <arm_neon.h>
@@ -52,6 +54,135 @@ bool quantize_block_q8_0_neon(const float* x, uint8_t* out) {
                               vmovn_s16(vcombine_s16(vmovn_s32(q2), vmovn_s32(q3))));
     vst1q_s8(y->qs + 16 * h, b);
   }
+  return true;
+}
+
+// (int8_t) to_int_x86(v) for 4 lanes: truncation; NaN, Inf and |v| >= 2^31 give INT32_MIN,
+// whose low byte (0) is what the caller keeps, so they are zeroed here.
+inline int32x4_t trunc_x86(float32x4_t v) {
+  uint32x4_t in_range = vcaltq_f32(v, vdupq_n_f32(2147483648.0f));
+  return vandq_s32(vcvtq_s32_f32(v), vreinterpretq_s32_u32(in_range));
+}
+inline int8x16_t low_bytes(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d) {
+  return vcombine_s8(vmovn_s16(vcombine_s16(vmovn_s32(a), vmovn_s32(b))),
+                     vmovn_s16(vcombine_s16(vmovn_s32(c), vmovn_s32(d))));
+}
+
+// q[j] = MIN(top, (int8_t) to_int_x86((x[j] - sub) * id + bias)), j < 32; `sub` only when kSub
+// (the products and sums rounded one at a time, as the scalar code).
+template <bool kSub>
+inline void codes32(const float* x, float sub, float id, float bias, int top, uint8_t* q) {
+  const float32x4_t vsub = vdupq_n_f32(sub), vid = vdupq_n_f32(id), vb = vdupq_n_f32(bias);
+  for (int h = 0; h < 2; ++h) {
+    int32x4_t c[4];
+    for (int k = 0; k < 4; ++k) {
+      float32x4_t v = vld1q_f32(x + 16 * h + 4 * k);
+      if (kSub) v = vsubq_f32(v, vsub);
+      c[k] = trunc_x86(vaddq_f32(vmulq_f32(v, vid), vb));
+    }
+    int8x16_t b = vminq_s8(low_bytes(c[0], c[1], c[2], c[3]), vdupq_n_s8(static_cast<int8_t>(top)));
+    vst1q_u8(q + 16 * h, vreinterpretq_u8_s8(b));
+  }
+}
+
+// Q4_0 / Q5_0: the argmax search of sym_codes (scalar: its order defines the result), codes in vectors.
+template <int kDiv, int kTop>
+inline bool sym_codes_neon(const float* x, float* d_out, uint8_t* q) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < kQK; ++j) {
+    const float v = x[j];
+    if (!finite_f32(v)) return false;
+    if (amax < std::fabs(v)) {
+      amax = std::fabs(v);
+      max = v;
+    }
+  }
+  if (amax == 0.0f) max = x[0];
+  const float d = max / -static_cast<float>(kDiv), id = inverse(d);
+  codes32<false>(x, 0.0f, id, static_cast<float>(kDiv) + 0.5f, kTop, q);
+  *d_out = d;
+  return true;
+}
+
+template <int kDiv, int kTop>
+inline bool asym_codes_neon(const float* x, float* d_out, float* m_out, uint8_t* q) {
+  float amax;
+  if (!absmax_block(x, kQK, &amax)) return false;
+  float mn, mx;
+  min_max_block(x, &mn, &mx);
+  const float d = (mx - mn) / static_cast<float>(kDiv), id = inverse(d);
+  codes32<true>(x, mn, id, 0.5f, kTop, q);
+  *d_out = d;
+  *m_out = mn;
+  return true;
+}
+
+bool quantize_block_q4_0_neon(const float* x, uint8_t* out) {
+  float d;
+  uint8_t q[kQK];
+  if (!sym_codes_neon<8, 15>(x, &d, q)) return false;
+  BlockQ4_0* y = reinterpret_cast<BlockQ4_0*>(out);
+  store_fp16(y->d, d);
+  pack_nibbles(q, y->qs);
+  return true;
+}
+bool quantize_block_q5_0_neon(const float* x, uint8_t* out) {
+  float d;
+  uint8_t q[kQK];
+  if (!sym_codes_neon<16, 31>(x, &d, q)) return false;
+  BlockQ5_0* y = reinterpret_cast<BlockQ5_0*>(out);
+  store_fp16(y->d, d);
+  pack_high_bits(q, y->qh);
+  pack_nibbles(q, y->qs);
+  return true;
+}
+bool quantize_block_q4_1_neon(const float* x, uint8_t* out) {
+  float d, m;
+  uint8_t q[kQK];
+  if (!asym_codes_neon<15, 15>(x, &d, &m, q)) return false;
+  BlockQ4_1* y = reinterpret_cast<BlockQ4_1*>(out);
+  store_fp16(y->d, d);
+  store_fp16(y->m, m);
+  pack_nibbles(q, y->qs);
+  return true;
+}
+bool quantize_block_q5_1_neon(const float* x, uint8_t* out) {
+  float d, m;
+  uint8_t q[kQK];
+  if (!asym_codes_neon<31, 31>(x, &d, &m, q)) return false;
+  BlockQ5_1* y = reinterpret_cast<BlockQ5_1*>(out);
+  store_fp16(y->d, d);
+  store_fp16(y->m, m);
+  pack_high_bits(q, y->qh);
+  pack_nibbles(q, y->qs);
+  return true;
+}
+
+// TQ2_0: trits t = roundf_int(x * id) + 1 (a non-finite product gives t = 1, as the
+// scalar 0 + 1), four per byte at bits 0, 2, 4, 6 (values 128g + m + 32i).
+inline uint8x16_t trits16(const float* x, float32x4_t vid) {
+  int32x4_t c[4];
+  for (int k = 0; k < 4; ++k) c[k] = round_q8(vmulq_f32(vld1q_f32(x + 4 * k), vid));
+  return vreinterpretq_u8_s8(vaddq_s8(low_bytes(c[0], c[1], c[2], c[3]), vdupq_n_s8(1)));
+}
+
+bool quantize_block_tq2_0_neon(const float* x, uint8_t* out) {
+  const uint32x4_t mask = vdupq_n_u32(0x7fffffffu);
+  uint32x4_t m = vdupq_n_u32(0);
+  for (int k = 0; k < kQK_K / 4; ++k) m = vmaxq_u32(m, vandq_u32(vld1q_u32(reinterpret_cast<const uint32_t*>(x) + 4 * k), mask));
+  const uint32_t mb = vmaxvq_u32(m);
+  if (mb >= 0x7f800000u) return false;
+  const float amax = f32_from_bits(mb);
+  const float32x4_t vid = vdupq_n_f32(inverse(amax));
+  BlockTQ2_0* y = reinterpret_cast<BlockTQ2_0*>(out);
+  for (int g = 0; g < 2; ++g)
+    for (int h = 0; h < 2; ++h) {
+      const float* s = x + 128 * g + 16 * h;
+      uint8x16_t b = vsliq_n_u8(vsliq_n_u8(vsliq_n_u8(trits16(s, vid), trits16(s + 32, vid), 2), trits16(s + 64, vid), 4),
+                                trits16(s + 96, vid), 6);
+      vst1q_u8(y->qs + 32 * g + 16 * h, b);
+    }
+  store_fp16(y->d, amax);
   return true;
 }
 
@@ -149,12 +280,12 @@ void dequantize_block_tq2_0_neon(const uint8_t* in, float* y) {
 const GgufKernels gguf_neon = {
     {
         quantize_blocks<kQK, sizeof(BlockQ8_0), quantize_block_q8_0_neon>,
-        quantize_blocks<kQK, sizeof(BlockQ4_0), quantize_block_q4_0>,
-        quantize_blocks<kQK, sizeof(BlockQ4_1), quantize_block_q4_1>,
-        quantize_blocks<kQK, sizeof(BlockQ5_0), quantize_block_q5_0>,
-        quantize_blocks<kQK, sizeof(BlockQ5_1), quantize_block_q5_1>,
+        quantize_blocks<kQK, sizeof(BlockQ4_0), quantize_block_q4_0_neon>,
+        quantize_blocks<kQK, sizeof(BlockQ4_1), quantize_block_q4_1_neon>,
+        quantize_blocks<kQK, sizeof(BlockQ5_0), quantize_block_q5_0_neon>,
+        quantize_blocks<kQK, sizeof(BlockQ5_1), quantize_block_q5_1_neon>,
         quantize_blocks<kQK_K, sizeof(BlockTQ1_0), quantize_block_tq1_0>,
-        quantize_blocks<kQK_K, sizeof(BlockTQ2_0), quantize_block_tq2_0>,
+        quantize_blocks<kQK_K, sizeof(BlockTQ2_0), quantize_block_tq2_0_neon>,
     },
     {
         dequantize_blocks<kQK, sizeof(BlockQ8_0), dequantize_block_q8_0_neon>,
