@@ -72,9 +72,10 @@ void tile_u7_mmla_mr(const int8_t* a, size_t lda, const uint8_t* panel, size_t k
     }
 }
 
-void tile_u7_mmla(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+void tile_u7_mmla(const void* av, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+  const int8_t* a = static_cast<const int8_t*>(av);
   switch (mr) {
-    case 1: return tile_u7_dot(a, lda, 1, panel, kquads, c);  // one row: sdot wastes nothing
+    case 1: return tile_u7_dot(av, lda, 1, panel, kquads, c);  // one row: sdot wastes nothing
     case 2: return tile_u7_mmla_mr<2>(a, lda, panel, kquads, c);
     case 3: return tile_u7_mmla_mr<3>(a, lda, panel, kquads, c);
     case 4: return tile_u7_mmla_mr<4>(a, lda, panel, kquads, c);
@@ -85,6 +86,6 @@ void tile_u7_mmla(const int8_t* a, size_t lda, int mr, const uint8_t* panel, siz
 
 }  // namespace
 
-const Int8Kernels int8_i8mm = {tile_i16, tile_u7_mmla};
+const Int8Kernels int8_i8mm = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_mmla}};
 
 }  // namespace lowbit

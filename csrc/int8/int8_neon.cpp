@@ -4,6 +4,6 @@
 
 namespace lowbit {
 
-const Int8Kernels int8_neon = {tile_i16, tile_u7_neon};
+const Int8Kernels int8_neon = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_neon}};
 
 }  // namespace lowbit

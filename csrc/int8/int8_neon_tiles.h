@@ -19,6 +19,8 @@
 namespace lowbit {
 namespace {
 
+constexpr size_t kInt8NR = 16;  // output channels per panel of these tiles
+
 template <int MR>
 inline void tile_i16_mr(const int16_t* a, size_t lda, const int8_t* panel, size_t kpairs, int32_t* c) {
   int32x4_t acc[MR][4];
@@ -44,7 +46,9 @@ inline void tile_i16_mr(const int16_t* a, size_t lda, const int8_t* panel, size_
     for (int g = 0; g < 4; ++g) vst1q_s32(c + r * kInt8NR + 4 * g, acc[r][g]);
 }
 
-inline void tile_i16(const int16_t* a, size_t lda, int mr, const int8_t* panel, size_t kpairs, int32_t* c) {
+inline void tile_i16(const void* av, size_t lda, int mr, const uint8_t* pv, size_t kpairs, int32_t* c) {
+  const int16_t* a = static_cast<const int16_t*>(av);
+  const int8_t* panel = reinterpret_cast<const int8_t*>(pv);
   switch (mr) {
     case 1: return tile_i16_mr<1>(a, lda, panel, kpairs, c);
     case 2: return tile_i16_mr<2>(a, lda, panel, kpairs, c);
@@ -77,7 +81,8 @@ inline void tile_u7_neon_mr(const int8_t* a, size_t lda, const uint8_t* panel, s
     for (int g = 0; g < 4; ++g) vst1q_s32(c + r * kInt8NR + 4 * g, vpaddq_s32(acc[r][2 * g], acc[r][2 * g + 1]));
 }
 
-inline void tile_u7_neon(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+inline void tile_u7_neon(const void* av, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+  const int8_t* a = static_cast<const int8_t*>(av);
   for (int r0 = 0; r0 < mr; r0 += 3) {
     const int8_t* ar = a + static_cast<size_t>(r0) * lda;
     int32_t* cr = c + r0 * kInt8NR;
@@ -113,7 +118,8 @@ inline void tile_u7_dot_mr(const int8_t* a, size_t lda, const uint8_t* panel, si
     for (int g = 0; g < 4; ++g) vst1q_s32(c + r * kInt8NR + 4 * g, acc[r][g]);
 }
 
-inline void tile_u7_dot(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+inline void tile_u7_dot(const void* av, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+  const int8_t* a = static_cast<const int8_t*>(av);
   switch (mr) {
     case 1: return tile_u7_dot_mr<1>(a, lda, panel, kquads, c);
     case 2: return tile_u7_dot_mr<2>(a, lda, panel, kquads, c);
@@ -125,6 +131,11 @@ inline void tile_u7_dot(const int8_t* a, size_t lda, int mr, const uint8_t* pane
 }
 
 #endif
+
+// The layouts these tiles read (int8.h): the int16 pair layout for any weight, and the
+// u7 layout (u = B + 64, four inputs per channel) for codes in [-64, 63].
+constexpr Int8Layout kLayoutI16 = {"i16x2.n16", 16, 6, 2, 0, -128, 127, Int8Operand::kI16};
+constexpr Int8Layout kLayoutU7 = {"u7x4.n16", 16, 6, 4, 64, -64, 63, Int8Operand::kS8};
 
 }  // namespace
 }  // namespace lowbit

@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from . import checkpoint as ckpt
 from ._progress import Progress
+from .qtensor import QTensor
 
 __all__ = ["main"]
 
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--report", metavar="FILE", help="also write the per-tensor report as JSON")
     q.add_argument("--quiet", "-q", action="store_true", help="no table, no progress bar")
     q.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
+    q.add_argument("--imatrix", metavar="FILE", help="GGUF model input: llama-imatrix's importance matrix (.gguf/.dat)")
+    q.add_argument("--search", action="store_true", help="GGUF model input: search scales harder (not llama.cpp bytes)")
+    q.add_argument("--no-stats", action="store_true", help="GGUF model input: no SQNR/MSE per tensor (skips a decode)")
 
     i = sub.add_parser("inspect", help="list what a checkpoint holds")
     i.add_argument("file", metavar="FILE")
@@ -76,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", metavar="DIR", help="keep the files in DIR (default: a temporary folder, removed)")
     d.add_argument("--scheme", default="int4", help="scheme to demonstrate (default int4)")
 
-    sub.add_parser("schemes", help="list the schemes and whether this build has them")
+    sub.add_parser("schemes", help="list the schemes and whether their packages are installed")
     return ap
 
 
@@ -122,9 +126,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 def cmd_quantize(args) -> int:
     bar = Progress(force=args.progress) if not args.quiet else None
     try:
-        rep = ckpt.quantize_checkpoint(args.input, args.output, args.scheme, granularity=args.granularity,
-                                       clip=args.clip, include=args.include, exclude=args.exclude,
-                                       force=args.force, report=args.report, progress=bar)
+        if args.input.lower().endswith(".gguf"):   # a llama.cpp model: llama-quantize's presets (docs/gguf.md)
+            from .io.gguf_model import quantize_gguf_cli
+            rep = quantize_gguf_cli(args, bar)
+        elif args.imatrix or args.search or args.no_stats:
+            raise ValueError("--imatrix, --search and --no-stats apply to a GGUF model input (IN.gguf)")
+        else:
+            rep = ckpt.quantize_checkpoint(args.input, args.output, args.scheme, granularity=args.granularity,
+                                           clip=args.clip, include=args.include, exclude=args.exclude,
+                                           force=args.force, report=args.report, progress=bar)
     finally:
         if bar is not None:
             bar.close()
@@ -144,7 +154,7 @@ def _inspect_rows(path):
     rows = []
     if tensors is not None:
         for name, v in tensors.items():
-            if isinstance(v, ckpt.QTensor):
+            if isinstance(v, QTensor):
                 rows.append({"name": name, "kind": "quantized", "shape": list(v.shape), "scheme": v.scheme,
                              "bits": v.bits, "granularity": v.granularity, "packed": v.packed,
                              "bytes": v.nbytes, "bits_per_weight": v.bits_per_weight})
@@ -166,7 +176,7 @@ def cmd_inspect(args) -> int:
         return 0
     total = sum(r["bytes"] for r in rows)
     nq = sum(r["kind"] == "quantized" for r in rows)
-    print(f"{args.file}: {len(rows)} tensors in {len(files)} file(s), {ckpt._size(total)}"
+    print(f"{args.file}: {len(rows)} tensors in {len(files)} file(s), {ckpt.format_size(total)}"
           + (f"; quantized by lowbit ({nq} QTensors, scheme {meta.get('lowbit.scheme', '?')})" if lowbit_file else ""))
     shown = {k: v for k, v in meta.items() if not k.startswith(ckpt.QMETA_PREFIX)}
     if shown:
@@ -181,7 +191,7 @@ def cmd_inspect(args) -> int:
             typ = r["dtype"] + ("  (would quantize)" if r.get("would_quantize") else "")
             n = max(math.prod(r["shape"]), 1)
             bpw = f"{8 * r['bytes'] / n:.3g}"
-        table.append((r["name"], shape, typ, bpw, ckpt._size(r["bytes"])))
+        table.append((r["name"], shape, typ, bpw, ckpt.format_size(r["bytes"])))
     w = [max(len(t[i]) for t in table) for i in range(5)]
     for j, t in enumerate(table):
         print("  ".join(c.rjust(w[i]) if i >= 3 else c.ljust(w[i]) for i, c in enumerate(t)).rstrip())
