@@ -9,13 +9,16 @@
 #include <arm_neon.h>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_iq.h"
+#include "gguf/gguf_kquants.h"
+#include "gguf/gguf_search.h"
 #include "gguf/gguf_ops.h"
 
 namespace lowbit {
 namespace {
 
 template <size_t kBlock, size_t kBytes, bool (*kFn)(const float*, uint8_t*)>
-bool quantize_blocks(const float* x, size_t nblocks, uint8_t* out) {
+bool quantize_blocks(const float* x, size_t nblocks, const float*, uint8_t* out) {
   bool ok = true;
   for (size_t i = 0; i < nblocks; ++i) ok &= kFn(x + i * kBlock, out + i * kBytes);
   return ok;
@@ -275,27 +278,31 @@ void dequantize_block_tq2_0_neon(const uint8_t* in, float* y) {
     }
 }
 
+// The scalar table (constant-initialized, so ready before this copy) with the NEON
+// block functions in place of the formats above; K-quants, IQ formats and searches are scalar.
+GgufKernels make_gguf_neon() {
+  GgufKernels k = gguf_scalar;
+  k.quantize[kQ8_0] = quantize_blocks<kQK, sizeof(BlockQ8_0), quantize_block_q8_0_neon>;
+  k.quantize[kQ4_0] = kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ4_0), quantize_block_q4_0_neon>,
+                                              kq::quantize_row_legacy_imatrix<8, false>>;
+  k.quantize[kQ4_1] = kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ4_1), quantize_block_q4_1_neon>,
+                                              kq::quantize_row_legacy_imatrix<15, true>>;
+  k.quantize[kQ5_0] = kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ5_0), quantize_block_q5_0_neon>,
+                                              kq::quantize_row_legacy_imatrix<16, false>>;
+  k.quantize[kQ5_1] = kq::legacy_with_imatrix<quantize_blocks<kQK, sizeof(BlockQ5_1), quantize_block_q5_1_neon>,
+                                              kq::quantize_row_legacy_imatrix<31, true>>;
+  k.quantize[kTQ2_0] = quantize_blocks<kQK_K, sizeof(BlockTQ2_0), quantize_block_tq2_0_neon>;
+  k.dequantize[kQ8_0] = dequantize_blocks<kQK, sizeof(BlockQ8_0), dequantize_block_q8_0_neon>;
+  k.dequantize[kQ4_0] = dequantize_blocks<kQK, sizeof(BlockQ4_0), dequantize_block_q4_0_neon>;
+  k.dequantize[kQ4_1] = dequantize_blocks<kQK, sizeof(BlockQ4_1), dequantize_block_q4_1_neon>;
+  k.dequantize[kQ5_0] = dequantize_blocks<kQK, sizeof(BlockQ5_0), dequantize_block_q5_0_neon>;
+  k.dequantize[kQ5_1] = dequantize_blocks<kQK, sizeof(BlockQ5_1), dequantize_block_q5_1_neon>;
+  k.dequantize[kTQ2_0] = dequantize_blocks<kQK_K, sizeof(BlockTQ2_0), dequantize_block_tq2_0_neon>;
+  return k;
+}
+
 }  // namespace
 
-const GgufKernels gguf_neon = {
-    {
-        quantize_blocks<kQK, sizeof(BlockQ8_0), quantize_block_q8_0_neon>,
-        quantize_blocks<kQK, sizeof(BlockQ4_0), quantize_block_q4_0_neon>,
-        quantize_blocks<kQK, sizeof(BlockQ4_1), quantize_block_q4_1_neon>,
-        quantize_blocks<kQK, sizeof(BlockQ5_0), quantize_block_q5_0_neon>,
-        quantize_blocks<kQK, sizeof(BlockQ5_1), quantize_block_q5_1_neon>,
-        quantize_blocks<kQK_K, sizeof(BlockTQ1_0), quantize_block_tq1_0>,
-        quantize_blocks<kQK_K, sizeof(BlockTQ2_0), quantize_block_tq2_0_neon>,
-    },
-    {
-        dequantize_blocks<kQK, sizeof(BlockQ8_0), dequantize_block_q8_0_neon>,
-        dequantize_blocks<kQK, sizeof(BlockQ4_0), dequantize_block_q4_0_neon>,
-        dequantize_blocks<kQK, sizeof(BlockQ4_1), dequantize_block_q4_1_neon>,
-        dequantize_blocks<kQK, sizeof(BlockQ5_0), dequantize_block_q5_0_neon>,
-        dequantize_blocks<kQK, sizeof(BlockQ5_1), dequantize_block_q5_1_neon>,
-        dequantize_blocks<kQK_K, sizeof(BlockTQ1_0), dequantize_block_tq1_0>,
-        dequantize_blocks<kQK_K, sizeof(BlockTQ2_0), dequantize_block_tq2_0_neon>,
-    },
-};
+const GgufKernels gguf_neon = make_gguf_neon();
 
 }  // namespace lowbit
