@@ -24,7 +24,7 @@ from lowbit.cli import main
 from lowbit.io import safetensors as st
 from lowbit._progress import Progress
 
-from conftest import assert_qtensor_equal as _assert_qtensor_equal
+from conftest import assert_qtensor_equal as _assert_qtensor_equal, python_command
 
 
 def assert_qtensor_equal(a, b):
@@ -570,7 +570,7 @@ def test_real_sigint_leaves_nothing(model_file, tmp_path):
         "ck.driver.tensor_error_stats = stats\n"
         "sys.exit(cli.main(sys.argv[1:]))\n")
     out = tmp_path / "o.safetensors"
-    r = subprocess.run([sys.executable, "-c", script, "quantize", model_file[0], str(out)], capture_output=True,
+    r = subprocess.run([*python_command(), "-c", script, "quantize", model_file[0], str(out)], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 130, r.stderr
     assert "interrupted; nothing written" in r.stderr
@@ -785,10 +785,10 @@ def test_demo_runs(tmp_path, capsys, monkeypatch):
 
 
 def test_python_dash_m_lowbit(model_file, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lowbit", "inspect", model_file[0]], capture_output=True, text=True,
+    r = subprocess.run([*python_command(), "-m", "lowbit", "inspect", model_file[0]], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "embed.weight" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "lowbit", "quantize", model_file[0], str(tmp_path / "x.txt")],
+    r = subprocess.run([*python_command(), "-m", "lowbit", "quantize", model_file[0], str(tmp_path / "x.txt")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "x.txt" in r.stderr
 

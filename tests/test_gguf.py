@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import warnings
 
 import numpy as np
@@ -22,6 +23,14 @@ F32 = np.float32
 FORMATS = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0"]  # the gguf-py formats (test_gguf_k.py: the rest)
 Q_FORMATS = [f for f in FORMATS if f.startswith("Q")]
 TQ_FORMATS = [f for f in FORMATS if f.startswith("TQ")]
+# gguf-py casts the Inf/NaN products of blocks whose 1/d overflows with NumPy's astype, which
+# gives the host CPU's conversion (aarch64 saturates); lowbit and its reference give x86's
+# bytes on every CPU. Where they cannot agree, Q4/Q5 edge blocks are checked against the reference only.
+GGUF_PY_CASTS_LIKE_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def vs_gguf_edge(fmt):
+    return GGUF_PY_CASTS_LIKE_X86 or not fmt.startswith(("Q4", "Q5"))
 
 
 def gguf_quantize(x, fmt):
@@ -215,7 +224,7 @@ def test_tiny_blocks_whose_inverse_overflows(isa, rng, fmt):
     x[1] *= F32(1e-45)
     x[2] = 0
     x[2, 5] = np.float32(1.4e-45)  # the smallest subnormal
-    blob, y = check(x, fmt)
+    blob, y = check(x, fmt, vs_gguf=vs_gguf_edge(fmt))
     assert not y[:3].any()
 
 
@@ -458,7 +467,7 @@ def test_special_blocks_at_every_batch_position(isa, rng, fmt):
         for k, s in enumerate(specials):
             x[(shift + 5 * k) % nblk] = s
         with np.errstate(over="ignore"):
-            check(x.reshape(1, -1), fmt)
+            check(x.reshape(1, -1), fmt, vs_gguf=vs_gguf_edge(fmt))
 
 
 def test_format_given_as_gguf_enum(rng):

@@ -46,7 +46,7 @@ struct AffineKernels {
 };
 
 // Variants: one file each (affine_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(affine, AffineKernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(affine, AffineKernels, scalar, avx2, neon);
 
 // ---- driver (affine.cpp) -------------------------------------------------
 //

@@ -24,7 +24,7 @@ struct CalibKernels {
 };
 
 // Variants: one file each (calib_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(calib, CalibKernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(calib, CalibKernels, scalar, avx2, neon);
 
 // ---- driver (calib.cpp) ----------------------------------------------------
 //

@@ -21,7 +21,7 @@ struct CodebookKernels {
 };
 
 // Variants: one file each (codebook_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(codebook, CodebookKernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(codebook, CodebookKernels, scalar, avx2, neon);
 
 // ---- driver (codebook.cpp) -------------------------------------------------
 //

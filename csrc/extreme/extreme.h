@@ -46,7 +46,7 @@ struct ExtremeKernels {
 };
 
 // Variants: one file each (extreme_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(extreme, ExtremeKernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(extreme, ExtremeKernels, scalar, avx2, neon);
 
 // ---- driver (extreme.cpp) ------------------------------------------------
 

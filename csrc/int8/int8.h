@@ -82,7 +82,7 @@ struct Int8Kernels {
 };
 
 // Variants: one file each (int8_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2, avxvnni, avx512vnni);
+LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2, avxvnni, avx512vnni, neon, dotprod, i8mm);
 
 // ---- driver (int8.cpp) ---------------------------------------------------
 

@@ -45,7 +45,7 @@ struct PackKernels {
 };
 
 // Variants: one file each (pack_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(pack, PackKernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(pack, PackKernels, scalar, avx2, neon);
 
 // ---- driver (pack.cpp) ---------------------------------------------------
 //
