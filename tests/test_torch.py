@@ -259,6 +259,20 @@ def _three_kinds():
         lt.WeightOnlyLinear.from_linear(_linear(64, 32, seed=3), "int4", granularity="group:32"))
 
 
+def test_eager_fast_path_equals_the_operator():
+    """In plain eager mode the modules skip the dispatcher; the operator gives the same bits."""
+    m = _three_kinds()
+    x = _x(5, 96)
+    assert _ops.direct_call_ok(x) and not _ops.direct_call_ok(torch.empty(2, device="meta").as_subclass(
+        torch.nn.Parameter))
+    y0 = torch.ops.lowbit.int8_linear(x, m[0].packed, m[0].weight_scale, m[0].bias, None, 96, 64)
+    assert torch.equal(m[0](x), y0)
+    h = torch.relu(y0)
+    assert torch.equal(m[2](h), torch.ops.lowbit.bit_linear(h, m[2].packed, m[2].weight_scale, m[2].bias, 64, 64, 2))
+    w = torch.ops.lowbit.dequantize(m[4].codes, m[4].scale, m[4].zero_point, m[4].codebook, m[4].qmeta)
+    assert torch.equal(m[4].dequantized_weight(), w)
+
+
 def test_opcheck():
     m = _three_kinds()
     x = _x(5, 96)

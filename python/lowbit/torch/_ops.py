@@ -22,6 +22,9 @@ module's buffers, and the kernel's output array becomes the result tensor
 and the result is converted back to the input's dtype. The kernels release the
 GIL while they run.
 
+In plain eager mode the modules call the same implementations directly
+(:func:`direct_call_ok`), which saves the dispatcher's Python round trip.
+
 This is the only module of ``lowbit.torch`` that calls lowbit's native entry
 points (``lowbit._C``) directly; the public layers it mirrors
 (:class:`lowbit.Linear`, :func:`lowbit.ternary_matmul`) are its test oracle.
@@ -38,9 +41,20 @@ import torch
 from .. import _args, _C
 from ..qtensor import QTensor
 
-__all__ = ["as_numpy", "int8_linear", "bit_linear", "dequantize"]
+__all__ = ["as_numpy", "int8_linear", "bit_linear", "dequantize", "direct_call_ok"]
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def direct_call_ok(x) -> bool:
+    """True in plain eager execution: the modules may then call the implementations below
+    directly, skipping the dispatcher's round trip into Python (about 40 us per call, as
+    much as a small matmul). Under torch.compile / export / jit tracing, with tensor
+    subclasses (FakeTensor ...) or any torch function / dispatch mode active they go
+    through ``torch.ops.lowbit.*`` so the operator is seen and recorded."""
+    return (not torch.compiler.is_compiling() and type(x) is torch.Tensor
+            and not torch.jit.is_tracing() and not torch._C._is_torch_function_mode_enabled()
+            and torch._C._len_torch_dispatch_stack() == 0)
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -48,51 +62,68 @@ def as_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _check_input(x: torch.Tensor, K: int, op: str, input_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
+def _input_numpy(x: torch.Tensor, K: int, op: str, input_scale: Optional[torch.Tensor] = None) -> np.ndarray:
+    """x (..., K) as a float32 C-contiguous NumPy array (M, K): a view of x itself when x is
+    contiguous float32 (and no input_scale), else one conversion pass."""
+    if type(x) is not torch.Tensor and not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    dt = x.dtype
+    if dt is not torch.float32 and dt is not torch.bfloat16 and dt is not torch.float16:
+        raise TypeError(f"{op}: x must be float32, bfloat16 or float16, got {dt}")
     if x.device.type != "cpu":
         raise ValueError(f"{op}: lowbit runs on the CPU; x is on {x.device} (move the input with .cpu())")
-    if x.dtype not in _FLOATS:
-        raise TypeError(f"{op}: x must be float32, bfloat16 or float16, got {x.dtype}")
-    if x.dim() == 0 or x.shape[-1] != K:
-        raise ValueError(f"{op}: x must have shape (..., {K}) (in_features={K}), got {tuple(x.shape)}")
-    x = x.detach()
-    if input_scale is not None:  # one pass: float32 product (bf16/fp16 * float32 promotes to float32)
-        return torch.mul(x, input_scale).contiguous()
-    # one conversion for bf16/fp16; a copy only when x is not contiguous
-    return x.to(torch.float32).contiguous()
+    shape = x.shape
+    if not shape or shape[-1] != K:
+        raise ValueError(f"{op}: x must have shape (..., {K}) (in_features={K}), got {tuple(shape)}")
+    if x.requires_grad:
+        x = x.detach()
+    if input_scale is not None:   # one pass: float32 product (bf16/fp16 * float32 promotes to float32)
+        x = torch.mul(x, input_scale)
+    elif dt is not torch.float32:
+        x = x.to(torch.float32)   # one conversion
+    if not x.is_contiguous():
+        x = x.contiguous()
+    return x.numpy().reshape(-1, K)
 
 
-def _nonfinite(x32: torch.Tensor, op: str) -> ValueError:
-    return ValueError(f"{op}: " + _args.nonfinite_message(as_numpy(x32)))
+def _nonfinite(xn: np.ndarray, op: str) -> ValueError:
+    return ValueError(f"{op}: " + _args.nonfinite_message(xn))
 
 
 def _opt(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     return None if t is None else as_numpy(t)
 
 
+def _result(y: np.ndarray, x: torch.Tensor, N: int) -> torch.Tensor:
+    out = torch.from_numpy(y.reshape(tuple(x.shape[:-1]) + (N,)))
+    return out if x.dtype is torch.float32 else out.to(x.dtype)
+
+
 # ---- int8 linear -----------------------------------------------------------------
 
-@torch.library.custom_op("lowbit::int8_linear", mutates_args=())
-def int8_linear(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
-                input_scale: Optional[torch.Tensor], in_features: int, out_features: int) -> torch.Tensor:
+def int8_linear_np(x: torch.Tensor, packed: np.ndarray, scale: np.ndarray, bias: Optional[np.ndarray],
+                   input_scale: Optional[torch.Tensor], K: int, N: int) -> torch.Tensor:
+    """The work of ``lowbit::int8_linear`` with the weight arrays already viewed as NumPy."""
+    xn = _input_numpy(x, K, "int8_linear", input_scale)
+    M = xn.shape[0]
+    if M == 0 or N == 0:
+        return torch.zeros(tuple(x.shape[:-1]) + (N,), dtype=x.dtype)
+    try:
+        y = _C.int8_linear(xn.reshape(-1), M, K, packed, N, scale, scale.size > 1, bias, True, False)[0]
+    except _C.NonFiniteError:
+        raise _nonfinite(xn, "int8_linear") from None
+    return _result(y, x, N)
+
+
+def int8_linear_impl(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
+                     input_scale: Optional[torch.Tensor], in_features: int, out_features: int) -> torch.Tensor:
     """Dynamic int8 linear on lowbit's kernel; ``packed`` is the kernel's packing of the
     int8 weight codes (int8: int16 path, uint8: u7 path), ``scale`` float32 (N,) or (1,),
     ``input_scale`` None or float32 (K,) multiplied into x first."""
-    K, N = in_features, out_features
-    x32 = _check_input(x, K, "int8_linear", input_scale)
-    lead = tuple(x.shape[:-1])
-    M = x32.numel() // K
-    if M == 0 or N == 0:
-        return torch.zeros(lead + (N,), dtype=x.dtype)
-    try:
-        y, _, _ = _C.int8_linear(as_numpy(x32).reshape(-1), M, K, as_numpy(packed), N, as_numpy(scale),
-                                 scale.numel() > 1, _opt(bias), True, False)
-    except _C.NonFiniteError:
-        raise _nonfinite(x32, "int8_linear") from None
-    out = torch.from_numpy(y).view(lead + (N,))
-    return out if x.dtype == torch.float32 else out.to(x.dtype)
+    return int8_linear_np(x, as_numpy(packed), as_numpy(scale), _opt(bias), input_scale, in_features, out_features)
+
+
+int8_linear = torch.library.custom_op("lowbit::int8_linear", int8_linear_impl, mutates_args=())
 
 
 @int8_linear.register_fake
@@ -103,27 +134,31 @@ def _int8_linear_fake(x, packed, scale, bias, input_scale, in_features, out_feat
 
 # ---- packed ternary / binary matmul ----------------------------------------------
 
-@torch.library.custom_op("lowbit::bit_linear", mutates_args=())
-def bit_linear(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
-               in_features: int, out_features: int, bits: int) -> torch.Tensor:
-    """Packed ternary (bits=2) / binary (bits=1) matmul with per-token int8 activations;
-    ``packed`` is the kernel layout of a TernaryWeight / BinaryWeight, ``scale`` (1, 1) or (N, 1)."""
-    K, N = in_features, out_features
-    x32 = _check_input(x, K, "bit_linear")
-    lead = tuple(x.shape[:-1])
-    M = x32.numel() // K
-    out = torch.empty((M, N), dtype=torch.float32)
+def bit_linear_np(x: torch.Tensor, packed: np.ndarray, scale: np.ndarray, bias: Optional[np.ndarray],
+                  K: int, N: int, bits: int) -> torch.Tensor:
+    """The work of ``lowbit::bit_linear`` with the weight arrays already viewed as NumPy."""
+    xn = _input_numpy(x, K, "bit_linear")
+    M = xn.shape[0]
+    out = np.empty((M, N), np.float32)
     if M and N:
         if K == 0:
-            out.zero_() if bias is None else out.copy_(bias.expand(M, N))
+            out[...] = 0 if bias is None else bias
         else:
             try:
-                _C.tl_matmul_f32(as_numpy(x32).reshape(M, K), as_numpy(packed), N, K, bits,
-                                 as_numpy(scale).reshape(-1), _opt(bias), as_numpy(out))
+                _C.tl_matmul_f32(xn, packed, N, K, bits, scale.reshape(-1), bias, out)
             except _C.NonFiniteError:
-                raise _nonfinite(x32, "bit_linear") from None
-    out = out.view(lead + (N,))
-    return out if x.dtype == torch.float32 else out.to(x.dtype)
+                raise _nonfinite(xn, "bit_linear") from None
+    return _result(out, x, N)
+
+
+def bit_linear_impl(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
+                    in_features: int, out_features: int, bits: int) -> torch.Tensor:
+    """Packed ternary (bits=2) / binary (bits=1) matmul with per-token int8 activations;
+    ``packed`` is the kernel layout of a TernaryWeight / BinaryWeight, ``scale`` (1, 1) or (N, 1)."""
+    return bit_linear_np(x, as_numpy(packed), as_numpy(scale), _opt(bias), in_features, out_features, bits)
+
+
+bit_linear = torch.library.custom_op("lowbit::bit_linear", bit_linear_impl, mutates_args=())
 
 
 @bit_linear.register_fake
@@ -151,11 +186,13 @@ def qtensor_from_tensors(codes: torch.Tensor, scale: torch.Tensor, zero_point: O
                    meta=dict(m["meta"]))
 
 
-@torch.library.custom_op("lowbit::dequantize", mutates_args=())
-def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: Optional[torch.Tensor],
+def dequantize_impl(codes: torch.Tensor, scale: torch.Tensor, zero_point: Optional[torch.Tensor],
                codebook: Optional[torch.Tensor], qmeta: str) -> torch.Tensor:
     """The float32 weight of the QTensor whose arrays are given and whose JSON record is ``qmeta``."""
     return torch.from_numpy(qtensor_from_tensors(codes, scale, zero_point, codebook, qmeta).dequantize())
+
+
+dequantize = torch.library.custom_op("lowbit::dequantize", dequantize_impl, mutates_args=())
 
 
 @dequantize.register_fake

@@ -115,6 +115,8 @@ class Linear(LowbitModule):
         self.register_buffer("weight_scale", _tensor(layer._sb), persistent=False)
         self.register_buffer("bias", None if layer.bias is None else _tensor(layer.bias), persistent=False)
         self.register_buffer("input_scale", None if input_scale is None else _tensor(input_scale), persistent=False)
+        # the buffers' memory as NumPy, for the eager fast path (no per-call conversions)
+        self._np = tuple(None if t is None else _ops.as_numpy(t) for t in (self.packed, self.weight_scale, self.bias))
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, *, bits: int = 8, input_absmax=None,
@@ -139,6 +141,8 @@ class Linear(LowbitModule):
         return cls(_Int8Layer(qweight, bias), input_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _ops.direct_call_ok(x):
+            return _ops.int8_linear_np(x, *self._np, self.input_scale, self.in_features, self.out_features)
         return torch.ops.lowbit.int8_linear(x, self.packed, self.weight_scale, self.bias, self.input_scale,
                                             self.in_features, self.out_features)
 
@@ -188,6 +192,7 @@ class BitLinear(LowbitModule):
         self.register_buffer("packed", _tensor(weight.packed), persistent=False)
         self.register_buffer("weight_scale", _tensor(weight.scale), persistent=False)
         self.register_buffer("bias", None if b is None else _tensor(b), persistent=False)
+        self._np = tuple(None if t is None else _ops.as_numpy(t) for t in (self.packed, self.weight_scale, self.bias))
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, *, binary: bool = False, method: Optional[str] = None,
@@ -202,8 +207,10 @@ class BitLinear(LowbitModule):
         return cls(pw, _float32_numpy(linear.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.lowbit.bit_linear(x, self.packed, self.weight_scale, self.bias,
-                                           self.in_features, self.out_features, self.bits)
+        if _ops.direct_call_ok(x):
+            return _ops.bit_linear_np(x, *self._np, self.in_features, self.out_features, self.bits)
+        return torch.ops.lowbit.bit_linear(x, self.packed, self.weight_scale, self.bias, self.in_features,
+                                           self.out_features, self.bits)
 
     def state(self) -> Dict[str, np.ndarray]:
         layout = "2bit" if self.bits == 2 else "1bit"  # the canonical SPEC 6 layout, not the kernel's
@@ -272,11 +279,13 @@ class WeightOnlyLinear(LowbitModule):
             raise ValueError(f"scheme {spec.name!r} did not give a QTensor")
         return cls(qt, _float32_numpy(linear.bias))
 
-    def dequantized_weight(self) -> torch.Tensor:
-        return torch.ops.lowbit.dequantize(self.codes, self.scale, self.zero_point, self.codebook, self.qmeta)
+    def dequantized_weight(self, x: Optional[torch.Tensor] = None) -> torch.Tensor:
+        op = _ops.dequantize_impl if _ops.direct_call_ok(self.codes if x is None else x) else \
+            torch.ops.lowbit.dequantize
+        return op(self.codes, self.scale, self.zero_point, self.codebook, self.qmeta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.dequantized_weight()
+        w = self.dequantized_weight(x)
         if x.dtype != torch.float32:
             w = w.to(x.dtype)
         b = self.bias if self.bias is None or x.dtype == torch.float32 else self.bias.to(x.dtype)
