@@ -149,3 +149,23 @@ def test_compile_has_no_graph_break_on_lowbit(setup):
     reasons = " ".join(str(r) for r in explain.break_reasons)
     assert "lowbit" not in reasons
     assert explain.graph_break_count == 0, reasons
+
+
+def test_decoder_example_runs(capsys):
+    """examples/torch_decoder.py on a tiny Llama config: every variant runs and int8 tracks float."""
+    spec = importlib.util.spec_from_file_location(
+        "torch_decoder_example", os.path.join(os.path.dirname(__file__), "..", "examples", "torch_decoder.py"))
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    import lowbit
+    threads, lb_threads = torch.get_num_threads(), lowbit.get_num_threads()
+    try:
+        assert ex.main(["--layers", "1", "--hidden", "128", "--vocab", "500", "--prompt", "16", "--new-tokens", "4",
+                        "--repeat", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        lowbit.set_num_threads(lb_threads)
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0].strip(): line.split() for line in out.splitlines() if line.startswith(("lowbit", "float"))}
+    assert set(rows) >= {"float32", "lowbit int8", "lowbit int8-u7", "lowbit ternary"}
+    assert float(rows["lowbit int8"][2]) > 0.99     # logit cosine to float
