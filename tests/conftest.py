@@ -1,5 +1,17 @@
-"""Shared fixtures: every test that takes `isa` runs once per ISA path this CPU has."""
+"""Shared fixtures.
+
+Every test that takes `isa` runs once per kernel variant this CPU can run (within the
+ISA cap, e.g. LOWBIT_FORCE_ISA=scalar) of the kernel families its module names in
+`KERNEL_FAMILIES`: with `isa == "avx2"`, each of those families runs its avx2 variant
+(a family without one keeps its default). The variants come from the build itself
+(lowbit.kernel_variants), so a new variant file is tested without editing any test.
+"""
 from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
 
 import numpy as np
 import pytest
@@ -9,11 +21,40 @@ import lowbit
 ISAS = lowbit.available_isas()
 
 
-@pytest.fixture(params=ISAS)
+def family_variants(families) -> list[str]:
+    """The variants of these families this CPU can run, in preference order (best last)."""
+    runnable = lowbit.kernel_variants(runnable=True)
+    names = {v for f in families for v in runnable[f]}
+    return [v for v in lowbit.cpu_info()["isas"] if v in names]
+
+
+def pytest_generate_tests(metafunc):
+    if "isa" not in metafunc.fixturenames:
+        return
+    families = getattr(metafunc.module, "KERNEL_FAMILIES", None)
+    if not families:
+        raise pytest.UsageError(f"{metafunc.module.__name__} uses the `isa` fixture: name the kernel "
+                                "families it tests in KERNEL_FAMILIES")
+    metafunc.parametrize("isa", family_variants(families), indirect=True)
+
+
+@pytest.fixture
 def isa(request):
-    """Run the test on one ISA path (scalar, avx2, ...), then restore the active one."""
-    with lowbit.use_isa(request.param):
-        yield request.param
+    """Force the module's kernel families to one variant, then restore their choice."""
+    variant = request.param
+    runnable = lowbit.kernel_variants(runnable=True)
+    with contextlib.ExitStack() as stack:
+        for family in request.module.KERNEL_FAMILIES:
+            if variant in runnable[family]:
+                stack.enter_context(lowbit.use_kernel(family, variant))
+        yield variant
+
+
+def python_command() -> list[str]:
+    """How to start this Python in a child process (LOWBIT_TEST_PYTHON names a launcher, e.g.
+    an emulator command line, where sys.executable cannot be run directly)."""
+    launcher = os.environ.get("LOWBIT_TEST_PYTHON")
+    return shlex.split(launcher) if launcher else [sys.executable]
 
 
 @pytest.fixture

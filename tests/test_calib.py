@@ -11,6 +11,8 @@ from lowbit.reference import calibration as rc
 
 from conftest import assert_qtensor_equal
 
+KERNEL_FAMILIES = ("calib", "affine")  # the `isa` fixture runs each of their variants
+
 F32 = np.float32
 SIZES = [1, 7, 31, 33, 4097]
 GRANULARITIES = [

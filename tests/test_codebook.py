@@ -11,6 +11,8 @@ from lowbit import reference as ref
 from lowbit.codebook import quantize_nf4
 from lowbit.reference import codebook as rcb
 
+KERNEL_FAMILIES = ("codebook",)  # the `isa` fixture runs each of their variants
+
 F32 = np.float32
 
 # bitsandbytes/functional.py get_4bit_type("nf4"): the literals, typed independently here

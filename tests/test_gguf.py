@@ -16,6 +16,8 @@ from lowbit import reference as ref
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as GT  # noqa: E402
 
+KERNEL_FAMILIES = ("gguf",)  # the `isa` fixture runs each of their variants
+
 F32 = np.float32
 FORMATS = list(lowbit.gguf.FORMATS)
 Q_FORMATS = [f for f in FORMATS if f.startswith("Q")]

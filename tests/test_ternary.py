@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 import lowbit
 from lowbit import reference as ref
 
+KERNEL_FAMILIES = ("ternary", "act")  # the `isa` fixture runs each of their variants
+
 F32 = np.float32
 KINDS = {2: (lowbit.TernaryWeight, lowbit.ternary_matmul, lowbit.ternary_matmul_s32,
              ref.ternary_matmul, ref.ternary_matmul_s32),

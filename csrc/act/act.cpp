@@ -11,6 +11,9 @@
 
 namespace lowbit {
 
+LOWBIT_KERNEL_FAMILY_INSTANCE(act);
+
+
 void quantize_rows(const float* x, size_t M, size_t K, int bits, int8_t* q, float* s_out) {
   if (bits < 2 || bits > 8) throw std::invalid_argument("bits must be in 2..8");
   if (M == 0) return;

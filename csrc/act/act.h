@@ -10,11 +10,10 @@
 // and x_hat = q / s. `s` is the SPEC 5 scaling factor (the inverse of a step size).
 // The NumPy twin is python/lowbit/reference/act.py; both are bit-identical.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -25,14 +24,8 @@ struct ActKernels {
   void (*quantize)(const float* x, size_t n, float s, int32_t qmin, int32_t qmax, int8_t* q);
 };
 
-extern const ActKernels act_scalar;
-extern const ActKernels act_avx2;
-
-inline const ActKernels& act_kernels() {
-  static const std::array<const ActKernels*, kIsaCount> variants = {
-      &act_scalar, LOWBIT_X86_ONLY(&act_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (act_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(act, ActKernels, scalar, avx2);
 
 // ---- driver (act.cpp) ----------------------------------------------------
 //

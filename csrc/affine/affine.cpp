@@ -14,6 +14,9 @@
 
 namespace lowbit {
 
+LOWBIT_KERNEL_FAMILY_INSTANCE(affine);
+
+
 size_t AffineLayout::n_groups() const {
   switch (kind) {
     case groups: return b == 0 ? 0 : a * ceil_div(b, c);

@@ -7,11 +7,10 @@
 // threads. Codes are written as bytes: the low byte of the clamped int32, which
 // is the right bit pattern for int8 (qmin < 0) and for uint8 (qmin >= 0).
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -46,14 +45,8 @@ struct AffineKernels {
                           const float* scale, const int32_t* zp, float* out);
 };
 
-extern const AffineKernels affine_scalar;
-extern const AffineKernels affine_avx2;
-
-inline const AffineKernels& affine_kernels() {
-  static const std::array<const AffineKernels*, kIsaCount> variants = {
-      &affine_scalar, LOWBIT_X86_ONLY(&affine_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (affine_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(affine, AffineKernels, scalar, avx2);
 
 // ---- driver (affine.cpp) -------------------------------------------------
 //

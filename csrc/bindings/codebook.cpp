@@ -8,7 +8,7 @@ using namespace lowbit;
 namespace {
 
 CodebookLayout cb_layout(size_t rows, size_t len, size_t group, size_t k, bool per_group) {
-  if (group == 0 && rows * len) throw std::invalid_argument("group size must be >= 1");
+  if (group == 0 && rows != 0 && len != 0) throw std::invalid_argument("group size must be >= 1");
   if (k < 1 || k > 256) throw std::invalid_argument("codebook size must be in 1..256");
   CodebookLayout L;
   L.rows = rows, L.len = len, L.group = group, L.k = k, L.cb_per_group = per_group;

@@ -1,6 +1,10 @@
 // The extension module: core entries (CPU info, ISA, threads) and every
 // registered family.
 #include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
 #if defined(LOWBIT_X86)
 #include <xmmintrin.h>
 #endif
@@ -11,10 +15,28 @@
 #include "core/buffers.h"
 #include "core/common.h"
 #include "core/cpu.h"
+#include "core/dispatch.h"
 #include "core/parallel.h"
 
 namespace lowbit {
 namespace {
+Isa isa_by_name(const std::string& n) {
+  Isa isa;
+  if (!isa_from_name(n, &isa)) {
+    std::string known;
+    for (int i = 0; i < kIsaCount; ++i) known += std::string(i ? ", " : "") + isa_name(static_cast<Isa>(i));
+    throw std::invalid_argument("unknown ISA '" + n + "' (known: " + known + ")");
+  }
+  return isa;
+}
+
+FamilyBase& family_by_name(const std::string& n) {
+  if (FamilyBase* f = find_family(n)) return *f;
+  std::string known;
+  for (FamilyBase* f : kernel_families()) known += std::string(known.empty() ? "" : ", ") + f->name();
+  throw std::invalid_argument("unknown kernel family '" + n + "' (known: " + known + ")");
+}
+
 std::vector<std::pair<const char*, BindFn>>& registry() {
   static std::vector<std::pair<const char*, BindFn>> r;
   return r;
@@ -48,31 +70,50 @@ PYBIND11_MODULE(_C, m) {
 #define LOWBIT_FLAG(x) flags[#x] = f.x;
     LOWBIT_FLAG(sse42) LOWBIT_FLAG(avx) LOWBIT_FLAG(avx2) LOWBIT_FLAG(fma) LOWBIT_FLAG(f16c)
     LOWBIT_FLAG(bmi2) LOWBIT_FLAG(avx512f) LOWBIT_FLAG(avx512bw) LOWBIT_FLAG(avx512vl)
-    LOWBIT_FLAG(avx512dq) LOWBIT_FLAG(avx512vnni) LOWBIT_FLAG(avxvnni) LOWBIT_FLAG(neon)
-    LOWBIT_FLAG(os_avx) LOWBIT_FLAG(os_avx512)
+    LOWBIT_FLAG(avx512dq) LOWBIT_FLAG(avx512vnni) LOWBIT_FLAG(avxvnni) LOWBIT_FLAG(amx_tile)
+    LOWBIT_FLAG(amx_int8) LOWBIT_FLAG(neon) LOWBIT_FLAG(dotprod) LOWBIT_FLAG(i8mm)
+    LOWBIT_FLAG(os_avx) LOWBIT_FLAG(os_avx512) LOWBIT_FLAG(os_amx) LOWBIT_FLAG(amx_permitted)
 #undef LOWBIT_FLAG
     d["flags"] = flags;
     return d;
   });
-  m.def("isa_names", [] {
-    std::vector<std::string> v;
-    for (int i = 0; i < kIsaCount; ++i) v.push_back(isa_name(static_cast<Isa>(i)));
+  // ISAs: name -> (what it needs, built for this architecture, this CPU can run it).
+  m.def("isas", [] {
+    std::vector<std::tuple<std::string, std::string, bool, bool>> v;
+    for (int i = 0; i < kIsaCount; ++i) {
+      Isa isa = static_cast<Isa>(i);
+      v.emplace_back(isa_name(isa), isa_requires(isa), isa_for_this_arch(isa), isa_supported(isa));
+    }
     return v;
   });
-  m.def("isa_compiled", [](const std::string& n) {
-    Isa isa;
-    return isa_from_name(n, &isa) && isa_compiled(isa);
-  });
-  m.def("isa_supported", [](const std::string& n) {
-    Isa isa;
-    return isa_from_name(n, &isa) && isa_supported(isa);
+  m.def("isa_within", [](const std::string& n, const std::string& cap) {
+    return (isa_needs(isa_by_name(n)) & ~isa_needs(isa_by_name(cap))) == 0;
   });
   m.def("best_isa", [] { return std::string(isa_name(best_isa())); });
-  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
-  m.def("set_active_isa", [](const std::string& n) {
-    Isa isa;
-    if (!isa_from_name(n, &isa)) throw std::invalid_argument("unknown ISA '" + n + "'");
-    set_active_isa(isa);
+  m.def("isa_cap", [] {
+    int cap = isa_cap();
+    return cap < 0 ? py::object(py::none()) : py::object(py::str(isa_name(static_cast<Isa>(cap))));
+  });
+  m.def("set_isa_cap", [](const std::optional<std::string>& n) {
+    set_isa_cap(n ? static_cast<int>(isa_by_name(*n)) : -1);
+  });
+  // Kernel families: name -> [compiled variants]; the variant in use; forcing one.
+  m.def("families", [] {
+    std::vector<std::pair<std::string, std::vector<std::string>>> out;
+    for (FamilyBase* f : kernel_families()) {
+      std::vector<std::string> names;
+      for (Isa isa : f->compiled()) names.push_back(isa_name(isa));
+      out.emplace_back(f->name(), names);
+    }
+    return out;
+  });
+  m.def("family_active", [](const std::string& fam) { return std::string(isa_name(family_by_name(fam).active())); });
+  m.def("family_forced", [](const std::string& fam) {
+    int v = family_by_name(fam).forced();
+    return v < 0 ? py::object(py::none()) : py::object(py::str(isa_name(static_cast<Isa>(v))));
+  });
+  m.def("family_force", [](const std::string& fam, const std::optional<std::string>& n) {
+    family_by_name(fam).force(n ? static_cast<int>(isa_by_name(*n)) : -1);
   });
   m.def("num_threads", &num_threads);
   m.def("default_num_threads", &default_num_threads);

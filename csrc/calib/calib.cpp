@@ -14,6 +14,9 @@
 #include "core/parallel.h"
 
 namespace lowbit {
+
+LOWBIT_KERNEL_FAMILY_INSTANCE(calib);
+
 namespace {
 
 constexpr size_t kChunk = 1 << 14;   // a group's sums are taken over chunks of this many values, in order

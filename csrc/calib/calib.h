@@ -2,13 +2,12 @@
 // searches for the clip range. SPEC 4; python/lowbit/reference/calibration.py
 // is the literal definition every function here matches.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "affine/affine.h"
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -24,14 +23,8 @@ struct CalibKernels {
                         const float* qhi, size_t ncand, double* acc);
 };
 
-extern const CalibKernels calib_scalar;
-extern const CalibKernels calib_avx2;
-
-inline const CalibKernels& calib_kernels() {
-  static const std::array<const CalibKernels*, kIsaCount> variants = {
-      &calib_scalar, LOWBIT_X86_ONLY(&calib_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (calib_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(calib, CalibKernels, scalar, avx2);
 
 // ---- driver (calib.cpp) ----------------------------------------------------
 //

@@ -13,6 +13,9 @@
 #include "core/parallel.h"
 
 namespace lowbit {
+
+LOWBIT_KERNEL_FAMILY_INSTANCE(codebook);
+
 namespace {
 
 constexpr size_t kGrain = 1 << 15;

@@ -2,11 +2,10 @@
 // table, and 1-D k-means. SPEC 9; python/lowbit/reference/codebook.py is the
 // literal definition.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -21,14 +20,8 @@ struct CodebookKernels {
   void (*assign)(const float* x, size_t n, const float* mid, size_t k, uint64_t* cnt, double* sum);
 };
 
-extern const CodebookKernels codebook_scalar;
-extern const CodebookKernels codebook_avx2;
-
-inline const CodebookKernels& codebook_kernels() {
-  static const std::array<const CodebookKernels*, kIsaCount> variants = {
-      &codebook_scalar, LOWBIT_X86_ONLY(&codebook_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (codebook_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(codebook, CodebookKernels, scalar, avx2);
 
 // ---- driver (codebook.cpp) -------------------------------------------------
 //

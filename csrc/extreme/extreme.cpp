@@ -11,6 +11,9 @@
 #include "core/parallel.h"
 
 namespace lowbit {
+
+LOWBIT_KERNEL_FAMILY_INSTANCE(extreme);
+
 namespace {
 
 constexpr size_t kGrainBlocks = 8;          // blocks of kSumBlock per task

@@ -9,12 +9,11 @@
 // the block values in order from 0.0. Sums of float32 values cannot overflow in
 // float64, so a non-finite sum means the input holds NaN or Inf.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
 #include "affine/affine.h"  // AffineLayout: the same granularities
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -46,14 +45,8 @@ struct ExtremeKernels {
   bool (*small_groups)(const float* x, size_t count, size_t group, ExtremeMethod m, int8_t* q, float* scale);
 };
 
-extern const ExtremeKernels extreme_scalar;
-extern const ExtremeKernels extreme_avx2;
-
-inline const ExtremeKernels& extreme_kernels() {
-  static const std::array<const ExtremeKernels*, kIsaCount> variants = {
-      &extreme_scalar, LOWBIT_X86_ONLY(&extreme_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (extreme_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(extreme, ExtremeKernels, scalar, avx2);
 
 // ---- driver (extreme.cpp) ------------------------------------------------
 

@@ -9,6 +9,9 @@
 
 namespace lowbit {
 
+LOWBIT_KERNEL_FAMILY_INSTANCE(gguf);
+
+
 namespace {
 constexpr size_t kGrain = 1 << 15;  // values per task below which threads don't pay
 }

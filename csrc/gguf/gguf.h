@@ -8,11 +8,10 @@
 // precision scales are IEEE binary16, little-endian, converted from float32 with
 // round-to-nearest-even and overflow to +-Inf, like GGML_FP32_TO_FP16.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -61,14 +60,8 @@ struct GgufKernels {
   GgufDequantizeFn dequantize[kGgufTypeCount];
 };
 
-extern const GgufKernels gguf_scalar;
-extern const GgufKernels gguf_avx2;
-
-inline const GgufKernels& gguf_kernels() {
-  static const std::array<const GgufKernels*, kIsaCount> variants = {
-      &gguf_scalar, LOWBIT_X86_ONLY(&gguf_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (gguf_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(gguf, GgufKernels, scalar, avx2);
 
 // ---- driver (gguf.cpp) ------------------------------------------------------
 // Threaded over blocks. x / out / in are C-contiguous, nblocks * block values

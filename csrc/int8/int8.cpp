@@ -13,6 +13,9 @@
 
 namespace lowbit {
 
+LOWBIT_KERNEL_FAMILY_INSTANCE(int8);
+
+
 namespace {
 
 constexpr size_t kPanelsPerBlock = 4;  // n-block: 64 channels, K * 64 bytes of weights kept in L2

@@ -27,11 +27,10 @@
 // -128 included), vpmaddwd with ones adds pairs into int32 lanes (4 inputs per lane):
 // twice the products per instruction of the int16 path. acc = dot(A, u) - 64 * rowsum(A).
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -54,14 +53,8 @@ struct Int8Kernels {
   void (*tile_u7)(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c);
 };
 
-extern const Int8Kernels int8_scalar;
-extern const Int8Kernels int8_avx2;
-
-inline const Int8Kernels& int8_kernels() {
-  static const std::array<const Int8Kernels*, kIsaCount> variants = {
-      &int8_scalar, LOWBIT_X86_ONLY(&int8_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (int8_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2);
 
 // ---- driver (int8.cpp) ---------------------------------------------------
 

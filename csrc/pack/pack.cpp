@@ -8,6 +8,9 @@
 #include "core/parallel.h"
 
 namespace lowbit {
+
+LOWBIT_KERNEL_FAMILY_INSTANCE(pack);
+
 namespace {
 
 constexpr size_t kSegment = 40 * 2048;  // codes per work item: a multiple of 40 (byte-aligned for all layouts)

@@ -7,11 +7,10 @@
 // (pack) or codes (unpack) of their segment, never beyond. Codes are bytes:
 // int8 or uint8 bit patterns; a PackMap (built by the driver) says what they mean.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -45,14 +44,8 @@ struct PackKernels {
   bool (*unpack_base3)(const uint8_t* p, size_t n, int8_t* out);  // false if a byte >= 243
 };
 
-extern const PackKernels pack_scalar;
-extern const PackKernels pack_avx2;
-
-inline const PackKernels& pack_kernels() {
-  static const std::array<const PackKernels*, kIsaCount> variants = {
-      &pack_scalar, LOWBIT_X86_ONLY(&pack_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (pack_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(pack, PackKernels, scalar, avx2);
 
 // ---- driver (pack.cpp) ---------------------------------------------------
 //

@@ -15,6 +15,9 @@
 
 namespace lowbit {
 
+LOWBIT_KERNEL_FAMILY_INSTANCE(ternary);
+
+
 namespace {
 
 constexpr size_t kRowUnit = 8;   // output channels per parallel work item

@@ -17,11 +17,10 @@
 // 16-bit partial sums are widened to int32 before they can overflow, so acc is
 // exact for K <= kTernaryMaxK.
 #pragma once
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu.h"
+#include "core/dispatch.h"
 
 namespace lowbit {
 
@@ -48,14 +47,8 @@ struct TernaryKernels {
                    const float* bias, float* y);
 };
 
-extern const TernaryKernels ternary_scalar;
-extern const TernaryKernels ternary_avx2;
-
-inline const TernaryKernels& ternary_kernels() {
-  static const std::array<const TernaryKernels*, kIsaCount> variants = {
-      &ternary_scalar, LOWBIT_X86_ONLY(&ternary_avx2), nullptr, nullptr};
-  return pick(variants);
-}
+// Variants: one file each (ternary_<isa>.cpp), one word each here (core/dispatch.h).
+LOWBIT_KERNEL_FAMILY(ternary, TernaryKernels, scalar, avx2);
 
 // ---- driver (ternary.cpp) --------------------------------------------------
 //

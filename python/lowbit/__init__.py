@@ -3,7 +3,8 @@
 The public API is re-exported here; ``lowbit.reference`` holds the NumPy twin
 of every function, and SPEC.md (docs/spec.md) is the numeric contract.
 """
-from ._core import (available_isas, cpu_info, get_isa, get_num_threads, release_buffers,  # noqa: F401
+from ._core import (available_isas, cpu_info, get_isa, get_kernel, get_num_threads, kernel_variants,  # noqa: F401
+                    release_buffers, set_kernel, use_kernel,
                     set_isa, set_num_threads, use_isa)
 from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401

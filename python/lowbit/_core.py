@@ -9,42 +9,106 @@ import numpy as np
 from . import _C
 
 __all__ = ["release_buffers", "cpu_info", "available_isas", "get_isa", "set_isa", "use_isa",
-           "get_num_threads", "set_num_threads"]
+           "kernel_variants", "get_kernel", "set_kernel", "use_kernel", "get_num_threads", "set_num_threads"]
+
+
+def _isas() -> dict[str, tuple[str, bool, bool]]:
+    """ISA name -> (what it needs, built for this architecture, this CPU and OS run it)."""
+    return {name: (needs, built, ok) for name, needs, built, ok in _C.isas()}
+
+
+def kernel_variants(family: str | None = None, *, runnable: bool = False):
+    """The variants compiled into this build, per kernel family (``{"int8": ["scalar", "avx2"], ...}``),
+    or one family's list. ``runnable=True`` keeps those this CPU can run within the ISA cap."""
+    fams = dict(_C.families())
+    if runnable:
+        isas = _isas()
+        cap = _C.isa_cap()
+        allowed = None if cap is None else set(_cap_allows(cap))
+        fams = {f: [v for v in vs if isas[v][2] and (allowed is None or v in allowed)] for f, vs in fams.items()}
+    if family is None:
+        return fams
+    _check_family(family, fams)
+    return fams[family]
+
+
+def _cap_allows(cap: str) -> list[str]:
+    """ISAs whose variants run under the cap: those needing no feature beyond the cap's."""
+    return [n for n in _isas() if _C.isa_within(n, cap)]
+
+
+def _check_family(family, fams=None) -> None:
+    if not isinstance(family, str):
+        raise TypeError(f"kernel family must be a str, got {type(family).__name__}")
+    fams = fams if fams is not None else dict(_C.families())
+    if family not in fams:
+        raise ValueError(f"unknown kernel family {family!r}; known: {', '.join(fams)}")
 
 
 def available_isas() -> list[str]:
-    """The ISA paths this build contains and this CPU can run, best last."""
-    return [n for n in _C.isa_names() if _C.isa_compiled(n) and _C.isa_supported(n)]
+    """The ISAs that some kernel family of this build has a variant for and that this CPU
+    can run, in preference order (best last)."""
+    compiled = {v for vs in _C.families() for v in vs[1]}
+    return [n for n, (_, built, ok) in _isas().items() if built and ok and n in compiled]
 
 
 def get_isa() -> str:
-    """The active path (resolves ``LOWBIT_FORCE_ISA`` on first use)."""
-    try:
-        return _C.active_isa()
-    except ValueError as e:  # a bad LOWBIT_FORCE_ISA
-        raise ValueError(str(e)) from None
+    """The ISA cap if one is set (``set_isa``, ``LOWBIT_FORCE_ISA``), else the best available ISA."""
+    cap = _C.isa_cap()
+    return cap if cap is not None else available_isas()[-1]
 
 
-def set_isa(name: str) -> None:
-    """Force an ISA path for the whole process (``"scalar"``, ``"avx2"``, ...)."""
-    if not isinstance(name, str):
-        raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
-    if name not in _C.isa_names():
-        raise ValueError(f"unknown ISA {name!r}; known: {', '.join(_C.isa_names())}")
-    if name not in available_isas():
-        raise ValueError(f"ISA {name!r} is not available here; available: {', '.join(available_isas())}")
-    _C.set_active_isa(name)
+def set_isa(name: str | None) -> None:
+    """Cap every kernel family at an ISA for the whole process (``"scalar"``, ``"avx2"``, ...):
+    each family then runs its best variant that needs nothing beyond that ISA. ``None``
+    lifts the cap."""
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
+        if name not in _isas():
+            raise ValueError(f"unknown ISA {name!r}; known: {', '.join(_isas())}")
+        if name not in available_isas():
+            raise ValueError(f"ISA {name!r} is not available here; available: {', '.join(available_isas())}")
+    _C.set_isa_cap(name)
 
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[str]:
-    """Run a block on one ISA path, then restore the previous one (not thread-local)."""
-    previous = get_isa()
+    """Run a block with every family capped at an ISA, then restore the previous cap (not thread-local)."""
+    previous = _C.isa_cap()
     set_isa(name)
     try:
         yield name
     finally:
-        _C.set_active_isa(previous)
+        _C.set_isa_cap(previous)
+
+
+def get_kernel(family: str) -> str:
+    """The variant a kernel family runs (chosen on first use)."""
+    _check_family(family)
+    return _C.family_active(family)
+
+
+def set_kernel(family: str, variant: str | None) -> None:
+    """Force one family's variant (for tests and bug reports; ``None`` lifts it). The same as
+    ``LOWBIT_FORCE_KERNELS="family=variant,..."`` in the environment. A variant the family
+    lacks or this CPU cannot run is a ValueError."""
+    _check_family(family)
+    if variant is not None and not isinstance(variant, str):
+        raise TypeError(f"variant must be a str or None, got {type(variant).__name__}")
+    _C.family_force(family, variant)
+
+
+@contextlib.contextmanager
+def use_kernel(family: str, variant: str) -> Iterator[str]:
+    """Run a block with one family's variant forced, then restore the previous choice."""
+    _check_family(family)
+    previous = _C.family_forced(family)
+    set_kernel(family, variant)
+    try:
+        yield variant
+    finally:
+        _C.family_force(family, previous)
 
 
 def get_num_threads() -> int:
@@ -61,11 +125,17 @@ def set_num_threads(n: int) -> None:
 
 
 def cpu_info() -> dict:
-    """What the CPU has, which paths exist, and which one runs."""
+    """What the CPU has, which kernel variants this build holds, which of them this CPU can
+    run, and which one each family runs."""
     info = dict(_C.cpu_features())
-    info["compiled_isas"] = [n for n in _C.isa_names() if _C.isa_compiled(n)]
+    isas = _isas()
+    info["isas"] = {n: {"requires": needs, "built": built, "supported": ok} for n, (needs, built, ok) in isas.items()}
+    info["variants"] = {f: {v: isas[v][2] for v in vs} for f, vs in _C.families()}
+    info["kernels"] = {f: _C.family_active(f) for f, _ in _C.families()}
+    info["compiled_isas"] = [n for n in isas if any(n in vs for _, vs in _C.families())]
     info["available_isas"] = available_isas()
-    info["best_isa"] = _C.best_isa()
+    info["best_isa"] = available_isas()[-1]
+    info["isa_cap"] = _C.isa_cap()
     info["active_isa"] = get_isa()
     info["num_threads"] = get_num_threads()
     return info
