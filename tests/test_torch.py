@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 import lowbit.torch as lt  # noqa: E402
 from lowbit.torch import _ops  # noqa: E402
 
+KERNEL_FAMILIES = ("int8", "ternary", "act", "affine")  # the `isa` fixture runs each of their variants
+
 
 def _linear(K, N, bias=True, seed=0, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
@@ -248,6 +250,39 @@ def test_bit_linear_writes_into_the_result_tensor(monkeypatch):
     x = _x(4, 128)
     y = m(x)
     assert seen == {"x": x.data_ptr(), "packed": m.packed.data_ptr(), "out": y.data_ptr()}
+
+
+@pytest.mark.parametrize("kind", ["int8", "ternary"])
+def test_gil_released_during_the_kernel(kind):
+    """Another Python thread runs while a module's kernel works (with a long switch interval,
+    the main thread only gets the GIL if the kernel releases it)."""
+    import threading
+    lin = _linear(2048, 2048)
+    m = lt.Linear.from_linear(lin) if kind == "int8" else lt.BitLinear.from_linear(lin)
+    x = _x(256, 2048)
+    m(x)
+    state = {"flag": 0}
+
+    def work():
+        state["flag"] = 1
+        m(x)
+        m(x)
+        state["flag"] = 2
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        t = threading.Thread(target=work)
+        t.start()
+        count = 0
+        while state["flag"] != 2:
+            if state["flag"] == 1:
+                count += 1
+            elif not t.is_alive():
+                break
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert count > 1000
 
 
 # ---- custom operators: opcheck, compile, export ----------------------------------
