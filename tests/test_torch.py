@@ -13,7 +13,6 @@ import os
 import struct
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
