@@ -75,3 +75,24 @@ def assert_qtensor_equal(a: lowbit.QTensor, b: lowbit.QTensor) -> None:
         np.testing.assert_array_equal(a.zero_point, b.zero_point)
     assert (a.bits, a.scheme, a.axis, a.group_size, a.signed, a.narrow) == \
         (b.bits, b.scheme, b.axis, b.group_size, b.signed, b.narrow)
+
+
+# ---- hypothesis profiles (docs/reliability.md) ---------------------------------------
+# "ci" (the default): derandomized, no example database: every run tests the same examples.
+# "seeded": the same, but random, for --hypothesis-seed=N (which derandomize would ignore).
+# "fuzz": long random fuzzing by hand: --hypothesis-profile=fuzz (or HYPOTHESIS_PROFILE=fuzz).
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, suppress_health_check=_QUIET)
+settings.register_profile("seeded", settings.get_profile("ci"), derandomize=False)
+settings.register_profile("fuzz", settings.get_profile("seeded"), max_examples=20000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(trylast=True)  # after hypothesis' own plugin has read its options
+def pytest_configure(config):
+    if config.getoption("hypothesis_seed", None) is not None and settings.get_current_profile_name() == "ci":
+        settings.load_profile("seeded")

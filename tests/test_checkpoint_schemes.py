@@ -16,13 +16,6 @@ from lowbit.io import safetensors as st
 from test_checkpoint import assert_qtensor_equal
 
 
-def need(scheme: str):
-    try:
-        ck.get_scheme(scheme).require()
-    except ck.CheckpointError as e:
-        pytest.skip(f"not in this build: {e}")
-
-
 @pytest.fixture
 def model(tmp_path, rng):
     t = {
@@ -41,7 +34,6 @@ def model(tmp_path, rng):
 @pytest.mark.parametrize("scheme, method", [("ternary", "absmean"), ("ternary:twn", "twn"),
                                             ("ternary:threshold", "threshold")])
 def test_ternary_checkpoint(model, tmp_path, scheme, method):
-    need(scheme)
     path, t = model
     out = tmp_path / "o.safetensors"
     rep = ck.quantize_checkpoint(path, out, scheme)
@@ -58,7 +50,6 @@ def test_ternary_checkpoint(model, tmp_path, scheme, method):
 
 @pytest.mark.parametrize("scheme, method", [("binary", "sign"), ("binary:bitnet", "bitnet")])
 def test_binary_checkpoint(model, tmp_path, scheme, method):
-    need(scheme)
     path, t = model
     out = tmp_path / "o.safetensors"
     rep = ck.quantize_checkpoint(path, out, scheme, granularity="channel")
@@ -71,7 +62,6 @@ def test_binary_checkpoint(model, tmp_path, scheme, method):
 
 @pytest.mark.parametrize("scheme, bits", [("int4", 4), ("uint4", 4), ("int2", 2), ("uint3", 3)])
 def test_sub_byte_codes_are_packed(model, tmp_path, scheme, bits):
-    need(scheme)
     if not callable(getattr(lowbit.QTensor, "pack", None)):
         pytest.skip("QTensor.pack (the packing family) is not in this build")
     path, t = model
@@ -89,7 +79,6 @@ def test_sub_byte_codes_are_packed(model, tmp_path, scheme, bits):
 
 @pytest.mark.parametrize("fmt", ["Q8_0", "Q4_0", "TQ2_0"])
 def test_gguf_checkpoint(model, tmp_path, fmt, capsys):
-    need(f"gguf:{fmt}")
     gguf = pytest.importorskip("gguf")
     path, t = model
     out = tmp_path / "o.gguf"
@@ -115,7 +104,6 @@ def test_gguf_checkpoint(model, tmp_path, fmt, capsys):
 
 
 def test_gguf_rejects_granularity(model, tmp_path):
-    need("gguf:Q8_0")
     with pytest.raises(ck.CheckpointError, match="fixed block layout"):
         ck.quantize_checkpoint(model[0], tmp_path / "o.gguf", "gguf:Q8_0", granularity="channel")
 
@@ -126,7 +114,6 @@ def test_gguf_rejects_granularity(model, tmp_path):
     ("kmeans3", 3, "kmeans", "channel", {"axis": 0}),
 ])
 def test_codebook_checkpoint(model, tmp_path, scheme, bits, kind, gran, kw):
-    need(scheme)
     path, t = model
     out = tmp_path / "o.safetensors"
     ck.quantize_checkpoint(path, out, scheme, granularity=gran)
@@ -138,8 +125,6 @@ def test_codebook_checkpoint(model, tmp_path, scheme, bits, kind, gran, kw):
 @pytest.mark.parametrize("clip, method, param", [("percentile:99.5", "percentile", 99.5), ("mse", "mse", None),
                                                  ("kl", "kl", None)])
 def test_calibrated_clip(model, tmp_path, clip, method, param):
-    if ck._lookup("calibrate") is None:
-        pytest.skip("calibrated clipping (lowbit.calibrate) is not in this build")
     path, t = model
     out = tmp_path / "o.safetensors"
     ck.quantize_checkpoint(path, out, "int8", clip=clip)
@@ -148,7 +133,6 @@ def test_calibrated_clip(model, tmp_path, clip, method, param):
 
 
 def test_plot_ternary(model, tmp_path):
-    need("ternary")
     pytest.importorskip("matplotlib")
     png = tmp_path / "t.png"
     assert main(["plot", model[0], "--tensor", "l0.q.weight", "--scheme", "ternary", "--out", str(png)]) == 0

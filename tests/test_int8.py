@@ -395,3 +395,30 @@ def test_u7_packed_layout_checks(rng):
         _C.int8_linear(x, 2, 9, packed.view(np.int8), 5, sb, False, None, True, False)
     with pytest.raises(ValueError, match="packed"):
         _C.int8_linear(x, 2, 9, packed.astype(np.int16), 5, sb, False, None, True, False)
+
+
+# ---- one bias rule for every layer (lowbit._args.check_bias) -------------------
+
+def test_bias_rule_is_the_same_for_every_layer(rng):
+    """A bias holds float values: float16/32/64 and array-likes are taken; integer arrays
+    (e.g. an int32 bias from quantize_bias, which as floats would be off by the bias scale),
+    wrong shapes and NaN are refused alike by lowbit.Linear, lowbit.linear, BitLinear,
+    ternary_matmul and their references."""
+    w = rng.standard_normal((6, 16)).astype(F32)
+    x = rng.standard_normal((3, 16)).astype(F32)
+    qw = lowbit.quantize(w, 8, axis=0)
+    tw = lowbit.TernaryWeight.from_float(w)
+    layers = [lambda b: lowbit.Linear(w, b)(x), lambda b: lowbit.linear(x, qw, b),
+              lambda b: lowbit.reference.linear(x, qw, b), lambda b: lowbit.reference.Linear(w, b)(x),
+              lambda b: lowbit.BitLinear(tw, b)(x), lambda b: lowbit.ternary_matmul(x, tw, bias=b),
+              lambda b: lowbit.reference.ternary_matmul(x, tw, bias=b)]
+    good = rng.standard_normal(6)
+    for run in layers:
+        y = run(good.astype(np.float16))
+        np.testing.assert_array_equal(run(good.astype(np.float16).tolist()), y)
+        with pytest.raises(TypeError, match="bias: expected floating-point data"):
+            run(np.arange(6, dtype=np.int32))
+        with pytest.raises(ValueError, match=r"bias: expected shape \(6,\)"):
+            run(good[:5])
+        with pytest.raises(ValueError, match="bias contains 1 non-finite"):
+            run(np.where(np.arange(6) == 2, np.nan, good))

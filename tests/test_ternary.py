@@ -257,9 +257,9 @@ def test_from_dict_rejects_bad_records(rng):
 # ---- bad and empty input ---------------------------------------------------------
 
 def test_bad_codes_and_scales():
-    with pytest.raises(ValueError, match=r"outside \{-1, 0, 1\}.*\(1, 2\): 2"):
+    with pytest.raises(ValueError, match=r"outside the ternary codes \{-1, 0, \+1\}.*\(1, 2\): 2"):
         lowbit.TernaryWeight.from_codes(np.array([[0, 1, 1], [1, 0, 2]]), 1.0)
-    with pytest.raises(ValueError, match=r"outside \{-1, 1\}"):
+    with pytest.raises(ValueError, match=r"outside the binary codes \{-1, \+1\}"):
         lowbit.BinaryWeight.from_codes(np.array([[0, 1]]), 1.0)
     with pytest.raises(TypeError, match="integer"):
         lowbit.TernaryWeight.from_codes(np.zeros((2, 2), F32), 1.0)
@@ -353,6 +353,15 @@ def test_s32_register_tiles_long_k(isa, rng, bits, M):
     check_s32(rng, M, 6, K, bits)
     check_s32(rng, M, 5, K, bits, fill=-128, codes=np.ones((5, K), np.int8))
     check_s32(rng, M, 5, K, bits, fill=127, codes=-np.ones((5, K), np.int8))
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+@pytest.mark.parametrize("M", [2, 7, 13, 20])
+def test_s32_strips_and_chunks(isa, rng, bits, M):
+    """The driver hands the tiles strips of weight rows (hundreds of rows per register-tile
+    call in the int32 path, 16 decoded rows per panel) over chunks of K: many strips, a
+    remainder strip, several K chunks."""
+    check_s32(rng, M, 1203, 9000, bits)
 
 
 def test_constructor_checks_kernel_bytes(rng):

@@ -14,9 +14,10 @@ namespace lowbit {
 LOWBIT_KERNEL_FAMILY_INSTANCE(act);
 
 
-void quantize_rows(const float* x, size_t M, size_t K, int bits, int8_t* q, float* s_out) {
+void quantize_rows(const float* x, size_t M, size_t K, int bits, int8_t* q, float* s_out, size_t ldq) {
   if (bits < 2 || bits > 8) throw std::invalid_argument("bits must be in 2..8");
   if (M == 0) return;
+  if (ldq == 0) ldq = K;
   const ActKernels& k = act_kernels();
   const int32_t qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
   std::atomic<bool> ok{true};
@@ -31,7 +32,7 @@ void quantize_rows(const float* x, size_t M, size_t K, int bits, int8_t* q, floa
       }
       float s = act_scale(amax, qmax);
       s_out[r] = s;
-      k.quantize(xr, K, s, qmin, qmax, q + r * K);
+      k.quantize(xr, K, s, qmin, qmax, q + r * ldq);
     }
   });
   if (!ok) throw NonFiniteError();

@@ -29,15 +29,16 @@ LOWBIT_KERNEL_FAMILY(act, ActKernels, scalar, avx2);
 
 // ---- driver (act.cpp) ----------------------------------------------------
 //
-// x: (M, K) row-major float32, finite. q: (M, K) int8 out. s_out: (M,) float32 out.
+// x: (M, K) row-major float32, finite. q: (M, K) int8 out, rows ldq bytes apart
+// (ldq >= K; 0 means K; bytes past K in a row are not touched). s_out: (M,) float32 out.
 // Threads over rows. Throws NonFiniteError (nothing meaningful written) if x holds
 // NaN or Inf. bits in 2..8.
-void quantize_rows(const float* x, size_t M, size_t K, int bits, int8_t* q, float* s_out);
+void quantize_rows(const float* x, size_t M, size_t K, int bits, int8_t* q, float* s_out, size_t ldq = 0);
 
 // The 8-bit case (SPEC 5 exactly: s = 127 / max(amax, 1e-5)); what the int8 and
 // ternary matmul kernels call before their integer GEMMs.
-inline void quantize_rows_s8(const float* x, size_t M, size_t K, int8_t* q, float* s_out) {
-  quantize_rows(x, M, K, 8, q, s_out);
+inline void quantize_rows_s8(const float* x, size_t M, size_t K, int8_t* q, float* s_out, size_t ldq = 0) {
+  quantize_rows(x, M, K, 8, q, s_out, ldq);
 }
 
 }  // namespace lowbit

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,15 +65,17 @@ class Pool {
   }
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Caller holds the run lock.
-  void run(size_t n, size_t chunk, const std::function<void(size_t, size_t)>& fn) {
+  // Caller holds the run lock. At most max_tasks tasks (the caller and helpers): tids
+  // 0 (the caller) and 1..helpers (workers, in the order they join).
+  void run(size_t n, size_t chunk, const TaskFn& fn, int max_tasks) {
     fn_ = &fn;
     n_ = n;
     chunk_ = chunk;
     next_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
     size_t nchunks = (n + chunk - 1) / chunk;
-    int helpers = static_cast<int>(std::min<size_t>(workers_.size(), nchunks - 1));
+    int helpers = static_cast<int>(
+        std::min({workers_.size(), nchunks - 1, static_cast<size_t>(std::max(max_tasks, 1) - 1)}));
     active_.store(helpers, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(m_);
@@ -81,7 +84,7 @@ class Pool {
     }
     if (helpers > 0) cv_.notify_all();
     t_in_pool = true;
-    drain();
+    drain(0);
     t_in_pool = false;
     while (active_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     fn_ = nullptr;
@@ -91,13 +94,13 @@ class Pool {
   std::mutex run_lock;
 
  private:
-  void drain() {
+  void drain(int tid) {
     for (;;) {
       size_t b = next_.fetch_add(chunk_, std::memory_order_relaxed);
       if (b >= n_) return;
       size_t e = std::min(n_, b + chunk_);
       try {
-        (*fn_)(b, e);
+        (*fn_)(b, e, tid);
       } catch (...) {
         std::lock_guard<std::mutex> lock(err_m_);
         if (!error_) error_ = std::current_exception();
@@ -121,6 +124,7 @@ class Pool {
     t_in_pool = true;
     FpEnvGuard fp_env;
     unsigned long long seen = 0;
+    int tid = 0;
     for (;;) {
       // Kernels come in bursts (one call per layer): spin a little before
       // sleeping, since waking a sleeping thread costs tens of microseconds
@@ -132,9 +136,9 @@ class Pool {
         seen = generation_.load(std::memory_order_relaxed);
         if (stop_) return;
         if (wanted_ <= 0) continue;
-        --wanted_;
+        tid = wanted_--;  // helpers .. 1: unique within the call
       }
-      drain();
+      drain(tid);
       active_.fetch_sub(1, std::memory_order_release);
     }
   }
@@ -145,7 +149,7 @@ class Pool {
   std::atomic<unsigned long long> generation_{0};
   int wanted_ = 0;
   bool stop_ = false;
-  const std::function<void(size_t, size_t)>* fn_ = nullptr;
+  const TaskFn* fn_ = nullptr;
   size_t n_ = 0, chunk_ = 1;
   std::atomic<size_t> next_{0};
   std::atomic<int> active_{0};
@@ -213,7 +217,7 @@ int cgroup_cpu_limit() {
 int default_num_threads() {
   if (const char* env = std::getenv("LOWBIT_NUM_THREADS")) {
     int n = std::atoi(env);
-    if (n >= 1) return std::min(n, 1024);
+    if (n >= 1) return std::min(n, kMaxThreads);
   }
   int n = 0;
   cpu_set_t set;
@@ -236,7 +240,7 @@ void set_num_threads(int n) {
   Pool* old = nullptr;
   {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
-    g_threads = std::min(n, 1024);
+    g_threads = std::min(n, kMaxThreads);
     old = g_pool;
     g_pool = nullptr;
   }
@@ -246,14 +250,15 @@ void set_num_threads(int n) {
   delete old;
 }
 
-void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
+void parallel_for(size_t n, size_t grain, const TaskFn& fn, int max_tasks) {
   if (n == 0) return;
   FpEnvGuard fp_env;
   if (grain == 0) grain = 1;
+  if (max_tasks <= 0 || max_tasks > kMaxThreads) max_tasks = kMaxThreads;
   Pool* pool = nullptr;
   int threads;
   std::unique_lock<std::mutex> run;
-  if (!t_in_pool && n > grain) {
+  if (!t_in_pool && n > grain && max_tasks > 1) {
     std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, after_fork_in_child); });
     std::lock_guard<std::mutex> lock(g_pool_mutex);
     threads = threads_locked();
@@ -265,15 +270,36 @@ void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_
     }
   }
   if (!pool) {
-    fn(0, n);
+    fn(0, n, 0);
     return;
   }
   // About eight chunks per thread: a thread that starts late (a worker that was
   // asleep, a vCPU the host took away) or rows of uneven cost leave at most one
   // small chunk for the others; `grain` keeps each chunk worth its fetch_add.
-  size_t target = static_cast<size_t>(pool->size()) * 8;
+  size_t target = static_cast<size_t>(std::min(pool->size(), max_tasks)) * 8;
   size_t chunk = std::max(grain, (n + target - 1) / target);
-  pool->run(n, chunk, fn);
+  pool->run(n, chunk, fn, max_tasks);
+}
+
+void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
+  parallel_for(n, grain, TaskFn([&fn](size_t b, size_t e, int) { fn(b, e); }));
+}
+
+void ThreadScratch::Free::operator()(unsigned char* p) const { ::operator delete(p, std::align_val_t{64}); }
+
+ThreadScratch::ThreadScratch(size_t bytes, int slots)
+    : bytes_(bytes), slot_(static_cast<size_t>(std::min(std::max(slots, 1), kMaxThreads))) {}
+
+void* ThreadScratch::get(int tid) {
+  auto& s = slot_.at(static_cast<size_t>(tid));
+  if (!s) s.reset(static_cast<unsigned char*>(::operator new(std::max<size_t>(bytes_, 1), std::align_val_t{64})));
+  return s.get();
+}
+
+void parallel_for(size_t n, size_t grain, ThreadScratch& scratch,
+                  const std::function<void(size_t, size_t, void*)>& fn) {
+  parallel_for(
+      n, grain, TaskFn([&](size_t b, size_t e, int tid) { fn(b, e, scratch.get(tid)); }), scratch.slots());
 }
 
 }  // namespace lowbit

@@ -1,15 +1,15 @@
-// Driver of the ternary family: packing into the kernel layout, per-token
-// activation quantization, and the matmuls split over threads by output channel.
+// Driver of the ternary family: packing into the kernel layout, the matmul
+// strategy around the ISA's tiles (ternary.h: which tiles for which M, K chunking,
+// scratch) and threads split by output channel. Activations are quantized per token
+// by the act family (csrc/act/act.h).
 #include "ternary/ternary.h"
-
-#include "act/act.h"
-#include "act/act_ops.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <vector>
 
+#include "act/act.h"
 #include "core/common.h"
 #include "core/parallel.h"
 
@@ -23,16 +23,136 @@ namespace {
 constexpr size_t kRowUnit = 8;   // output channels per parallel work item
 constexpr size_t kNBlock = 64;   // output channels per int32 staging block (float path)
 
+// Register tiles (small M): an MR x 1 tile reads its MR activation rows once per weight
+// row, so they must stay in L1 beside the streaming weights: rows longer than this are
+// cut into chunks of K of at most kRegActBytes (all MR rows together), each chunk
+// passing over every weight row of the work item.
+constexpr size_t kRegActBytes = 24 << 10;
+// Decoded panels (large M): weight rows decoded per panel (one dec_chunk of K each),
+// then swept by every activation row, which streams from L2/L3 once per panel: 16 rows
+// (32 KiB at dec_chunk = 2048) halve that traffic against 8 (docs/ternary.md).
+constexpr size_t kDecRows = 16;
+// Sums one reg_rows call may return: strips of kRegSums / MR weight rows per call.
+constexpr size_t kRegSums = 1024;
+
 // Work items of kRowUnit output rows; at least ~2^18 multiply-adds per chunk.
 size_t row_grain(size_t M, size_t K) {
   size_t per_item = std::max<size_t>(1, M * K * kRowUnit);
   return std::max<size_t>(1, (size_t(1) << 18) / per_item);
 }
 
-// Per-thread working memory of the kernels: cache-line aligned, not zeroed (the kernels
-// write before they read; zeroing 32+ KiB per work item cost more than a small-M work
-// item's arithmetic).
-using Scratch = AlignedVector<unsigned char>;
+// The family's formula on tile sums U (ternary.h), in wrapping int32 arithmetic:
+// a[j] = U[j] - qsum (ternary) or 2 U[j] - qsum (binary), j < n (a may be U).
+inline void finish(int bits, const int32_t* U, size_t n, int32_t qsum, int32_t* a) {
+  const unsigned sh = bits == 2 ? 0 : 1;
+  const uint32_t qs = static_cast<uint32_t>(qsum);
+  for (size_t j = 0; j < n; ++j) a[j] = static_cast<int32_t>((static_cast<uint32_t>(U[j]) << sh) - qs);
+}
+inline int32_t from_u(int bits, int32_t U) {
+  const uint32_t u = static_cast<uint32_t>(U);
+  return static_cast<int32_t>(bits == 2 ? u : u + u);
+}
+inline int32_t wrap_add(int32_t a, int32_t b) {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+}
+
+inline size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
+
+bool use_decoded(const TernaryKernels& k, size_t M) { return M >= k.dec_min_rows; }
+
+// Bytes of per-task scratch the tiles need for M activation rows (64-byte aligned).
+size_t tiles_scratch_bytes(const TernaryKernels& k, size_t M) {
+  if (!use_decoded(k, M)) return 0;
+  return kDecRows * k.dec_chunk + round_up(M * kDecRows * k.dec_acc_bytes, 64);
+}
+
+struct Gemm {
+  const TernaryKernels& k;
+  int bits;
+  const int8_t* q;  // (M, ldq) int8, rows zero-padded to nblocks blocks
+  size_t M, ldq;
+  const int32_t* qsum;
+  const uint8_t* w;  // packed rows, ldw apart
+  size_t ldw, nblocks;
+
+  // acc[m * ldc + (n - n0)] for m < M, n0 <= n < n1; scratch: tiles_scratch_bytes(k, M).
+  void run(size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch) const {
+    if (use_decoded(k, M)) return decoded(n0, n1, acc, ldc, static_cast<unsigned char*>(scratch));
+    // register tiles of near-equal height <= reg_max_rows
+    const size_t R = static_cast<size_t>(k.reg_max_rows), ntiles = (M + R - 1) / R;
+    for (size_t t = 0, m = 0; t < ntiles; ++t) {
+      const size_t mr = (M - m + (ntiles - t) - 1) / (ntiles - t);
+      registers(m, mr, n0, n1, acc + m * ldc, ldc);
+      m += mr;
+    }
+  }
+
+  // Rows [m, m + mr) by channels [n0, n1): the 1 x 4 tile for one row (MR x 1 for the
+  // last n1 - n0 mod 4 channels), the MR x 1 tile over K chunks otherwise.
+  void registers(size_t m, size_t mr, size_t n0, size_t n1, int32_t* acc, size_t ldc) const {
+    const size_t KB = tl_block(bits);
+    const int8_t* x = q + m * ldq;
+    if (mr == 1) {  // sums straight into acc, then the formula in place
+      const size_t n4 = (n1 - n0) / 4 * 4;
+      if (n4) k.reg_1x4(bits, x, w + n0 * ldw, ldw, n4, nblocks, acc);
+      if (n1 - n0 > n4) k.reg_rows(bits, x, ldq, 1, w + (n0 + n4) * ldw, ldw, n1 - n0 - n4, nblocks, acc + n4, 0);
+      finish(bits, acc, n1 - n0, qsum[m], acc);
+      return;
+    }
+    // Equal chunks of whole reg_k_blocks; weight rows in strips of as many as U holds.
+    const size_t align = std::max<size_t>(1, k.reg_k_blocks);
+    const size_t nchunks = (mr * nblocks * KB + kRegActBytes - 1) / kRegActBytes;
+    const size_t cb = ((nblocks + nchunks - 1) / nchunks + align - 1) / align * align;
+    int32_t U[kRegSums];
+    const size_t strip = kRegSums / mr;  // reg_max_rows <= 64 (ternary.h)
+    for (size_t c0 = 0; c0 < nblocks; c0 += cb) {
+      const size_t len = std::min(cb, nblocks - c0);
+      for (size_t s0 = n0; s0 < n1; s0 += strip) {
+        const size_t ns = std::min(strip, n1 - s0);
+        k.reg_rows(bits, x + c0 * KB, ldq, static_cast<int>(mr), w + s0 * ldw + c0 * 32, ldw, ns, len, U, ns);
+        for (size_t i = 0; i < mr; ++i) {
+          int32_t* a = acc + i * ldc + (s0 - n0);
+          const int32_t* u = U + i * ns;
+          if (c0 == 0)
+            finish(bits, u, ns, qsum[m + i], a);
+          else
+            for (size_t j = 0; j < ns; ++j) a[j] = wrap_add(a[j], from_u(bits, u[j]));
+        }
+      }
+    }
+  }
+
+  // Panels of kDecRows weight rows by dec_chunk values of K decoded into scratch, then
+  // swept by tiles of activation rows; accumulators [M][kDecRows] after the panel.
+  void decoded(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch) const {
+    const size_t KB = tl_block(bits), CB = k.dec_chunk / KB, ab = k.dec_acc_bytes;
+    uint8_t* wb = scratch;
+    unsigned char* vacc = scratch + kDecRows * k.dec_chunk;
+    const size_t R = static_cast<size_t>(k.dec_max_rows);
+    for (size_t nb = n0; nb < n1; nb += kDecRows) {
+      const size_t rows = std::min(kDecRows, n1 - nb);
+      std::memset(vacc, 0, M * kDecRows * ab);
+      for (size_t c0 = 0; c0 < nblocks; c0 += CB) {
+        const size_t c1 = std::min(nblocks, c0 + CB), k0 = c0 * KB, len = (c1 - c0) * KB;
+        k.decode(bits, w + nb * ldw + c0 * 32, ldw, rows, c1 - c0, wb);
+        auto panel = [&](size_t m, size_t mr) {
+          k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * kDecRows * ab, kDecRows);
+        };
+        // Tiles of R rows; when R + 2 or R + 3 rows would be left, two near-equal tiles
+        // (4 + 4, 4 + 5 for R = 6) instead of R and a sliver of 2 or 3.
+        size_t m = 0;
+        for (; M - m >= R && !(R >= 4 && (M - m == R + 2 || M - m == R + 3)); m += R) panel(m, R);
+        if (M - m > R) panel(m, (M - m) / 2), m += (M - m) / 2;
+        if (M > m) panel(m, M - m);
+      }
+      for (size_t m = 0; m < M; ++m) {
+        int32_t* out = acc + m * ldc + (nb - n0);
+        k.dec_reduce(vacc + m * kDecRows * ab, rows, out);
+        finish(bits, out, rows, qsum[m], out);
+      }
+    }
+  }
+};
 
 }  // namespace
 
@@ -99,10 +219,11 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   }
   std::vector<int32_t> qsum(M);
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
-  parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
-    size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
-    Scratch scratch(tl_scratch_bytes(M));
-    kern.gemm(bits, q, M, ldq, qsum.data(), packed, ldw, nblocks, n0, n1, acc + n0, N, scratch.data());
+  const Gemm g{kern, bits, q, M, ldq, qsum.data(), packed, ldw, nblocks};
+  ThreadScratch scratch(tiles_scratch_bytes(kern, M));
+  parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
+    const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
+    g.run(n0, n1, acc + n0, N, s);
   });
 }
 
@@ -115,35 +236,27 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   AlignedVector<int8_t> q(M * std::max<size_t>(ldq, 1));
   std::vector<float> sx(M);
   std::vector<int32_t> qsum(M);
-  const ActKernels& act = act_kernels();
-  std::atomic<bool> ok{true};
-  parallel_for(M, std::max<size_t>(1, 65536 / std::max<size_t>(K, 1)), [&](size_t m0, size_t m1) {
-    for (size_t m = m0; m < m1; ++m) {
-      float amax;
-      if (!act.absmax(x + m * K, K, &amax)) {
-        ok = false;
-        return;
-      }
-      sx[m] = act_scale(amax, 127);  // SPEC 5: s = 127 / max(max|x|, 1e-5)
-      int8_t* qm = q.data() + m * ldq;
-      act.quantize(x + m * K, K, sx[m], -128, 127, qm);
-      std::memset(qm + K, 0, ldq - K);
-      qsum[m] = kern.sum_s8(qm, K);
-    }
-  });
-  if (!ok) throw NonFiniteError();
-  parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), [&](size_t b, size_t e) {
+  quantize_rows_s8(x, M, K, q.data(), sx.data(), std::max<size_t>(ldq, 1));  // SPEC 5, the act family
+  for (size_t m = 0; m < M; ++m) {  // one thread: M K bytes, a few microseconds per 64 KiB
+    int8_t* qm = q.data() + m * ldq;
+    std::memset(qm + K, 0, ldq - K);
+    qsum[m] = kern.sum_s8(qm, K);
+  }
+  const Gemm g{kern, bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks};
+  // per task: the int32 staging block, then the tiles' scratch
+  const size_t stage_bytes = round_up(M * kNBlock * sizeof(int32_t), 64);
+  ThreadScratch scratch(stage_bytes + tiles_scratch_bytes(kern, M));
+  parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
-    std::vector<int32_t> stage(M * kNBlock);
-    Scratch scratch(tl_scratch_bytes(M));
+    int32_t* stage = static_cast<int32_t*>(s);
+    void* tiles = static_cast<unsigned char*>(s) + stage_bytes;
     for (size_t nb = n0; nb < n1; nb += kNBlock) {
       const size_t ne = std::min(n1, nb + kNBlock), w = ne - nb;
-      if (nblocks) kern.gemm(bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks, nb, ne, stage.data(), kNBlock,
-                             scratch.data());
-      else std::fill(stage.begin(), stage.end(), 0);
+      if (nblocks) g.run(nb, ne, stage, kNBlock, tiles);
+      else std::fill(stage, stage + M * kNBlock, 0);
       for (size_t m = 0; m < M; ++m)
-        kern.epilogue(stage.data() + m * kNBlock, w, sx[m], gw + nb * gw_stride, gw_stride,
-                      bias ? bias + nb : nullptr, y + m * N + nb);
+        kern.epilogue(stage + m * kNBlock, w, sx[m], gw + nb * gw_stride, gw_stride, bias ? bias + nb : nullptr,
+                      y + m * N + nb);
     }
   });
 }

@@ -28,20 +28,54 @@ constexpr size_t kTernaryMaxK = size_t(1) << 22;  // partial sums of 4 u q stay 
 
 inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values per 32-byte block
 
-// Large-M path: weights are decoded to bytes once per tile of kTlRows rows by
-// kTlChunk values of K, then reused by every activation row.
-constexpr size_t kTlRows = 16;
-constexpr size_t kTlChunk = 2048;  // 64 vpmaddubsw steps: the most int16 sums can take
-inline size_t tl_scratch_bytes(size_t M) { return kTlRows * kTlChunk + M * kTlRows * 32; }
-
+// ---- the kernel table: fixed-shape tiles and what they need ----------------
+//
+// An ISA variant provides tiles, not a strategy: the driver (ternary.cpp) owns the
+// choice between the register tiles (small M) and the decoded panels (large M), the
+// split of M into tiles, K chunking, scratch sizing and threads. Every tile computes,
+// exactly in int32 (|U| <= 2 * 128 * K < 2^31 for K <= kTernaryMaxK),
+//   U[m, n] = sum_k u[n, k] * q[m, k]      (u the unsigned code of the layout above)
+// over the blocks it is given; the driver turns U into acc = U - qsum (ternary) or
+// 2 U - qsum (binary) and adds K chunks with wrapping int32 adds. Activation pointers
+// are 32 * (8 / bits)-value aligned in K (a block), rows ldx bytes apart, padded with
+// zeros to whole blocks; any pointer alignment.
 struct TernaryKernels {
+  // -- description --
+  int reg_max_rows;      // most activation rows of one reg_rows call (1..64)
+  size_t reg_k_blocks;   // K chunks for reg_rows best hold a multiple of this many blocks
+  int dec_max_rows;      // most activation rows of one dec_tile call (>= 1)
+  size_t dec_chunk;      // K values of one decoded chunk (the most a dec_tile may take in
+                         // one call; a multiple of 256) and the byte stride of decoded rows
+  size_t dec_acc_bytes;  // bytes of one output's dec_tile accumulator (all-zero bytes = 0)
+  size_t dec_min_rows;   // from this M on, decoding to memory beats the register tiles
+
+  // -- tiles --
+  // Each tile runs along a strip of weight rows the driver hands it (so that one call
+  // does enough work to hide its cost), row after row in order.
+  //
   // sum of q[0..n) (the correction term of the unsigned-code product).
   int32_t (*sum_s8)(const int8_t* q, size_t n);
-  // acc[m * ldc + (n - n0)] = exact int32 sum_k q[m,k] * t[n,k] for m < M, n0 <= n < n1.
-  // qsum[m] = sum_k q[m,k]; w points at row 0 of the packed weights; scratch
-  // holds tl_scratch_bytes(M) bytes, 32-byte aligned (one per thread).
-  void (*gemm)(int bits, const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w,
-               size_t ldw, size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch);
+  // Register tiles (weights decoded in registers, small M):
+  // U[j] for the activation row x and the weight rows w + j * ldw, j < nrows (a multiple of
+  // 4: a 1 x 4 tile), over nblocks blocks.
+  void (*reg_1x4)(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                  int32_t* U);
+  // U[i * ldu + j] for the activation rows x + i * ldx, i < mr (1 <= mr <= reg_max_rows), and
+  // the weight rows w + j * ldw, j < nrows, over nblocks blocks (an MR x 1 tile). Rows past
+  // the strip may be prefetched (prefetching past the end of the weights is fine).
+  void (*reg_rows)(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows,
+                   size_t nblocks, int32_t* U, size_t ldu);
+  // Decoded panels (large M): decode writes the codes u of weight rows w + r * ldw, r < rows,
+  // blocks [0, nblocks) (nblocks * 32 * 8 / bits <= dec_chunk), as bytes in activation
+  // order, row r at wb + r * dec_chunk (wb 64-byte aligned).
+  void (*decode)(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb);
+  // Adds U (activation rows x + i * ldx, i < mr <= dec_max_rows; decoded rows
+  // wb + j * dec_chunk, j < nr; len K values, a multiple of 128, <= dec_chunk) into the
+  // accumulator acc + (i * ldacc + j) * dec_acc_bytes (acc dec_acc_bytes-aligned).
+  void (*dec_tile)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc,
+                   size_t ldacc);
+  // U[r] = the value of accumulator r (acc + r * dec_acc_bytes), r < n.
+  void (*dec_reduce)(const void* acc, size_t n, int32_t* U);
   // y[n] = float(acc[n]) * (gw[n * gw_stride] / sx) (+ bias[n] if bias), n < N.
   void (*epilogue)(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw_stride,
                    const float* bias, float* y);

@@ -1,6 +1,7 @@
-// AVX2 variant of the ternary family (see ternary.h for the packed layout).
+// AVX2 variant of the ternary family: the tiles of ternary.h (the packed layout and
+// each tile's contract are there; the driver, ternary.cpp, chooses and tiles).
 //
-// Micro-kernel: an MR x NR tile of outputs. Per 32-byte weight block, each of
+// Every tile is an MR x NR block of outputs. Per 32-byte weight block, each of
 // the 8/bits planes is one shift + mask giving 32 unsigned codes u, which meet
 // 32 activations of each of the MR rows in vpmaddubsw (u8 x s8 -> s16 pair
 // sums, never saturating since u <= 2). Products accumulate in 16 bits for 64
@@ -27,7 +28,7 @@ inline int32_t hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// Lane r of the result = sum of the lanes of v[r], r < 8 (kTlRows).
+// Lane r of the result = sum of the lanes of v[r], r < 8.
 inline __m256i hsum8_epi32(const __m256i* v) {
   const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
   const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
@@ -210,76 +211,80 @@ inline void tile_reg_rows(const int8_t* const* xr, const uint8_t* wrow, size_t n
   for (int i = 0; i < MR; ++i) S[i][0] = F * hsum_epi32(sum32[i][0]) + hsum_epi32(sum32[i][1]);
 }
 
-// F * S -> acc: ternary acc = S - qsum, binary acc = 2 S - qsum.
+// F * S -> U = S (F = 4 for ternary, 2 for binary; exact, |S| < 2^31).
 template <int BITS>
-inline int32_t finish_reg(int64_t FS, int32_t qsum) {
-  return static_cast<int32_t>((BITS == 2 ? FS / 4 : FS) - qsum);
+inline int32_t reg_u(int64_t FS) {
+  return static_cast<int32_t>(FS / (BITS == 2 ? 4 : 2));
 }
 
-// The MR x 1 tile reads its MR activation rows once per weight row: they must stay in
-// L1 beside the streaming weights. Longer rows are cut into chunks of K of at most
-// kRegActBytes (all MR rows), each passing over every weight row of [n0, n1).
-constexpr size_t kRegActBytes = 24 << 10;
 constexpr size_t kRegPrefetchRows = 2;  // weight rows fetched ahead of the MR x 1 tile
 
-// Output channels [n0, n1) for MR activation rows: the 1 x 4 tile for one row (a 1 x 1
-// tile for the last n1 - n0 mod 4 channels), the MR x 1 tile otherwise.
+template <int BITS>
+void reg_1x4_bits(const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks, int32_t* U) {
+  for (size_t n = 0; n + 4 <= nrows; n += 4) {
+    const uint8_t* wn = w + n * ldw;
+    const uint8_t* wr[4] = {wn, wn + ldw, wn + 2 * ldw, wn + 3 * ldw};
+    int64_t S[1][4];
+    tile_reg_1x4<BITS>(x, wr, nblocks, S);
+    for (int j = 0; j < 4; ++j) U[n + j] = reg_u<BITS>(S[0][j]);
+  }
+}
+
+void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks, int32_t* U) {
+  if (bits == 2) reg_1x4_bits<2>(x, w, ldw, nrows, nblocks, U);
+  else reg_1x4_bits<1>(x, w, ldw, nrows, nblocks, U);
+}
+
 template <int BITS, int MR>
-inline void rows_reg(const int8_t* q, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
-                     size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc) {
-  constexpr size_t KB = 32 * (8 / BITS);
+void reg_rows_mr(const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                 int32_t* U, size_t ldu) {
   const int8_t* xr[MR];
-  for (int i = 0; i < MR; ++i) xr[i] = q + i * ldq;
+  for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
   int64_t S[MR][4];
-  size_t n = n0;
-  if constexpr (MR == 1) {
-    for (; n + 4 <= n1; n += 4) {
-      const uint8_t* wr[4] = {w + n * ldw, w + (n + 1) * ldw, w + (n + 2) * ldw, w + (n + 3) * ldw};
-      tile_reg_1x4<BITS>(xr[0], wr, nblocks, S);
-      for (int j = 0; j < 4; ++j) acc[n + j - n0] = finish_reg<BITS>(S[0][j], qsum[0]);
-    }
-    for (; n < n1; ++n) {
-      tile_reg_rows<BITS, 1>(xr, w + n * ldw, nblocks, kRegPrefetchRows * ldw, S);
-      acc[n - n0] = finish_reg<BITS>(S[0][0], qsum[0]);
-    }
-    return;
+  for (size_t n = 0; n < nrows; ++n) {
+    tile_reg_rows<BITS, MR>(xr, w + n * ldw, nblocks, kRegPrefetchRows * ldw, S);
+    for (int i = 0; i < MR; ++i) U[i * ldu + n] = reg_u<BITS>(S[i][0]);
   }
-  // Equal chunks of whole 16-bit flushes (8 blocks).
-  const size_t nchunks = (MR * nblocks * KB + kRegActBytes - 1) / kRegActBytes;
-  const size_t cb = ((nblocks + nchunks - 1) / nchunks + 7) / 8 * 8;
-  for (size_t c0 = 0; c0 < nblocks; c0 += cb) {
-    const size_t len = nblocks - c0 < cb ? nblocks - c0 : cb;
-    const int8_t* xc[MR];
-    for (int i = 0; i < MR; ++i) xc[i] = xr[i] + c0 * KB;
-    for (n = n0; n < n1; ++n) {
-      tile_reg_rows<BITS, MR>(xc, w + n * ldw + c0 * 32, len, kRegPrefetchRows * ldw, S);
-      for (int i = 0; i < MR; ++i) {
-        // acc = sum over chunks of F * S, minus qsum (wrapping int32 adds: the total fits)
-        int32_t& a = acc[i * ldc + (n - n0)];
-        const int32_t part = finish_reg<BITS>(S[i][0], c0 == 0 ? qsum[i] : 0);
-        a = c0 == 0 ? part : static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(part));
-      }
-    }
+}
+
+template <int BITS>
+void reg_rows_bits(const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                   int32_t* U, size_t ldu) {
+  switch (mr) {
+    case 1: return reg_rows_mr<BITS, 1>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 2: return reg_rows_mr<BITS, 2>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 3: return reg_rows_mr<BITS, 3>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 4: return reg_rows_mr<BITS, 4>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    case 5: return reg_rows_mr<BITS, 5>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
+    default: return reg_rows_mr<BITS, 6>(x, ldx, w, ldw, nrows, nblocks, U, ldu);
   }
+}
+
+void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows,
+              size_t nblocks, int32_t* U, size_t ldu) {
+  if (bits == 2) reg_rows_bits<2>(x, ldx, mr, w, ldw, nrows, nblocks, U, ldu);
+  else reg_rows_bits<1>(x, ldx, mr, w, ldw, nrows, nblocks, U, ldu);
 }
 
 // ---- large M: decode once per tile, int8 micro-kernel ----------------------
 //
-// Rows [nb, nb + kTlRows) and blocks [c0, c1) are decoded to bytes u in the
-// activation order (wb row r at wb + r * kTlChunk); every MR-row activation
-// tile then runs vpmaddubsw on them directly. A chunk holds at most 64 products
-// per accumulator, in [-512, 508] each: the 16-bit sum stays in [-32768, 32512],
-// and is widened into vacc (int32 lanes) after it.
+// Weight rows are decoded to bytes u in the activation order (wb row r at
+// wb + r * kDecChunk); every MR-row activation tile then runs vpmaddubsw on them
+// directly. A chunk holds at most 64 products per accumulator, in [-512, 508]
+// each: the 16-bit sum stays in [-32768, 32512], and is widened into the int32
+// lanes of the accumulator (one __m256i per output) after it.
+constexpr size_t kDecChunk = 2048;  // 64 vpmaddubsw steps: the most int16 sums can take
+
 template <int BITS>
-inline void decode_rows(const uint8_t* w, size_t ldw, size_t rows, size_t c0, size_t c1, uint8_t* wb) {
+void decode_bits(const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb) {
   constexpr int P = 8 / BITS;
   const __m256i mask = _mm256_set1_epi8((1 << BITS) - 1);
   for (size_t r = 0; r < rows; ++r) {
-    uint8_t* out = wb + r * kTlChunk;
-    for (size_t b = c0; b < c1; ++b) {
+    uint8_t* out = wb + r * kDecChunk;
+    for (size_t b = 0; b < nblocks; ++b) {
       const __m256i v = load32(w + r * ldw + 32 * b);
       for (int p = 0; p < P; ++p)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (b - c0) * 32 * P + 32 * p),
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 32 * P + 32 * p),
                             _mm256_and_si256(p ? _mm256_srli_epi16(v, BITS * p) : v, mask));
     }
   }
@@ -294,7 +299,7 @@ inline void tile_dec(const int8_t* const* xr, const uint8_t* wb, size_t len, __m
 #pragma GCC unroll 2
   for (size_t k = 0; k < len; k += 32) {
     __m256i u[NR];
-    for (int j = 0; j < NR; ++j) u[j] = load32(wb + j * kTlChunk + k);
+    for (int j = 0; j < NR; ++j) u[j] = load32(wb + j * kDecChunk + k);
     for (int i = 0; i < MR; ++i) {
       __m256i xv = load32(xr[i] + k);
       if (NR > 1) pin(xv);
@@ -314,7 +319,7 @@ inline void tile_dec_4x2(const int8_t* const* xr, const uint8_t* wb, size_t len,
   __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
           a31 = a00;
   const int8_t *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3];
-  const uint8_t* wb1 = wb + kTlChunk;
+  const uint8_t* wb1 = wb + kDecChunk;
   // len is a multiple of 32 * (8 / bits) >= 128: two steps per iteration.
   for (size_t k = 0; k < len; k += 32) {
     __m256i u0, u1, xv, t;
@@ -346,7 +351,7 @@ inline void tile_dec_6x2(const int8_t* const* xr, const uint8_t* wb, size_t len,
   __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
           a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
   const int8_t *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5];
-  const uint8_t* wb1 = wb + kTlChunk;
+  const uint8_t* wb1 = wb + kDecChunk;
   for (size_t k = 0; k < len; k += 32) {
     __m256i u0, u1, xv, t;
 #define LB_XROW(X, A0, A1)                           \
@@ -375,107 +380,49 @@ inline void tile_dec_6x2(const int8_t* const* xr, const uint8_t* wb, size_t len,
     for (int j = 0; j < 2; ++j) vacc[i][j] = _mm256_add_epi32(vacc[i][j], _mm256_madd_epi16(a[i][j], ones));
 }
 
+void decode(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb) {
+  if (bits == 2) decode_bits<2>(w, ldw, rows, nblocks, wb);
+  else decode_bits<1>(w, ldw, rows, nblocks, wb);
+}
+
+// Decoded rows in pairs (the 6 x 2 and 4 x 2 tiles in assembly), then one.
 template <int MR>
-inline void panel_dec(const int8_t* q, size_t ldq, size_t k0, const uint8_t* wb, size_t rows, size_t len,
-                      __m256i* vacc_m) {
+inline void dec_tile_mr(const int8_t* x, size_t ldx, const uint8_t* wb, size_t nr, size_t len, __m256i* acc,
+                        size_t ldacc) {
   const int8_t* xr[MR];
   __m256i* va[MR];
-  for (int i = 0; i < MR; ++i) xr[i] = q + i * ldq + k0;
+  for (int i = 0; i < MR; ++i) xr[i] = x + i * ldx;
   size_t r = 0;
-  for (; r + 2 <= rows; r += 2) {
-    for (int i = 0; i < MR; ++i) va[i] = vacc_m + i * kTlRows + r;
-    if (MR == 6) tile_dec_6x2(xr, wb + r * kTlChunk, len, va);
-    else if (MR == 4) tile_dec_4x2(xr, wb + r * kTlChunk, len, va);
-    else tile_dec<MR, 2>(xr, wb + r * kTlChunk, len, va);
+  for (; r + 2 <= nr; r += 2) {
+    for (int i = 0; i < MR; ++i) va[i] = acc + i * ldacc + r;
+    if constexpr (MR == 6) tile_dec_6x2(xr, wb + r * kDecChunk, len, va);
+    else if constexpr (MR == 4) tile_dec_4x2(xr, wb + r * kDecChunk, len, va);
+    else tile_dec<MR, 2>(xr, wb + r * kDecChunk, len, va);
   }
-  for (; r < rows; ++r) {
-    for (int i = 0; i < MR; ++i) va[i] = vacc_m + i * kTlRows + r;
-    tile_dec<MR, 1>(xr, wb + r * kTlChunk, len, va);
-  }
-}
-
-template <int BITS>
-void gemm_dec(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
-              size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch) {
-  constexpr size_t P = 8 / BITS, CB = kTlChunk / (32 * P);  // blocks per chunk
-  uint8_t* wb = static_cast<uint8_t*>(scratch);
-  __m256i* vacc = reinterpret_cast<__m256i*>(wb + kTlRows * kTlChunk);  // [M][kTlRows]
-  static_assert(kTlRows % 8 == 0, "hsum8_epi32 reduces 8 rows at a time");
-  for (size_t nb = n0; nb < n1; nb += kTlRows) {
-    const size_t rows = nb + kTlRows < n1 ? kTlRows : n1 - nb;
-    for (size_t i = 0; i < M * kTlRows; ++i) vacc[i] = _mm256_setzero_si256();
-    for (size_t c0 = 0; c0 < nblocks; c0 += CB) {
-      const size_t c1 = c0 + CB < nblocks ? c0 + CB : nblocks;
-      decode_rows<BITS>(w + nb * ldw, ldw, rows, c0, c1, wb);
-      const size_t k0 = c0 * 32 * P, len = (c1 - c0) * 32 * P;
-      size_t m = 0;
-      // Tiles of 6 rows, but 8 = 4 + 4 and 2 or 3 left = 4 + 4 / 4 + 5 (the 4-row kernel is in assembly too).
-      for (; M - m >= 6 && M - m != 8 && M - m != 9; m += 6)
-        panel_dec<6>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows);
-      if (M - m >= 8) panel_dec<4>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows), m += 4;
-      switch (M - m) {
-        case 5: panel_dec<5>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
-        case 4: panel_dec<4>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
-        case 3: panel_dec<3>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
-        case 2: panel_dec<2>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
-        case 1: panel_dec<1>(q + m * ldq, ldq, k0, wb, rows, len, vacc + m * kTlRows); break;
-        default: break;
-      }
-    }
-    for (size_t m = 0; m < M; ++m)
-      for (size_t g = 0; g < rows; g += 8) {
-        __m256i S = hsum8_epi32(vacc + m * kTlRows + g);  // lane r: row nb + g + r
-        if (BITS == 1) S = _mm256_add_epi32(S, S);
-        S = _mm256_sub_epi32(S, _mm256_set1_epi32(qsum[m]));
-        int32_t* out = acc + m * ldc + (nb + g - n0);
-        if (rows - g >= 8) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), S);
-        } else {
-          alignas(32) int32_t tmp[8];
-          _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), S);
-          for (size_t r = 0; r < rows - g; ++r) out[r] = tmp[r];
-        }
-      }
+  for (; r < nr; ++r) {
+    for (int i = 0; i < MR; ++i) va[i] = acc + i * ldacc + r;
+    tile_dec<MR, 1>(xr, wb + r * kDecChunk, len, va);
   }
 }
 
-// Below this many activation rows the weights are decoded in registers (measured: the
-// register tiles beat decoding to memory up to 13 rows, on Zen 3).
-constexpr size_t kDecodeMinRows = 14;
-
-template <int BITS>
-void rows_reg_any(const int8_t* q, size_t mr, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
-                  size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc) {
+void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc_,
+              size_t ldacc) {
+  __m256i* acc = static_cast<__m256i*>(acc_);
   switch (mr) {
-    case 1: return rows_reg<BITS, 1>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 2: return rows_reg<BITS, 2>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 3: return rows_reg<BITS, 3>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 4: return rows_reg<BITS, 4>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    case 5: return rows_reg<BITS, 5>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
-    default: return rows_reg<BITS, 6>(q, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc);
+    case 1: return dec_tile_mr<1>(x, ldx, wb, nr, len, acc, ldacc);
+    case 2: return dec_tile_mr<2>(x, ldx, wb, nr, len, acc, ldacc);
+    case 3: return dec_tile_mr<3>(x, ldx, wb, nr, len, acc, ldacc);
+    case 4: return dec_tile_mr<4>(x, ldx, wb, nr, len, acc, ldacc);
+    case 5: return dec_tile_mr<5>(x, ldx, wb, nr, len, acc, ldacc);
+    default: return dec_tile_mr<6>(x, ldx, wb, nr, len, acc, ldacc);
   }
 }
 
-template <int BITS>
-void gemm_bits(const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
-               size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch) {
-  if (M >= kDecodeMinRows) {
-    gemm_dec<BITS>(q, M, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc, scratch);
-    return;
-  }
-  // tiles of near-equal height <= 6
-  const size_t ntiles = (M + 5) / 6;
-  for (size_t t = 0, m = 0; t < ntiles; ++t) {
-    const size_t mr = (M - m + (ntiles - t) - 1) / (ntiles - t);
-    rows_reg_any<BITS>(q + m * ldq, mr, ldq, qsum + m, w, ldw, nblocks, n0, n1, acc + m * ldc, ldc);
-    m += mr;
-  }
-}
-
-void gemm(int bits, const int8_t* q, size_t M, size_t ldq, const int32_t* qsum, const uint8_t* w, size_t ldw,
-          size_t nblocks, size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch) {
-  if (bits == 2) gemm_bits<2>(q, M, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc, scratch);
-  else gemm_bits<1>(q, M, ldq, qsum, w, ldw, nblocks, n0, n1, acc, ldc, scratch);
+void dec_reduce(const void* acc_, size_t n, int32_t* U) {
+  const __m256i* acc = static_cast<const __m256i*>(acc_);
+  size_t r = 0;
+  for (; r + 8 <= n; r += 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(U + r), hsum8_epi32(acc + r));
+  for (; r < n; ++r) U[r] = hsum_epi32(acc[r]);
 }
 
 void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw_stride, const float* bias,
@@ -505,6 +452,11 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 
 }  // namespace
 
-const TernaryKernels ternary_avx2 = {sum_s8, gemm, epilogue};
+const TernaryKernels ternary_avx2 = {
+    /*reg_max_rows=*/6, /*reg_k_blocks=*/8, /*dec_max_rows=*/6, /*dec_chunk=*/kDecChunk,
+    /*dec_acc_bytes=*/sizeof(__m256i),
+    // measured on Zen 3: the register tiles beat decoding to memory up to 13 rows
+    /*dec_min_rows=*/14,
+    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue};
 
 }  // namespace lowbit

@@ -19,5 +19,8 @@ from .checkpoint import load, quantize_checkpoint, save  # noqa: F401
 from .ternary import (BinaryWeight, BitLinear, TernaryWeight, binary_matmul, binary_matmul_s32,  # noqa: F401
                       ternary_matmul, ternary_matmul_s32)
 from . import reference  # noqa: F401
+from .schemes import register_builtin_schemes
+
+register_builtin_schemes()
 
 __version__ = "0.1.0"

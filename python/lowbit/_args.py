@@ -6,6 +6,7 @@ reject exactly the same inputs.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import NamedTuple, Optional, Tuple
@@ -16,17 +17,26 @@ FLT_MIN = np.float32(2.0 ** -126)
 SCHEMES = ("absmax", "minmax")
 
 
+def as_array(x, name: str) -> np.ndarray:
+    """A NumPy view of ``x`` when possible (ndarray, DLPack, buffer protocol, __array__)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError):
+            pass  # e.g. a tensor that needs grad or lives on another device: try __array__
+    try:
+        return np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - any conversion failure is a type problem
+        raise TypeError(f"{name}: cannot convert {type(x).__name__} to a NumPy array ({e})") from None
+
+
 def as_float32(x, name: str = "x") -> np.ndarray:
     """A C-contiguous float32 copy or view of ``x``; TypeError for non-float data."""
-    if isinstance(x, np.ndarray):
-        arr = x
-    elif _is_torch_bfloat16(x):
+    if not isinstance(x, np.ndarray) and _is_torch_bfloat16(x):
         return _torch_bfloat16_as_float32(x)
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as e:  # noqa: BLE001 - any conversion failure is a type problem
-            raise TypeError(f"{name}: cannot convert {type(x).__name__} to a NumPy array ({e})") from None
+    arr = x if isinstance(x, np.ndarray) else as_array(x, name)
     dt = arr.dtype
     if dt.kind == "f" or dt.name == "bfloat16":
         return np.asarray(arr, dtype=np.float32, order="C")
@@ -63,6 +73,23 @@ def nonfinite_message(x: np.ndarray, bad: Optional[np.ndarray] = None, name: str
             f"{tuple(int(i) for i in idx)}: {x.reshape(-1)[flat]!r}")
 
 
+def check_bias(bias, N: int) -> Optional[np.ndarray]:
+    """A float bias of shape (N,) as finite float32, or None.
+
+    One rule for every layer (int8 and ternary/binary): the bias holds float
+    values, so integer arrays are refused (TypeError) like any other float input,
+    an int32 bias already quantized with ``quantize_bias`` included: adding one
+    as floats would be silently wrong by a factor of the bias scale.
+    """
+    if bias is None:
+        return None
+    b = as_float32(bias, "bias")
+    if b.shape != (N,):
+        raise ValueError(f"bias: expected shape ({N},), got {b.shape}")
+    check_finite(b, "bias")
+    return b
+
+
 def check_bits(bits, lo: int = 2, hi: int = 8) -> int:
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
         raise TypeError(f"bits must be an int, got {type(bits).__name__}")
@@ -80,7 +107,7 @@ class Grid(NamedTuple):
     narrow: bool
 
 
-def grid(bits: int, scheme: str, signed: Optional[bool], narrow: bool) -> Grid:
+def _grid(bits: int, scheme: str, signed: Optional[bool], narrow: bool) -> Grid:
     """SPEC 1 integer grids. Defaults: absmax -> signed, minmax -> unsigned."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -131,7 +158,7 @@ def check_group_size(group_size) -> int:
     return int(group_size)
 
 
-def layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[int], Optional[int]]:
+def _layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[int], Optional[int]]:
     """Resolve granularity (SPEC 3). Returns the layout and the normalized axis / group size."""
     ndim = len(shape)
     n = math.prod(shape)
@@ -157,6 +184,30 @@ def layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[i
             lay = Layout("channels", outer, C, inner, C, pshape)
         return lay, k, None
     return Layout("groups", 1, n, max(n, 1), 1, (1,) * ndim), None, None
+
+
+# grid() and layout() are pure functions of small arguments and run on every call of the
+# API (and again when a QTensor checks itself): their results are cached, keyed by value
+# and type (True and 1 differ, so a bad type still raises). Arguments that cannot be keys
+# (a list) go to the uncached function, which raises the usual error.
+_grid_cached = functools.lru_cache(maxsize=256, typed=True)(_grid)
+_layout_cached = functools.lru_cache(maxsize=1024, typed=True)(_layout)
+
+
+def grid(bits: int, scheme: str, signed: Optional[bool], narrow: bool) -> Grid:
+    """SPEC 1 integer grids. Defaults: absmax -> signed, minmax -> unsigned."""
+    try:
+        return _grid_cached(bits, scheme, signed, narrow)
+    except TypeError:
+        return _grid(bits, scheme, signed, narrow)
+
+
+def layout(shape: Tuple[int, ...], axis, group_size) -> Tuple[Layout, Optional[int], Optional[int]]:
+    """Resolve granularity (SPEC 3). Returns the layout and the normalized axis / group size."""
+    try:
+        return _layout_cached(tuple(shape), axis, group_size)
+    except TypeError:
+        return _layout(tuple(shape), axis, group_size)
 
 
 def clip_arrays(clip, scheme: str, n_groups: int):

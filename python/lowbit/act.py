@@ -16,37 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import _args, _C
-from .qtensor import QTensor, register_scheme
+from ._checks.act import SCHEME, act_qtensor, check_activations
+from .qtensor import QTensor
 
-__all__ = ["quantize_activations", "SCHEME"]
-
-SCHEME = "act_absmax"
-
-
-def check_activations(x, bits) -> tuple:
-    """Shared argument checks (native and reference): float32 x, rows M, features K."""
-    ndim = np.ndim(x)
-    x = _args.as_float32(x)
-    bits = _args.check_bits(bits)
-    if ndim == 0:
-        raise ValueError("x must have at least one dimension (..., K); got a 0-d array")
-    K = x.shape[-1]
-    if K == 0:
-        raise ValueError(f"x has no features: shape {x.shape} (the last axis K must be >= 1)")
-    return x, bits, x.size // K, K
+__all__ = ["quantize_activations", "SCHEME", "dequantize"]
 
 
-def make_qtensor(codes: np.ndarray, s: np.ndarray, shape, bits: int) -> QTensor:
-    return QTensor(codes=codes.reshape(shape), scale=s.reshape(tuple(shape[:-1]) + (1,)), zero_point=None,
-                   shape=tuple(shape), bits=bits, scheme=SCHEME, group_size=shape[-1], signed=True)
-
-
-def _dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:
-    """SPEC 5: x_hat = q / s (one float32 division per value)."""
+def dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:
+    """SPEC 5: x_hat = q / s (one float32 division per value); the scheme's rule for QTensor.dequantize."""
     return (codes.astype(np.float32) / qt.scale).astype(np.float32)
-
-
-register_scheme(SCHEME, _dequantize)
 
 
 def quantize_activations(x, bits: int = 8) -> QTensor:
@@ -61,4 +39,4 @@ def quantize_activations(x, bits: int = 8) -> QTensor:
         codes, s = _C.act_quantize_rows(x.reshape(-1), M, K, bits)
     except _C.NonFiniteError:
         raise ValueError(_args.nonfinite_message(x)) from None
-    return make_qtensor(codes, s, x.shape, bits)
+    return act_qtensor(codes, s, x.shape, bits)

@@ -5,8 +5,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import _args, _C
-from .qtensor import _AFFINE_LIKE, _DEQUANTIZERS, QTensor
+from . import _args, _C, calibration, codebook
+from .qtensor import QTensor, scheme_rule
 
 __all__ = ["quantize", "dequantize"]
 
@@ -28,7 +28,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     if bits is None:  # the scheme's natural width: NF4 is 4-bit, everything else defaults to 8
         bits = 4 if scheme == "nf4" else 8
     if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9) live in the codebook family
-        from . import codebook
         return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
                                         narrow=narrow, clip=clip, clip_param=clip_param)
     x = _args.as_float32(x)
@@ -36,15 +35,16 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     g = _args.grid(bits, scheme, signed, narrow)
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
     clip_lo, clip_hi = _resolve_clip(x, clip, clip_param, scheme, bits, lay, signed, narrow)
-    if x.size == 0:
-        from .reference import affine as ref
-        return ref.quantize(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
-                            narrow=narrow, clip=clip)
-    try:
-        codes, scale, zp = _C.affine_quantize(x.reshape(-1), lay.kind, lay.a, lay.b, lay.c, scheme, g.qmin,
-                                              g.qmax, g.absmax_qmax, clip_lo, clip_hi)
-    except _C.NonFiniteError:
-        raise ValueError(_args.nonfinite_message(x)) from None
+    if x.size == 0:  # every group is empty: its parameters are those of a group holding one 0 (SPEC 1-2)
+        _, scale, zp = _C.affine_quantize(np.zeros(lay.n_groups, np.float32), "groups", lay.n_groups, 1, 1,
+                                          scheme, g.qmin, g.qmax, g.absmax_qmax, clip_lo, clip_hi)
+        codes = np.zeros(x.shape, np.int8 if g.signed else np.uint8)
+    else:
+        try:
+            codes, scale, zp = _C.affine_quantize(x.reshape(-1), lay.kind, lay.a, lay.b, lay.c, scheme, g.qmin,
+                                                  g.qmax, g.absmax_qmax, clip_lo, clip_hi)
+        except _C.NonFiniteError:
+            raise ValueError(_args.nonfinite_message(x)) from None
     return QTensor(codes=codes.reshape(x.shape), scale=scale.reshape(lay.param_shape),
                    zero_point=zp.reshape(lay.param_shape), shape=x.shape, bits=bits, scheme=scheme,
                    axis=axis, group_size=group_size, signed=g.signed, narrow=g.narrow)
@@ -52,10 +52,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
 
 def _resolve_clip(x, clip, clip_param, scheme, bits, lay, signed=None, narrow=False):
     if isinstance(clip, str) and clip != "none":
-        try:
-            from . import calibration
-        except ImportError:
-            raise ValueError(f"clip={clip!r} is not available in this build") from None
         return calibration.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay,
                                        signed=signed, narrow=narrow)
     if clip_param is not None:
@@ -76,15 +72,14 @@ def dequantize(qt: QTensor, dtype=np.float32, *, out: Optional[np.ndarray] = Non
             raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {qt.shape}")
         if dtype != np.float32:
             raise ValueError("out= needs dtype float32")
+    rule = scheme_rule(qt.scheme)
     codes = qt.unpacked_codes()
-    if qt.scheme in _DEQUANTIZERS:
-        y = _DEQUANTIZERS[qt.scheme](qt, codes)
+    if rule.dequantize is not None:
+        y = rule.dequantize(qt, codes)
         if out is not None:
             out[...] = y
             return out
         return y if dtype == np.float32 else y.astype(dtype)
-    if qt.scheme not in _AFFINE_LIKE:
-        raise ValueError(f"unknown scheme {qt.scheme!r}")
     lay = qt.layout()
     if qt.size == 0:
         y = np.zeros(qt.shape, np.float32) if out is None else out

@@ -1,7 +1,8 @@
 """Clipping and calibration (SPEC 4), activation observers, bias quantization (SPEC 5).
 
 The definitions (candidate grids, histogram bins, the KL search) are written
-out in ``lowbit.reference.calibration``; the work runs in csrc/calib/.
+out in ``lowbit.reference.calibration``, the NumPy twin; the work runs in
+csrc/calib/.
 ``lowbit.quantize(x, clip="percentile"|"mse"|"kl", clip_param=...)`` reaches
 this module through :func:`clip_arrays`.
 """
@@ -12,8 +13,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from . import _args, _C
-from .reference import affine as _ref_affine
-from .reference.calibration import check_method_param, quantize_bias as _quantize_bias
+from ._checks.calibration import check_bias_args, check_bias_fits, check_method_param
 
 __all__ = ["calibrate", "clip_arrays", "Observer", "quantize_bias"]
 
@@ -82,7 +82,8 @@ def quantize_bias(bias, weight_scale, activation_scale) -> np.ndarray:
     ``activation_scale``: a scalar. The scale product and the quotient are
     float64 (from float32 inputs). ValueError if a result does not fit int32.
     """
-    return _quantize_bias(bias, weight_scale, activation_scale)
+    b, sw, sx = check_bias_args(bias, weight_scale, activation_scale)
+    return check_bias_fits(b, np.rint(b.astype(np.float64) / (sw.astype(np.float64) * sx.astype(np.float64))))
 
 
 class Observer:
@@ -166,7 +167,10 @@ class Observer:
     def qparams(self) -> Tuple[np.float32, np.int32]:
         """``(scale, zero_point)`` as float32 / int32 scalars (SPEC 1-2 applied to the clip range)."""
         lo, hi = self.clip_range()
-        scale, _, zp = _ref_affine.group_params(np.array([lo], F32), np.array([hi], F32), self.scheme, self.grid)
+        # the affine kernel's parameters for one group clipped to (lo, hi): what quantize(..., clip=) gives
+        g = self.grid
+        _, scale, zp = _C.affine_quantize(np.zeros(1, F32), "groups", 1, 1, 1, self.scheme, g.qmin, g.qmax,
+                                          g.absmax_qmax, np.array([lo], F32), np.array([hi], F32))
         return scale[0], zp[0]
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from . import checkpoint as ckpt
 from ._progress import Progress
+from .qtensor import QTensor
 
 __all__ = ["main"]
 
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", metavar="DIR", help="keep the files in DIR (default: a temporary folder, removed)")
     d.add_argument("--scheme", default="int4", help="scheme to demonstrate (default int4)")
 
-    sub.add_parser("schemes", help="list the schemes and whether this build has them")
+    sub.add_parser("schemes", help="list the schemes and whether their packages are installed")
     return ap
 
 
@@ -144,7 +145,7 @@ def _inspect_rows(path):
     rows = []
     if tensors is not None:
         for name, v in tensors.items():
-            if isinstance(v, ckpt.QTensor):
+            if isinstance(v, QTensor):
                 rows.append({"name": name, "kind": "quantized", "shape": list(v.shape), "scheme": v.scheme,
                              "bits": v.bits, "granularity": v.granularity, "packed": v.packed,
                              "bytes": v.nbytes, "bits_per_weight": v.bits_per_weight})
@@ -166,7 +167,7 @@ def cmd_inspect(args) -> int:
         return 0
     total = sum(r["bytes"] for r in rows)
     nq = sum(r["kind"] == "quantized" for r in rows)
-    print(f"{args.file}: {len(rows)} tensors in {len(files)} file(s), {ckpt._size(total)}"
+    print(f"{args.file}: {len(rows)} tensors in {len(files)} file(s), {ckpt.format_size(total)}"
           + (f"; quantized by lowbit ({nq} QTensors, scheme {meta.get('lowbit.scheme', '?')})" if lowbit_file else ""))
     shown = {k: v for k, v in meta.items() if not k.startswith(ckpt.QMETA_PREFIX)}
     if shown:
@@ -181,7 +182,7 @@ def cmd_inspect(args) -> int:
             typ = r["dtype"] + ("  (would quantize)" if r.get("would_quantize") else "")
             n = max(math.prod(r["shape"]), 1)
             bpw = f"{8 * r['bytes'] / n:.3g}"
-        table.append((r["name"], shape, typ, bpw, ckpt._size(r["bytes"])))
+        table.append((r["name"], shape, typ, bpw, ckpt.format_size(r["bytes"])))
     w = [max(len(t[i]) for t in table) for i in range(5)]
     for j, t in enumerate(table):
         print("  ".join(c.rjust(w[i]) if i >= 3 else c.ljust(w[i]) for i, c in enumerate(t)).rstrip())

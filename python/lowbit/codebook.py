@@ -11,8 +11,8 @@ from typing import Optional
 import numpy as np
 
 from . import _args, _C
-from .qtensor import QTensor, register_scheme
-from .reference.codebook import NF4, NF4_BLOCK, check_codebook, check_k, check_scale_finite, _bits_for
+from .qtensor import QTensor
+from ._checks.codebook import NF4, NF4_BLOCK, bits_for, check_codebook, check_k, check_scale_finite, check_scheme_args
 
 __all__ = ["NF4", "quantize_codebook", "kmeans_codebook", "quantize_kmeans", "quantize_nf4"]
 
@@ -39,16 +39,16 @@ def quantize_codebook(w, codebook, *, group_size: Optional[int] = None, scheme: 
     x = _args.as_float32(w, "w")
     cb = check_codebook(codebook, scaled=group_size is not None)
     lay, _, group_size = _args.layout(x.shape, None, group_size)
-    if x.size == 0:
-        from .reference import codebook as ref
-        return ref.quantize_codebook(x, cb, group_size=group_size, scheme=scheme)
     scaled = group_size is not None
     scale = None if scaled else np.ones(lay.n_groups, F32)
-    codes, scale = _native_quantize(x, lay.a, lay.b, lay.c, cb, False, scaled, scale)
+    if x.size == 0:  # no values: no scaled groups (R * L == 0), or the one group of scale 1
+        codes, scale = np.zeros(x.shape, np.uint8), np.ones(lay.n_groups, F32)
+    else:
+        codes, scale = _native_quantize(x, lay.a, lay.b, lay.c, cb, False, scaled, scale)
     if scaled:
         check_scale_finite(scale, cb)
     return QTensor(codes=codes.reshape(x.shape), scale=scale.reshape(lay.param_shape), zero_point=None,
-                   shape=x.shape, bits=_bits_for(cb.size), scheme=scheme, group_size=group_size, signed=False,
+                   shape=x.shape, bits=bits_for(cb.size), scheme=scheme, group_size=group_size, signed=False,
                    codebook=cb.copy())
 
 
@@ -115,26 +115,14 @@ def quantize_kmeans(w, bits: int, *, axis: Optional[int] = None) -> QTensor:
 
 
 def quantize_scheme(x, bits: int, *, scheme: str, axis=None, group_size=None, signed=None, narrow=False,
-                    clip=None, clip_param=None, nf4=None, kmeans=None) -> QTensor:
-    """``lowbit.quantize(..., scheme="kmeans"|"nf4")``. The reference passes its own ``nf4``/``kmeans``."""
-    nf4 = nf4 or quantize_nf4
-    kmeans = kmeans or quantize_kmeans
-    if signed is not None or narrow or clip not in (None, "none") or clip_param is not None:
-        raise ValueError(f"scheme={scheme!r} takes no signed/narrow/clip arguments")
-    if scheme == "nf4":
-        if bits != 4:
-            raise ValueError(f"scheme='nf4' is a 4-bit format, got bits={bits}")
-        if axis is not None:
-            raise ValueError("scheme='nf4' scales blocks along the last axis: give group_size (default 64), not axis")
-        return nf4(x, group_size=NF4_BLOCK if group_size is None else group_size)
-    if group_size is not None:
-        raise ValueError("scheme='kmeans' learns one codebook per tensor or per channel (axis=); "
-                         "group_size is not supported")
-    return kmeans(x, bits, axis=axis)
+                    clip=None, clip_param=None) -> QTensor:
+    """``lowbit.quantize(..., scheme="kmeans"|"nf4")``."""
+    kw = check_scheme_args(scheme, bits, axis, group_size, signed, narrow, clip, clip_param)
+    return quantize_nf4(x, **kw) if scheme == "nf4" else quantize_kmeans(x, bits, **kw)
 
 
-def _dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:
-    """Native table lookup: ``scale * codebook[code]``."""
+def dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:
+    """Native table lookup ``scale * codebook[code]``: the scheme's rule for QTensor.dequantize."""
     if qt.codebook is None:
         raise ValueError(f"QTensor with scheme {qt.scheme!r} has no codebook")
     cb = np.ascontiguousarray(qt.codebook, dtype=F32)
@@ -158,6 +146,3 @@ def _dequantize(qt: QTensor, codes: np.ndarray) -> np.ndarray:
                                np.ascontiguousarray(qt.scale, dtype=F32).reshape(-1))
     return y.reshape(qt.shape)
 
-
-for _name in ("codebook", "kmeans", "nf4"):
-    register_scheme(_name, _dequantize)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import checkpoint as ck
 from .io import safetensors as st
+from .qtensor import QTensor
 
 __all__ = ["make_demo_checkpoint", "run"]
 
@@ -77,11 +78,9 @@ def run(out_dir: Optional[str] = None, scheme: str = "int4", stream=None) -> int
             bar.close()
         say(rep.table(all_rows=False))
         say(rep.summary())
-        if not callable(getattr(ck.QTensor, "pack", None)):
-            say("   (this build has no bit-packing: sub-byte codes are stored one per byte)")
         t0 = time.perf_counter()
         back = ck.load(dst)
-        n_q = sum(isinstance(v, ck.QTensor) for v in back.values())
+        n_q = sum(isinstance(v, QTensor) for v in back.values())
         name = "layers.0.mlp.up_proj.weight"
         err = float(np.max(np.abs(back[name].dequantize() - tensors[name])))
         say(f"3. lowbit.load read it back: {n_q} QTensors + {len(back) - n_q} arrays in "

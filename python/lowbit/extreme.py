@@ -13,13 +13,10 @@ from typing import Optional
 import numpy as np
 
 from . import _args, _C
-from .qtensor import QTensor, register_scheme
-from .reference import extreme as _ref
+from .qtensor import QTensor
+from ._checks.extreme import BINARY_METHODS, TERNARY_METHODS, check_method, check_threshold
 
 __all__ = ["ternarize", "binarize"]
-
-register_scheme("ternary", code_range=(-1, 1))   # value = scale * code (zero point 0)
-register_scheme("binary", code_range=(-1, 1))
 
 _METHOD_IDS = {"absmean": 0, "twn": 1, "threshold": 2, "sign": 3, "bitnet": 4}
 
@@ -35,8 +32,8 @@ def ternarize(w, method: str = "absmean", *, threshold: float = 0.5, axis: Optio
     ``axis=k``: per channel along k; ``group_size=g``: per group along the last
     axis; neither: one scale for the tensor (BitNet's choice).
     """
-    method = _ref.check_method(method, _ref.TERNARY_METHODS, "ternarize")
-    t = _ref.check_threshold(threshold)
+    method = check_method(method, TERNARY_METHODS, "ternarize")
+    t = check_threshold(threshold)
     return _quantize(w, method, float(t), axis, group_size, ternary=True)
 
 
@@ -47,21 +44,22 @@ def binarize(w, method: str = "sign", *, axis: Optional[int] = None,
     method: ``"sign"`` (q = +1 where w >= 0, scale = mean|w|) or ``"bitnet"``
     (q = sign(w - mean(w)) with 0 -> +1, scale = mean|w|).
     """
-    method = _ref.check_method(method, _ref.BINARY_METHODS, "binarize")
+    method = check_method(method, BINARY_METHODS, "binarize")
     return _quantize(w, method, 0.0, axis, group_size, ternary=False)
 
 
 def _quantize(w, method, t, axis, group_size, ternary):
     x = _args.as_float32(w, "w")
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
-    if x.size == 0:
-        if ternary:
-            return _ref.ternarize(x, method, threshold=t, axis=axis, group_size=group_size)
-        return _ref.binarize(x, method, axis=axis, group_size=group_size)
-    try:
-        codes, scale = _C.extreme_quantize(x.reshape(-1), lay.kind, lay.a, lay.b, lay.c, _METHOD_IDS[method], t)
-    except _C.NonFiniteError:
-        raise ValueError(_args.nonfinite_message(x, name="w")) from None
+    if x.size == 0:  # every group is empty: its scale is that of a group holding one 0
+        _, scale = _C.extreme_quantize(np.zeros(lay.n_groups, np.float32), "groups", lay.n_groups, 1, 1,
+                                       _METHOD_IDS[method], t)
+        codes = np.zeros(x.shape, np.int8)
+    else:
+        try:
+            codes, scale = _C.extreme_quantize(x.reshape(-1), lay.kind, lay.a, lay.b, lay.c, _METHOD_IDS[method], t)
+        except _C.NonFiniteError:
+            raise ValueError(_args.nonfinite_message(x, name="w")) from None
     meta = {"method": method}
     if method == "threshold":
         meta["threshold"] = t

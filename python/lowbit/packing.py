@@ -14,12 +14,12 @@ from typing import Optional
 import numpy as np
 
 from . import _args, _C
-from ._packargs import (TERNARY_LAYOUTS, bad_code_message, check_codes, check_n, check_out, check_packed,
-                        find_bad, packed_length, range_text, ternary_packed_length)
+from ._checks.packing import (bad_code_message, check_codes, check_n, check_out, check_packed, check_padding,
+                              check_ternary_layout, find_bad, packed_length, range_text, ternary_packed_length)
 from .qtensor import QTensor
 
 __all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
-           "pack_qtensor", "unpack_qtensor", "unpack_qtensor_codes", "validate_qtensor_packing",
+           "pack_qtensor", "unpack_qtensor", "unpack_qtensor_codes",
            "QTENSOR_LAYOUTS"]
 
 _TERNARY_IDS = {"2bit": 0, "base3": 1}
@@ -58,7 +58,7 @@ def unpack(packed, bits: int, n: int, *, signed: bool = False, out: Optional[np.
     if not isinstance(signed, (bool, np.bool_)):
         raise TypeError(f"signed must be a bool, got {type(signed).__name__}")
     p = check_packed(packed, packed_length(n, bits), n, f"{bits}-bit codes")
-    _check_padding(p, n * bits)
+    check_padding(p, n * bits)
     shape = p.shape[:-1] + (n,)
     out = _alloc(out, shape, np.int8 if signed else np.uint8)
     if out.size:
@@ -87,7 +87,7 @@ def unpack_ternary(packed, n: int, layout: str = "2bit", *, out: Optional[np.nda
     n = check_n(n)
     p = check_packed(packed, ternary_packed_length(n, layout), n, f"ternary {layout} codes")
     if layout == "2bit":
-        _check_padding(p, 2 * n)
+        check_padding(p, 2 * n)
     elif n % 5 and p.size and np.any(p[..., -1] >= 3 ** (n % 5)):
         raise ValueError(f"packed: the last byte of a row holds {n % 5} trit(s), so it must be < {3 ** (n % 5)}; "
                          "is n right?")
@@ -106,17 +106,8 @@ def _alloc(out, shape, dtype):
     return check_out(out, shape, dtype)
 
 
-def _check_padding(p, used_bits):
-    r = used_bits % 8
-    if r and p.size and np.any(p[..., -1] >> r):
-        raise ValueError(f"packed: the padding bits after the last code (bits {r}..7 of each row's last byte) "
-                         "must be zero; is n right?")
-
-
 def _layout_id(layout) -> int:
-    if layout not in TERNARY_LAYOUTS:
-        raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
-    return _TERNARY_IDS[layout]
+    return _TERNARY_IDS[check_ternary_layout(layout)]
 
 
 # ---- QTensor integration ---------------------------------------------------
@@ -196,17 +187,3 @@ def unpack_qtensor_codes(qt: QTensor) -> np.ndarray:
     else:
         c = unpack(qt.codes, qt.bits, n, signed=qt.signed)
     return c.reshape(qt.shape)
-
-
-def validate_qtensor_packing(qt: QTensor) -> None:
-    """Full check of a packed QTensor (layout, sizes, bytes, codes on the grid); ValueError."""
-    codes = unpack_qtensor_codes(qt)
-    if not codes.size:
-        return
-    lo, hi = int(codes.min()), int(codes.max())
-    if qt.scheme == "ternary" and (lo < -1 or hi > 1):
-        raise ValueError(f"QTensor: ternary codes span [{lo}, {hi}], outside {{-1, 0, +1}}")
-    if qt.scheme in ("absmax", "minmax"):
-        g = _args.grid(qt.bits, qt.scheme, qt.signed, qt.narrow)
-        if lo < g.qmin or hi > g.qmax:
-            raise ValueError(f"QTensor: codes span [{lo}, {hi}], outside the {qt.bits}-bit grid [{g.qmin}, {g.qmax}]")

@@ -184,12 +184,12 @@ def plot_checkpoint_tensor(file, tensor: str, out, *, scheme: str = "int4", gran
             return plot_quantization(None, v, out, force=force,
                                      title=f"{tensor}: stored {v.scheme} {v.bits}-bit {v.granularity}")
         w = np.asarray(v, np.float32)
-    spec, gran, clip_m, clip_p = ck._resolve_options(scheme, granularity, clip)
+    spec, gran, clip_m, clip_p = ck.resolve_options(scheme, granularity, clip)
     if spec.output == "gguf":
         raise ck.CheckpointError(f"plot: scheme {spec.name!r} gives GGUF blocks; plot an int/uint, ternary, "
                                  "binary or codebook scheme")
-    axis, gs = ck._axis_group(gran, w.ndim)
+    axis, gs = ck.axis_group(gran, w.ndim)
     qt = spec.build(w, axis, gs, clip_m, clip_p)
     cl = "" if clip_m is None else f", clip {clip}"
     return plot_quantization(w, qt, out, force=force,
-                             title=f"{tensor}  {list(w.shape)}: {spec.name}, {ck._gran_text(gran)}{cl}")
+                             title=f"{tensor}  {list(w.shape)}: {spec.name}, {ck.granularity_text(gran)}{cl}")

@@ -4,34 +4,57 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from . import _args
 
-__all__ = ["QTensor", "register_scheme"]
-
-# scheme name -> function(qt, codes) -> float32 array of qt.shape, where codes
-# are the unpacked codes. Families register their schemes here; affine schemes
-# (and any scheme whose value is scale * (code - zero_point)) use the default.
-_DEQUANTIZERS: Dict[str, Callable] = {}
-_AFFINE_LIKE = {"absmax", "minmax"}
+__all__ = ["QTensor", "SchemeRule", "register_scheme", "scheme_rule", "is_affine_scheme", "install_ops"]
 
 
-_CODE_RANGES: Dict[str, Tuple[int, int]] = {}
+class SchemeRule(NamedTuple):
+    """How a scheme's codes become values, and which codes it allows."""
+    dequantize: Optional[Callable]           # fn(qt, unpacked codes) -> float32; None: scale * (code - zero_point)
+    code_range: Optional[Tuple[int, int]]    # checked by QTensor.validate; None: no fixed range
+
+
+# The registry of schemes QTensor knows. lowbit's own are registered once, explicitly,
+# by lowbit.schemes.register_builtin_schemes() (called from lowbit/__init__.py).
+_SCHEMES: Dict[str, SchemeRule] = {}
 
 
 def register_scheme(name: str, dequantize: Optional[Callable] = None, *,
                     code_range: Optional[Tuple[int, int]] = None) -> None:
     """Declare a scheme. Without ``dequantize`` it is affine-like: scale * (code - zero_point).
     ``code_range=(lo, hi)``: the codes it allows, checked by :meth:`QTensor.validate`."""
-    if code_range is not None:
-        _CODE_RANGES[name] = (int(code_range[0]), int(code_range[1]))
-    if dequantize is None:
-        _AFFINE_LIKE.add(name)
-    else:
-        _DEQUANTIZERS[name] = dequantize
+    rng = None if code_range is None else (int(code_range[0]), int(code_range[1]))
+    _SCHEMES[name] = SchemeRule(dequantize, rng)
+
+
+def scheme_rule(name: str) -> SchemeRule:
+    """The registered rule of scheme ``name``; ValueError if none is registered."""
+    try:
+        return _SCHEMES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown scheme {name!r}") from None
+
+
+# What QTensor's methods need from the families (dequantization, bit packing), installed
+# by lowbit.schemes.register_builtin_schemes(): qtensor.py sits below the families it
+# serves and imports none of them.
+_OPS: Dict[str, Callable] = {}
+
+
+def install_ops(*, dequantize: Callable, pack: Callable, unpack: Callable, unpacked_codes: Callable) -> None:
+    """Set the functions behind :meth:`QTensor.dequantize`, ``pack``, ``unpack`` and ``unpacked_codes``."""
+    _OPS.update(dequantize=dequantize, pack=pack, unpack=unpack, unpacked_codes=unpacked_codes)
+
+
+def is_affine_scheme(name: str) -> bool:
+    """True if ``name`` is registered with the affine rule ``scale * (code - zero_point)``."""
+    rule = _SCHEMES.get(name) if isinstance(name, str) else None
+    return rule is not None and rule.dequantize is None
 
 
 @dataclass(eq=False)
@@ -57,6 +80,7 @@ class QTensor:
     packed: Optional[str] = None
     codebook: Optional[np.ndarray] = None
     meta: Dict[str, object] = field(default_factory=dict)
+    _derived: Dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
@@ -79,6 +103,33 @@ class QTensor:
         if self.scale.shape != lay.param_shape:
             raise ValueError(f"scale shape {self.scale.shape} does not fit shape {self.shape} with "
                              f"{self.granularity}: expected {lay.param_shape}")
+        # A QTensor's arrays are read-only from here on (the same array objects, not copies):
+        # what is derived from them (a kernel's packed weight) can then be cached with them.
+        self.codes.setflags(write=False)
+        self.scale.setflags(write=False)
+        if self.zero_point is not None:
+            self.zero_point.setflags(write=False)
+        if isinstance(self.codebook, np.ndarray):
+            self.codebook.setflags(write=False)
+
+    def derived(self, key: str, build: Callable[["QTensor"], Any]) -> Any:
+        """``build(self)``, computed once and kept with this QTensor (e.g. a kernel's packed weight).
+
+        The cached value is used again only while the QTensor holds the same array
+        objects and fields it was built from and the arrays are still read-only;
+        otherwise (a field reassigned, ``codes.flags.writeable`` set back to True)
+        it is built afresh. A view's base changed behind the QTensor's back is not
+        seen: a QTensor owns the arrays it is given.
+        """
+        arrays = (self.codes, self.scale, self.zero_point, self.codebook)
+        stamp = (self.shape, self.bits, self.scheme, self.axis, self.group_size, self.signed, self.packed)
+        hit = self._derived.get(key)
+        if hit is not None and hit[1] == stamp and all(a is b for a, b in zip(hit[0], arrays)):
+            return hit[2]
+        value = build(self)
+        if not any(a is not None and a.flags.writeable for a in arrays):
+            self._derived[key] = (arrays, stamp, value)
+        return value
 
     # ---- structure -------------------------------------------------------
     def layout(self) -> _args.Layout:
@@ -122,25 +173,20 @@ class QTensor:
 
     # ---- values ----------------------------------------------------------
     def unpacked_codes(self) -> np.ndarray:
-        if self.packed is None:
-            return self.codes
-        from . import packing  # the packing family owns every packed layout
-        return packing.unpack_qtensor_codes(self)
+        """The codes shaped like the tensor (unpacked if ``packed``)."""
+        return self.codes if self.packed is None else _OPS["unpacked_codes"](self)
 
     def dequantize(self, dtype=np.float32, *, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """Float values ``scale * (codes - zero_point)`` (or the scheme's own rule)."""
-        from . import affine
-        return affine.dequantize(self, dtype=dtype, out=out)
+        """Float values ``scale * (codes - zero_point)`` (or the scheme's own rule): lowbit.dequantize."""
+        return _OPS["dequantize"](self, dtype=dtype, out=out)
 
     def pack(self, layout: Optional[str] = None) -> "QTensor":
         """A copy with bit-packed codes (SPEC 6); see :func:`lowbit.packing.pack_qtensor`."""
-        from . import packing
-        return packing.pack_qtensor(self, layout)
+        return _OPS["pack"](self, layout)
 
     def unpack(self) -> "QTensor":
         """A copy with plain int8/uint8 codes (itself if not packed)."""
-        from . import packing
-        return packing.unpack_qtensor(self)
+        return _OPS["unpack"](self)
 
     # ---- serialization ---------------------------------------------------
     def to_dict(self) -> Dict[str, np.ndarray]:
@@ -181,10 +227,8 @@ class QTensor:
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 8:
             raise ValueError(f"QTensor dict: bad bits {bits!r}")
         scheme = meta.get("scheme")
-        if scheme not in _AFFINE_LIKE and scheme not in _DEQUANTIZERS:
-            _load_scheme_modules()
-            if scheme not in _AFFINE_LIKE and scheme not in _DEQUANTIZERS:
-                raise ValueError(f"QTensor dict: unknown scheme {scheme!r}")
+        if not isinstance(scheme, str) or scheme not in _SCHEMES:
+            raise ValueError(f"QTensor dict: unknown scheme {scheme!r}")
         for key in ("axis", "group_size"):
             v = meta.get(key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
@@ -224,18 +268,15 @@ class QTensor:
             _args.normalize_axis(self.axis, self.ndim)
         if not np.isfinite(self.scale).all():
             raise ValueError("QTensor: scale holds NaN or Inf")
-        if self.packed is not None:
-            from . import packing
-            packing.validate_qtensor_packing(self)
+        codes = self.unpacked_codes()  # a packed layout (sizes, padding, fields) is checked as it unpacks
+        if not codes.size:
             return
-        if self.scheme in _CODE_RANGES and self.codes.size:
-            lo, hi = int(self.codes.min()), int(self.codes.max())
-            clo, chi = _CODE_RANGES[self.scheme]
-            if lo < clo or hi > chi:
-                raise ValueError(f"QTensor: {self.scheme} codes span [{lo}, {hi}], outside [{clo}, {chi}]")
-        if self.scheme in ("absmax", "minmax") and self.codes.size:
+        lo, hi = int(codes.min()), int(codes.max())
+        code_range = scheme_rule(self.scheme).code_range
+        if code_range is not None and (lo < code_range[0] or hi > code_range[1]):
+            raise ValueError(f"QTensor: {self.scheme} codes span [{lo}, {hi}], outside {list(code_range)}")
+        if self.scheme in _args.SCHEMES:  # absmax, minmax: the grid of bits/signed/narrow (SPEC 1)
             g = _args.grid(self.bits, self.scheme, self.signed, self.narrow)
-            lo, hi = int(self.codes.min()), int(self.codes.max())
             if lo < g.qmin or hi > g.qmax:
                 raise ValueError(f"QTensor: codes span [{lo}, {hi}], outside the {self.bits}-bit grid "
                                  f"[{g.qmin}, {g.qmax}]")
@@ -243,13 +284,3 @@ class QTensor:
                 zl, zh = int(self.zero_point.min()), int(self.zero_point.max())
                 if zl < g.qmin or zh > g.qmax:
                     raise ValueError(f"QTensor: zero points span [{zl}, {zh}], outside [{g.qmin}, {g.qmax}]")
-
-
-def _load_scheme_modules() -> None:
-    """Import the families that register schemes, so from_dict knows them all."""
-    import importlib
-    for mod in ("extreme", "codebook"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ImportError:
-            pass

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from . import _args, _C
+from ._checks.ternary import (check_axis, check_codes, check_float_input, check_int8_input, check_out, check_scale,
+                              check_shape, check_weight, tl_row_bytes)
 from ._core import cache_aligned
-from . import extreme as _extreme  # module imports: lowbit.extreme imports the reference, which imports us
+from . import extreme as _extreme
 from . import packing as _packing
 from .qtensor import QTensor
 
@@ -36,105 +37,13 @@ F32 = np.float32
 _FORMAT = "lowbit.packed_weight"
 
 
-# ---- argument helpers (shared with lowbit.reference.ternary) -----------------
-
-def as_array(x, name: str) -> np.ndarray:
-    """A NumPy view of ``x`` when possible (ndarray, DLPack, buffer protocol, __array__)."""
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "__dlpack__"):
-        try:
-            return np.from_dlpack(x)
-        except (TypeError, ValueError, RuntimeError, BufferError):
-            pass  # e.g. a tensor that needs grad or lives on another device: try __array__
-    try:
-        return np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - any conversion failure is a type problem
-        raise TypeError(f"{name}: cannot view {type(x).__name__} as a NumPy array ({e})") from None
-
-
-def check_scale(scale, N: int) -> np.ndarray:
-    """Weight scale(s) as float32 of shape (1, 1) (per tensor) or (N, 1) (per output channel)."""
-    if isinstance(scale, numbers.Real) and not isinstance(scale, bool):
-        s = np.array(scale, dtype=F32)
-    else:
-        s = as_array(scale, "scale")
-        if s.dtype.kind not in "fiu" or s.dtype == np.bool_:
-            raise TypeError(f"scale: expected real numbers, got dtype {s.dtype}")
-        s = s.astype(F32)
-    if s.size == 1 and s.ndim <= 2:
-        s = s.reshape(1, 1)
-    elif s.shape in ((N,), (N, 1)):
-        s = s.reshape(N, 1)
-    else:
-        raise ValueError(f"scale: need one value (per tensor) or {N} values (per output channel), "
-                         f"got shape {s.shape}")
-    if not np.isfinite(s).all():
-        raise ValueError("scale: contains NaN or Inf")
-    return np.ascontiguousarray(s)
-
-
-def check_codes(codes, bits: int) -> np.ndarray:
-    c = as_array(codes, "codes")
-    if c.dtype.kind not in "iu" or c.dtype == np.bool_:
-        raise TypeError(f"codes: expected an integer array, got dtype {c.dtype}")
-    if c.ndim != 2:
-        raise ValueError(f"codes: expected a 2-d (N, K) array, got shape {c.shape}")
-    bad = (np.abs(c.astype(np.int64)) > 1) if bits == 2 else (np.abs(c.astype(np.int64)) != 1)
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        allowed = "{-1, 0, 1}" if bits == 2 else "{-1, 1}"
-        raise ValueError(f"codes: {int(bad.sum())} value(s) outside {allowed}; first at ({i}, {j}): {c[i, j]}")
-    return np.ascontiguousarray(c, dtype=np.int8)
-
-
-def check_float_input(x, K: int, name: str = "x") -> np.ndarray:
-    a = as_array(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name}: expected shape (..., {K}), got a 0-d array")
-    a = _args.as_float32(a, name)
-    if a.shape[-1] != K:
-        raise ValueError(f"{name}: last axis has {a.shape[-1]} features, the weight has K = {K}")
-    return a
-
-
-def check_int8_input(qx, K: int) -> np.ndarray:
-    a = as_array(qx, "qx")
-    if a.dtype != np.int8:
-        raise TypeError(f"qx: expected int8 activations, got dtype {a.dtype}")
-    if a.ndim == 0:
-        raise ValueError(f"qx: expected shape (..., {K}), got a 0-d array")
-    if a.shape[-1] != K:
-        raise ValueError(f"qx: last axis has {a.shape[-1]} features, the weight has K = {K}")
-    return np.ascontiguousarray(a)
-
-
-def check_bias(bias, N: int) -> Optional[np.ndarray]:
-    if bias is None:
-        return None
-    b = as_array(bias, "bias")
-    if b.dtype.kind not in "fiu" or b.dtype == np.bool_:
-        raise TypeError(f"bias: expected real numbers, got dtype {b.dtype}")
-    if b.shape != (N,):
-        raise ValueError(f"bias: expected shape ({N},), got {b.shape}")
-    b = np.ascontiguousarray(b, dtype=F32)
-    if not np.isfinite(b).all():
-        raise ValueError("bias: contains NaN or Inf")
-    return b
-
-
-def tl_row_bytes(K: int, bits: int) -> int:
-    """Bytes per row of the kernel layout: K padded to blocks of 128 (ternary) / 256 (binary) values."""
-    block = 128 if bits == 2 else 256
-    return -(-K // block) * 32
-
-
 # ---- packed weights ----------------------------------------------------------
 
 class PackedWeight:
     """Common part of TernaryWeight and BinaryWeight (do not instantiate directly)."""
 
     bits = 0           # 2: ternary {-1, 0, 1}; 1: binary {-1, 1}
+    kind = ""          # the class's name, the tag lowbit._checks.ternary.check_weight looks for
     _canonical = ()    # SPEC 6 layouts this kind converts to
 
     def __init__(self, packed: np.ndarray, scale, shape: Tuple[int, int], method: Optional[str] = None):
@@ -299,6 +208,7 @@ class TernaryWeight(PackedWeight):
     """Ternary weight {-1, 0, +1} (N, K), packed 2 bits per value for the matmul kernel."""
 
     bits = 2
+    kind = "TernaryWeight"
     _canonical = ("2bit", "base3")
 
     @classmethod
@@ -309,10 +219,10 @@ class TernaryWeight(PackedWeight):
         ``axis=None``: one scale for the tensor (BitNet's choice); ``axis=0``: one
         per output channel.
         """
-        arr = as_array(w, "w")
+        arr = _args.as_array(w, "w")
         if arr.ndim != 2:
             raise ValueError(f"w: expected a 2-d (out_features, in_features) weight, got shape {arr.shape}")
-        axis = _check_axis(axis)
+        axis = check_axis(axis)
         qt = _extreme.ternarize(arr, method, threshold=threshold, axis=axis)
         out = cls.from_codes(qt.codes, qt.scale)
         out.method = method
@@ -329,8 +239,8 @@ class TernaryWeight(PackedWeight):
         """From SPEC 6 packed bytes (N, ceil(K/4)) or (N, ceil(K/5)) for a weight of ``shape`` (N, K)."""
         if layout not in cls._canonical:
             raise ValueError(f"layout must be one of {cls._canonical}, got {layout!r}")
-        N, K = _check_shape(shape)
-        p = as_array(packed, "packed")
+        N, K = check_shape(shape)
+        p = _args.as_array(packed, "packed")
         if p.ndim != 2 or p.shape[0] != N:
             raise ValueError(f"packed: expected {N} rows, got shape {p.shape}")
         return cls.from_codes(_packing.unpack_ternary(p, K, layout), scale)
@@ -340,15 +250,16 @@ class BinaryWeight(PackedWeight):
     """Binary weight {-1, +1} (N, K), packed 1 bit per value for the matmul kernel."""
 
     bits = 1
+    kind = "BinaryWeight"
     _canonical = ("1bit",)
 
     @classmethod
     def from_float(cls, w, method: str = "sign", *, axis: Optional[int] = None) -> "BinaryWeight":
         """Quantize (lowbit.binarize: ``"sign"`` or ``"bitnet"``) and pack once."""
-        arr = as_array(w, "w")
+        arr = _args.as_array(w, "w")
         if arr.ndim != 2:
             raise ValueError(f"w: expected a 2-d (out_features, in_features) weight, got shape {arr.shape}")
-        axis = _check_axis(axis)
+        axis = check_axis(axis)
         qt = _extreme.binarize(arr, method, axis=axis)
         out = cls.from_codes(qt.codes, qt.scale)
         out.method = method
@@ -364,50 +275,23 @@ class BinaryWeight(PackedWeight):
     def from_packed(cls, packed, shape, scale, layout: str = "1bit") -> "BinaryWeight":
         if layout not in cls._canonical:
             raise ValueError(f"layout must be one of {cls._canonical}, got {layout!r}")
-        N, K = _check_shape(shape)
-        p = as_array(packed, "packed")
+        N, K = check_shape(shape)
+        p = _args.as_array(packed, "packed")
         if p.ndim != 2 or p.shape[0] != N:
             raise ValueError(f"packed: expected {N} rows, got shape {p.shape}")
         return cls.from_codes(_packing.unpack(p, 1, K, signed=True), scale)
 
 
-def _check_axis(axis) -> Optional[int]:
-    if axis is None:
-        return None
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be None or 0, got {type(axis).__name__}")
-    if int(axis) not in (0, -2):
-        raise ValueError(f"axis must be None (per tensor) or 0 (per output channel), got {axis}")
-    return 0
-
-
-def _check_shape(shape) -> Tuple[int, int]:
-    try:
-        N, K = (int(v) for v in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"shape must be a pair (N, K), got {shape!r}") from None
-    if N < 0 or K < 0:
-        raise ValueError(f"shape must be non-negative, got {shape!r}")
-    return N, K
-
-
 # ---- matmuls -----------------------------------------------------------------
-
-def _check_weight(w, cls) -> None:
-    if not isinstance(w, cls):
-        raise TypeError(f"expected a {cls.__name__}, got {type(w).__name__}")
-
 
 def _matmul_f32(x, w: PackedWeight, bias, out) -> np.ndarray:
     N, K = w.shape
     a = check_float_input(x, K)
-    b = check_bias(bias, N)
+    b = _args.check_bias(bias, N)
     lead = a.shape[:-1]
     M = math.prod(lead)
     if out is not None:
-        if (not isinstance(out, np.ndarray) or out.dtype != F32 or out.shape != lead + (N,)
-                or not out.flags.c_contiguous or not out.flags.writeable):
-            raise ValueError(f"out: need a writeable C-contiguous float32 array of shape {lead + (N,)}")
+        check_out(out, lead + (N,))
     if M == 0 or N == 0:
         y = np.zeros(lead + (N,), F32) if out is None else out
         return y
@@ -435,25 +319,25 @@ def _matmul_s32(qx, w: PackedWeight) -> np.ndarray:
 
 def ternary_matmul(x, w: TernaryWeight, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """y = x @ W_hat.T with x quantized per token (SPEC 5, 7): float (..., K) -> float32 (..., N)."""
-    _check_weight(w, TernaryWeight)
+    check_weight(w, "TernaryWeight")
     return _matmul_f32(x, w, bias, out)
 
 
 def ternary_matmul_s32(qx, w: TernaryWeight) -> np.ndarray:
     """Exact int32 ``qx @ codes.T`` for int8 activations qx (..., K) -> (..., N)."""
-    _check_weight(w, TernaryWeight)
+    check_weight(w, "TernaryWeight")
     return _matmul_s32(qx, w)
 
 
 def binary_matmul(x, w: BinaryWeight, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Like :func:`ternary_matmul` for a binary weight."""
-    _check_weight(w, BinaryWeight)
+    check_weight(w, "BinaryWeight")
     return _matmul_f32(x, w, bias, out)
 
 
 def binary_matmul_s32(qx, w: BinaryWeight) -> np.ndarray:
     """Like :func:`ternary_matmul_s32` for a binary weight."""
-    _check_weight(w, BinaryWeight)
+    check_weight(w, "BinaryWeight")
     return _matmul_s32(qx, w)
 
 
@@ -470,7 +354,7 @@ class BitLinear:
         if not isinstance(weight, PackedWeight) or type(weight) is PackedWeight:
             raise TypeError(f"weight must be a TernaryWeight or BinaryWeight, got {type(weight).__name__}")
         self.weight = weight
-        self.bias = check_bias(bias, weight.shape[0])
+        self.bias = _args.check_bias(bias, weight.shape[0])
 
     @classmethod
     def from_float(cls, w, bias=None, *, binary: bool = False, method: Optional[str] = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _args
-from ..act import check_activations, make_qtensor
+from .._checks.act import act_qtensor, check_activations
 from ..qtensor import QTensor
 
 __all__ = ["quantize_activations", "dequantize_activations"]
@@ -21,7 +21,7 @@ def quantize_activations(x, bits: int = 8) -> QTensor:
     s = (F32(qmax) / np.maximum(amax, F32(1e-5))).astype(F32)                 # one float32 division
     prod = (x2 * s[:, None]).astype(F32)                                         # one float32 multiply
     codes = np.clip(np.rint(prod), -(qmax + 1), qmax).astype(np.int8)
-    return make_qtensor(codes, s, x.shape, bits)
+    return act_qtensor(codes, s, x.shape, bits)
 
 
 def dequantize_activations(qt: QTensor) -> np.ndarray:

@@ -7,49 +7,13 @@ import numpy as np
 
 from .. import _args
 from ..qtensor import QTensor
+from . import calibration, codebook
+from .packing import qtensor_codes
+from .params import group_params, group_ranges
 
 __all__ = ["quantize", "dequantize", "group_params", "group_ranges"]
 
 F32, F64 = np.float32, np.float64
-
-
-def group_ranges(x: np.ndarray, lay: _args.Layout):
-    """Per-group (lo, hi) as float32 arrays of shape (n_groups,)."""
-    if lay.kind == "groups":
-        R, L, g = lay.a, lay.b, lay.c
-        x2 = x.reshape(R, L)
-        ng = -(-L // g) if L else 0
-        lo = np.zeros((R, ng), F32)
-        hi = np.zeros((R, ng), F32)
-        for j in range(ng):  # a loop over the group index, vectorized over rows
-            blk = x2[:, j * g:(j + 1) * g]
-            lo[:, j] = blk.min(axis=1)
-            hi[:, j] = blk.max(axis=1)
-        return lo.reshape(-1), hi.reshape(-1)
-    outer, C, inner = (lay.a, lay.b, 1) if lay.kind == "cols" else (lay.a, lay.b, lay.c)
-    x3 = x.reshape(outer, C, inner)
-    return x3.min(axis=(0, 2)).astype(F32), x3.max(axis=(0, 2)).astype(F32)
-
-
-def group_params(lo, hi, scheme: str, g: _args.Grid):
-    """SPEC 1-2: scale, inv_scale (float32) and zero point (int32) per group."""
-    lo = np.asarray(lo, F32)
-    hi = np.asarray(hi, F32)
-    if scheme == "absmax":
-        a = np.maximum(np.abs(lo.astype(F64)), np.abs(hi.astype(F64)))
-        scale = (a / g.absmax_qmax).astype(F32)
-    else:
-        lo = np.minimum(lo, F32(0))
-        hi = np.maximum(hi, F32(0))
-        scale = ((hi.astype(F64) - lo.astype(F64)) / (g.qmax - g.qmin)).astype(F32)
-    scale = np.maximum(scale, _args.FLT_MIN)
-    inv = (F32(1) / scale).astype(F32)
-    if scheme == "absmax":
-        zp = np.zeros(scale.shape, np.int32)
-    else:
-        prod = (lo * inv).astype(F32)
-        zp = np.clip(g.qmin - np.rint(prod).astype(np.int64), g.qmin, g.qmax).astype(np.int32)
-    return scale, inv, zp
 
 
 def _expand(p: np.ndarray, x_shape, lay: _args.Layout) -> np.ndarray:
@@ -67,7 +31,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     if bits is None:  # the scheme's natural width: NF4 is 4-bit, everything else defaults to 8
         bits = 4 if scheme == "nf4" else 8
     if scheme in ("kmeans", "nf4"):  # non-uniform schemes (SPEC 9): reference/codebook.py
-        from . import codebook
         return codebook.quantize_scheme(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed,
                                         narrow=narrow, clip=clip, clip_param=clip_param)
     x = _args.as_float32(x)
@@ -75,10 +38,6 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
     g = _args.grid(bits, scheme, signed, narrow)
     lay, axis, group_size = _args.layout(x.shape, axis, group_size)
     if isinstance(clip, str) and clip != "none":
-        try:
-            from . import calibration
-        except ImportError:
-            raise ValueError(f"clip={clip!r} is not available in this build") from None
         clip_lo, clip_hi = calibration.clip_arrays(x, clip, clip_param, scheme=scheme, bits=bits, layout=lay,
                                                    signed=signed, narrow=narrow)
     else:
@@ -112,9 +71,8 @@ def quantize(x, bits: Optional[int] = None, *, scheme: str = "absmax", axis: Opt
 def dequantize(qt: QTensor, dtype=np.float32) -> np.ndarray:
     """``scale * float32(code - zero_point)``, one float32 multiply per value."""
     if qt.codebook is not None:  # non-uniform schemes (SPEC 9)
-        from .codebook import dequantize_codebook
-        return dequantize_codebook(qt).astype(dtype)
-    codes = qt.unpacked_codes().astype(np.int32)
+        return codebook.dequantize_codebook(qt).astype(dtype)
+    codes = qtensor_codes(qt).astype(np.int32)
     lay = qt.layout()
     zp = qt.zero_point if qt.zero_point is not None else np.zeros(qt.scale.shape, np.int32)
     if qt.size == 0:

@@ -21,49 +21,19 @@ and csrc/calib/ matches:
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import numpy as np
 
 from .. import _args
-from . import affine as _affine
+from .._checks.calibration import KL_BINS, check_bias_args, check_bias_fits, check_method_param
+from .params import group_params, group_ranges
 
 __all__ = ["calibrate", "clip_arrays", "quantize_bias", "group_values",
            "mse_objectives", "kl_histogram", "kl_divergences"]
 
 F32, F64 = np.float32, np.float64
-METHODS = ("percentile", "mse", "kl")
-KL_BINS = 2048
 KL_EPS = 1e-10
-DEFAULT_PERCENTILE = 99.9
-DEFAULT_MSE_CANDIDATES = 100
-
-
-def check_method_param(method: str, clip_param):
-    """Validate ``method`` / ``clip_param``; returns the resolved parameter."""
-    if method not in METHODS:
-        raise ValueError(f"clip method must be one of {METHODS}, got {method!r}")
-    if method == "percentile":
-        if clip_param is None:
-            return DEFAULT_PERCENTILE
-        if isinstance(clip_param, bool) or not isinstance(clip_param, numbers.Real):
-            raise TypeError(f"percentile clip_param must be a number, got {type(clip_param).__name__}")
-        p = float(clip_param)
-        if not (0.0 < p <= 100.0):
-            raise ValueError(f"percentile clip_param must be in (0, 100], got {clip_param!r}")
-        return p
-    if method == "mse":
-        if clip_param is None:
-            return DEFAULT_MSE_CANDIDATES
-        if isinstance(clip_param, bool) or not isinstance(clip_param, numbers.Integral):
-            raise TypeError(f"mse clip_param (number of candidates) must be an int, got {clip_param!r}")
-        if not 1 <= int(clip_param) <= 100_000:
-            raise ValueError(f"mse clip_param (number of candidates) must be in 1..100000, got {clip_param}")
-        return int(clip_param)
-    if clip_param is not None:
-        raise ValueError(f"clip='kl' takes no clip_param (got {clip_param!r}); it always uses {KL_BINS} bins")
-    return None
 
 
 def group_values(x: np.ndarray, lay: _args.Layout):
@@ -107,7 +77,7 @@ def mse_objectives(v: np.ndarray, scheme: str, g: _args.Grid, n: int) -> np.ndar
     if v.size == 0:
         return np.zeros(n, F64)
     clo, chi = _candidates(v.min(), v.max(), scheme, n)
-    scale, inv, zp = _affine.group_params(clo, chi, scheme, g)
+    scale, inv, zp = group_params(clo, chi, scheme, g)
     out = np.empty(n, F64)
     for k in range(n):
         prod = (v * inv[k]).astype(F32)
@@ -211,7 +181,7 @@ def calibrate(x, method: str = "mse", bits: int = 8, *, scheme: str = "absmax", 
         if clip_param is not None:
             raise ValueError(f"method={method!r} takes no clip_param")
         _args.check_finite(x)
-        lo, hi = _affine.group_ranges(x, lay) if x.size else (np.zeros(lay.n_groups, F32),) * 2
+        lo, hi = group_ranges(x, lay) if x.size else (np.zeros(lay.n_groups, F32),) * 2
         if scheme == "absmax":
             a = np.maximum(np.abs(lo), np.abs(hi)).astype(F32)
             lo, hi = -a, a
@@ -221,9 +191,6 @@ def calibrate(x, method: str = "mse", bits: int = 8, *, scheme: str = "absmax", 
     return lo.reshape(lay.param_shape), hi.reshape(lay.param_shape)
 
 
-INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
-
-
 def quantize_bias(bias, weight_scale, activation_scale) -> np.ndarray:
     """SPEC 5: ``round_half_even(bias / (weight_scale * activation_scale))`` as int32.
 
@@ -231,25 +198,5 @@ def quantize_bias(bias, weight_scale, activation_scale) -> np.ndarray:
     float32 inputs. ``weight_scale`` is a scalar or one value per output (any
     keepdims shape with ``bias.size`` elements); ``activation_scale`` a scalar.
     """
-    b = _args.as_float32(bias, "bias")
-    if b.ndim != 1:
-        raise ValueError(f"bias must be 1-D, got shape {b.shape}")
-    _args.check_finite(b, "bias")
-    sw = _args.as_float32(weight_scale, "weight_scale").reshape(-1)
-    sx = _args.as_float32(activation_scale, "activation_scale").reshape(-1)
-    if sw.size not in (1, b.size):
-        raise ValueError(f"weight_scale must be a scalar or have one value per bias entry ({b.size}), "
-                         f"got {sw.size} values")
-    if sx.size != 1:
-        raise ValueError(f"activation_scale must be a scalar, got {sx.size} values")
-    for name, s in (("weight_scale", sw), ("activation_scale", sx)):
-        if not (np.isfinite(s).all() and (s > 0).all()):
-            raise ValueError(f"{name} must be finite and > 0, got {s[~(np.isfinite(s) & (s > 0))][0]!r}")
-    q = np.rint(b.astype(F64) / (sw.astype(F64) * sx.astype(F64)))
-    bad = (q < INT32_MIN) | (q > INT32_MAX)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"bias[{k}] = {b[k]!r} quantizes to {q[k]:.6g}, outside int32; "
-                         f"the bias scale (weight_scale * activation_scale) is too small")
-    return q.astype(np.int32)
-
+    b, sw, sx = check_bias_args(bias, weight_scale, activation_scale)
+    return check_bias_fits(b, np.rint(b.astype(F64) / (sw.astype(F64) * sx.astype(F64))))

@@ -13,67 +13,19 @@
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import numpy as np
 
 from .. import _args
+from .._checks.codebook import NF4, NF4_BLOCK, bits_for, check_codebook, check_k, check_scale_finite, check_scheme_args
 from ..qtensor import QTensor
+from .packing import qtensor_codes
 
 __all__ = ["NF4", "quantize_codebook", "kmeans_codebook", "quantize_kmeans", "quantize_nf4",
            "dequantize_codebook", "kmeans_sse", "check_codebook", "check_k"]
 
 F32, F64 = np.float32, np.float64
-
-# NF4 as in bitsandbytes: bitsandbytes/functional.py, get_4bit_type("nf4")
-# (github.com/bitsandbytes-foundation/bitsandbytes), the float32 values of these literals.
-NF4 = np.array([
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-], dtype=F32)
-NF4.setflags(write=False)
-NF4_BLOCK = 64
-
-
-def check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if not 2 <= int(k) <= 256:
-        raise ValueError(f"k (number of centroids) must be in 2..256, got {k}")
-    return int(k)
-
-
-def check_codebook(codebook, *, scaled: bool) -> np.ndarray:
-    cb = np.asarray(codebook)
-    if cb.dtype.kind not in "fiu":
-        raise TypeError(f"codebook must hold numbers, got dtype {cb.dtype}")
-    cb = np.ascontiguousarray(cb, dtype=F32)
-    if cb.ndim != 1 or not 1 <= cb.size <= 256:
-        raise ValueError(f"codebook must be 1-D with 1..256 values, got shape {cb.shape}")
-    if not np.isfinite(cb).all():
-        raise ValueError("codebook must be finite (it holds NaN or Inf)")
-    if (np.diff(cb) < 0).any():
-        k = int(np.flatnonzero(np.diff(cb) < 0)[0])
-        raise ValueError(f"codebook must be sorted ascending: codebook[{k}] = {cb[k]} > "
-                         f"codebook[{k + 1}] = {cb[k + 1]}")
-    if scaled and not np.abs(cb).max() > 0:
-        raise ValueError("an absmax-scaled codebook (group_size given) needs a nonzero value")
-    return cb
-
-
-def check_scale_finite(scale: np.ndarray, cb: np.ndarray) -> None:
-    """max|x_g| / max|code| overflowed float32 (a codebook of tiny values): refuse, never inf."""
-    if np.isinf(scale).any():
-        raise ValueError(f"the group scale max|w| / max|codebook| overflows float32 (max|codebook| = "
-                         f"{float(np.abs(cb).max()):g} is too small for these weights); normalize the codebook")
-
-
-def _bits_for(k: int) -> int:
-    return max(1, int(k - 1).bit_length())
-
 
 def _nearest(v: np.ndarray, cb: np.ndarray) -> np.ndarray:
     """argmin_i |v - cb[i]| in float32, the lowest index on ties (np.argmin's rule)."""
@@ -119,13 +71,15 @@ def quantize_codebook(w, codebook, *, group_size: Optional[int] = None, scheme: 
     v = (x.reshape(-1) / s).astype(F32)
     codes = _nearest(v, cb).reshape(x.shape)
     return QTensor(codes=codes, scale=scale.reshape(lay.param_shape), zero_point=None, shape=x.shape,
-                   bits=_bits_for(cb.size), scheme=scheme, group_size=group_size, signed=False,
+                   bits=bits_for(cb.size), scheme=scheme, group_size=group_size, signed=False,
                    codebook=cb.copy())
 
 
 def _expand(p: np.ndarray, lay: _args.Layout) -> np.ndarray:
     if lay.kind == "groups":
         R, L, g = lay.a, lay.b, lay.c
+        if R * L == 0:  # no values (an empty per-tensor layout still has its one group)
+            return np.zeros(0, p.dtype)
         return np.repeat(p.reshape(R, -1), g, axis=1)[:, :L].reshape(-1)
     raise AssertionError("codebook quantization uses the groups layout")
 
@@ -240,7 +194,7 @@ def quantize_kmeans(w, bits: int, *, axis: Optional[int] = None) -> QTensor:
 
 def dequantize_codebook(qt: QTensor) -> np.ndarray:
     """``scale * codebook[code]`` (one float32 multiply), per group / per channel."""
-    codes = qt.unpacked_codes()
+    codes = qtensor_codes(qt)
     cb = qt.codebook
     if qt.axis is not None and cb is not None and cb.ndim == 2:
         ax = qt.axis
@@ -256,6 +210,5 @@ def dequantize_codebook(qt: QTensor) -> np.ndarray:
 def quantize_scheme(x, bits: int, *, scheme: str, axis=None, group_size=None, signed=None, narrow=False,
                     clip=None, clip_param=None) -> QTensor:
     """``reference.quantize(..., scheme="kmeans"|"nf4")``: the same argument rules as the native API."""
-    from ..codebook import quantize_scheme as dispatch
-    return dispatch(x, bits, scheme=scheme, axis=axis, group_size=group_size, signed=signed, narrow=narrow,
-                    clip=clip, clip_param=clip_param, nf4=quantize_nf4, kmeans=quantize_kmeans)
+    kw = check_scheme_args(scheme, bits, axis, group_size, signed, narrow, clip, clip_param)
+    return quantize_nf4(x, **kw) if scheme == "nf4" else quantize_kmeans(x, bits, **kw)

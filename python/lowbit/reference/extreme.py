@@ -13,12 +13,12 @@ that kernels match this reference bit for bit (csrc/extreme/extreme.h):
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Tuple
 
 import numpy as np
 
 from .. import _args
+from .._checks.extreme import BINARY_METHODS, TERNARY_METHODS, check_method, check_threshold
 from ..qtensor import QTensor
 
 __all__ = ["ternarize", "binarize", "blocked_sum", "group_matrix", "TERNARY_METHODS", "BINARY_METHODS"]
@@ -28,25 +28,6 @@ SUM_LANES = 16
 SUM_BLOCK = 4096
 ABSMEAN_EPS = np.float32(1e-5)
 TWN_FACTOR = 0.7
-TERNARY_METHODS = ("absmean", "twn", "threshold")
-BINARY_METHODS = ("sign", "bitnet")
-
-
-def check_method(method, methods: Tuple[str, ...], what: str) -> str:
-    if not isinstance(method, str):
-        raise TypeError(f"{what} method must be a str, got {type(method).__name__}")
-    if method not in methods:
-        raise ValueError(f"{what} method must be one of {methods}, got {method!r}")
-    return method
-
-
-def check_threshold(threshold) -> np.float32:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        raise TypeError(f"threshold must be a real number, got {type(threshold).__name__}")
-    t = float(threshold)
-    if not 0.0 <= t < 1.0:
-        raise ValueError(f"threshold must be in [0, 1) (a fraction of max|w|), got {threshold!r}")
-    return np.float32(t)
 
 
 def group_matrix(x: np.ndarray, lay: _args.Layout) -> Tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,11 @@ from typing import Optional
 import numpy as np
 
 from .. import _args
-from .._packargs import (TERNARY_LAYOUTS, check_codes, check_n, check_packed, code_range, packed_length,
-                         ternary_packed_length)
+from .._checks.packing import (check_codes, check_n, check_packed, check_padding, check_ternary_layout, code_range,
+                               packed_length, ternary_packed_length)
 
-__all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length"]
+__all__ = ["pack", "unpack", "pack_ternary", "unpack_ternary", "packed_length", "ternary_packed_length",
+           "qtensor_codes"]
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -57,7 +58,7 @@ def unpack(packed, bits: int, n: int, *, signed: bool = False) -> np.ndarray:
     bits = _args.check_bits(bits, 1, 8)
     n = check_n(n)
     p = check_packed(packed, packed_length(n, bits), n, f"{bits}-bit codes")
-    _check_padding(p, n * bits)
+    check_padding(p, n * bits)
     f = _fields(_rows(p), bits, n).astype(np.int16)
     if signed and bits == 1:
         f = 2 * f - 1
@@ -66,15 +67,8 @@ def unpack(packed, bits: int, n: int, *, signed: bool = False) -> np.ndarray:
     return f.astype(np.int8 if signed else np.uint8).reshape(p.shape[:-1] + (n,))
 
 
-def _check_padding(p: np.ndarray, used_bits: int) -> None:
-    r = used_bits % 8
-    if r and p.size and np.any(p[..., -1] >> r):
-        raise ValueError(f"packed: the padding bits after the last code (bits {r}..7 of each row's last byte) "
-                         "must be zero; is n right?")
-
-
 def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
-    layout = _check_layout(layout)
+    layout = check_ternary_layout(layout)
     q, _ = check_codes(codes, 2, True, ternary=True)
     rows2 = _rows(q).astype(np.int16) + 1
     n = q.shape[-1]
@@ -89,12 +83,12 @@ def pack_ternary(codes, layout: str = "2bit") -> np.ndarray:
 
 
 def unpack_ternary(packed, n: int, layout: str = "2bit") -> np.ndarray:
-    layout = _check_layout(layout)
+    layout = check_ternary_layout(layout)
     n = check_n(n)
     p = check_packed(packed, ternary_packed_length(n, layout), n, f"ternary {layout} codes")
     p2 = _rows(p)
     if layout == "2bit":
-        _check_padding(p, 2 * n)
+        check_padding(p, 2 * n)
         d = _fields(p2, 2, n).astype(np.int16)
         if np.any(d == 3):
             raise ValueError("packed: 2-bit ternary field 3 is not a code (fields are q + 1 in {0, 1, 2})")
@@ -110,10 +104,20 @@ def unpack_ternary(packed, n: int, layout: str = "2bit") -> np.ndarray:
     return (d - 1).astype(np.int8).reshape(p.shape[:-1] + (n,))
 
 
-def _check_layout(layout) -> str:
-    if layout not in TERNARY_LAYOUTS:
-        raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
-    return layout
+def qtensor_codes(qt) -> np.ndarray:
+    """A QTensor's codes shaped like the tensor, unpacked here (``qt.packed``: "b1".."b8",
+    "ternary2", "base3"; see lowbit.packing.pack_qtensor) rather than by native code."""
+    if qt.packed is None:
+        return qt.codes
+    n = qt.shape[-1] if qt.shape else 1
+    rows = qt.codes if qt.shape else qt.codes.reshape(1, -1)
+    if qt.packed in ("ternary2", "base3"):
+        codes = unpack_ternary(rows, n, "2bit" if qt.packed == "ternary2" else "base3")
+    elif qt.packed in tuple(f"b{b}" for b in range(1, 9)) and int(qt.packed[1:]) == qt.bits:
+        codes = unpack(rows, qt.bits, n, signed=qt.signed)
+    else:
+        raise ValueError(f"packed layout {qt.packed!r} does not hold {qt.bits}-bit codes")
+    return codes.reshape(qt.shape)
 
 
 __all__ += ["code_range"]

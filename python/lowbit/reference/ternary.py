@@ -1,8 +1,9 @@
 """Reference packed ternary / binary matmul (SPEC 5, 7), NumPy only.
 
 Same signatures as lowbit.ternary; the weight objects are lowbit's own
-TernaryWeight / BinaryWeight, whose kernel-layout bytes are read here with
-NumPy (tl_unpack), never with native code.
+TernaryWeight / BinaryWeight (anything with their ``kind``, ``bits``, ``shape``,
+``packed`` and ``scale``), whose kernel-layout bytes are read here with NumPy
+(tl_unpack), never with native code.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..ternary import (BinaryWeight, PackedWeight, TernaryWeight, _check_weight, check_bias, check_codes,
-                       check_float_input, check_int8_input, tl_row_bytes)
+from .. import _args
+from .._checks.ternary import check_codes, check_float_input, check_int8_input, check_out, check_weight, tl_row_bytes
 from .act import quantize_activations
 
 __all__ = ["tl_pack", "tl_unpack", "ternary_matmul", "ternary_matmul_s32", "binary_matmul", "binary_matmul_s32"]
@@ -47,7 +48,7 @@ def tl_unpack(packed: np.ndarray, K: int, bits: int) -> np.ndarray:
     return (u - 1) if bits == 2 else (2 * u - 1)
 
 
-def _acc(q2: np.ndarray, w: PackedWeight) -> np.ndarray:
+def _acc(q2: np.ndarray, w) -> np.ndarray:
     N, K = w.shape
     t = tl_unpack(w.packed, K, w.bits).astype(np.int64)
     acc = q2.astype(np.int64) @ t.T
@@ -55,11 +56,13 @@ def _acc(q2: np.ndarray, w: PackedWeight) -> np.ndarray:
     return acc.astype(np.int32)
 
 
-def _matmul_f32(x, w: PackedWeight, bias, out):
+def _matmul_f32(x, w, bias, out):
     N, K = w.shape
     a = check_float_input(x, K)
-    b = check_bias(bias, N)
+    b = _args.check_bias(bias, N)
     lead = a.shape[:-1]
+    if out is not None:
+        check_out(out, lead + (N,))
     M = int(np.prod(lead, dtype=np.int64))
     if M == 0 or N == 0 or K == 0:
         y = np.zeros((M, N), F32)
@@ -79,7 +82,7 @@ def _matmul_f32(x, w: PackedWeight, bias, out):
     return y
 
 
-def _matmul_s32(qx, w: PackedWeight):
+def _matmul_s32(qx, w):
     N, K = w.shape
     a = check_int8_input(qx, K)
     lead = a.shape[:-1]
@@ -89,21 +92,21 @@ def _matmul_s32(qx, w: PackedWeight):
     return _acc(a.reshape(M, K), w).reshape(lead + (N,))
 
 
-def ternary_matmul(x, w: TernaryWeight, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
-    _check_weight(w, TernaryWeight)
+def ternary_matmul(x, w, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    check_weight(w, "TernaryWeight")
     return _matmul_f32(x, w, bias, out)
 
 
-def ternary_matmul_s32(qx, w: TernaryWeight) -> np.ndarray:
-    _check_weight(w, TernaryWeight)
+def ternary_matmul_s32(qx, w) -> np.ndarray:
+    check_weight(w, "TernaryWeight")
     return _matmul_s32(qx, w)
 
 
-def binary_matmul(x, w: BinaryWeight, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
-    _check_weight(w, BinaryWeight)
+def binary_matmul(x, w, *, bias=None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    check_weight(w, "BinaryWeight")
     return _matmul_f32(x, w, bias, out)
 
 
-def binary_matmul_s32(qx, w: BinaryWeight) -> np.ndarray:
-    _check_weight(w, BinaryWeight)
+def binary_matmul_s32(qx, w) -> np.ndarray:
+    check_weight(w, "BinaryWeight")
     return _matmul_s32(qx, w)

@@ -1,10 +1,12 @@
-"""Argument checking for bit packing (SPEC 6), shared by lowbit.packing and its reference."""
+"""Argument checks for bit packing (SPEC 6), shared by lowbit.packing and lowbit.reference.packing."""
 from __future__ import annotations
 
 import numbers
 from typing import Optional, Tuple
 
 import numpy as np
+
+from .. import _args
 
 TERNARY_LAYOUTS = ("2bit", "base3")
 
@@ -34,11 +36,7 @@ def check_n(n) -> int:
 
 
 def _as_int_array(codes, name: str) -> np.ndarray:
-    if not isinstance(codes, np.ndarray):
-        try:
-            codes = np.asarray(codes)
-        except Exception as e:  # noqa: BLE001
-            raise TypeError(f"{name}: cannot convert {type(codes).__name__} to a NumPy array ({e})") from None
+    codes = _args.as_array(codes, name)
     if codes.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array (int8/uint8 codes), got dtype {codes.dtype}")
     if codes.ndim == 0:
@@ -98,11 +96,7 @@ def check_codes(codes, bits: int, signed: Optional[bool], *, ternary: bool = Fal
 
 def check_packed(packed, nbytes: int, n: int, what: str) -> np.ndarray:
     """C-contiguous uint8 packed rows whose last axis is ``nbytes`` long."""
-    if not isinstance(packed, np.ndarray):
-        try:
-            packed = np.asarray(packed)
-        except Exception as e:  # noqa: BLE001
-            raise TypeError(f"packed: cannot convert {type(packed).__name__} to a NumPy array ({e})") from None
+    packed = _args.as_array(packed, "packed")
     if packed.dtype != np.uint8:
         raise TypeError(f"packed: expected a uint8 array, got dtype {packed.dtype}")
     if packed.ndim == 0:
@@ -120,3 +114,17 @@ def check_out(out, shape, dtype, name: str = "out") -> Optional[np.ndarray]:
             or not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{name} must be a writeable C-contiguous {np.dtype(dtype)} array of shape {tuple(shape)}")
     return out
+
+
+def check_ternary_layout(layout) -> str:
+    if layout not in TERNARY_LAYOUTS:
+        raise ValueError(f"ternary layout must be one of {TERNARY_LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def check_padding(p: np.ndarray, used_bits: int) -> None:
+    """Rows of ``used_bits`` bits: the bits after them in each row's last byte must be zero."""
+    r = used_bits % 8
+    if r and p.size and np.any(p[..., -1] >> r):
+        raise ValueError(f"packed: the padding bits after the last code (bits {r}..7 of each row's last byte) "
+                         "must be zero; is n right?")
