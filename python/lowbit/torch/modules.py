@@ -47,6 +47,13 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+def _int8_kernel_arrays(layer: _Int8Layer):
+    """(packed weight, float32 scales) that a lowbit.Linear hands to its kernel: the one place that
+    reads lowbit.Linear's prepared weight (``PreparedWeight``: packed, sb, per_channel)."""
+    w = layer._w
+    return w.packed, w.sb
+
+
 def smooth_weight(w: np.ndarray, input_absmax, alpha: float):
     """SmoothQuant: (W * s, 1 / s) with ``s[k] = a[k]**alpha / max|W[:, k]|**(1 - alpha)``; features
     never seen (a = 0) or with an all-zero weight column keep s = 1."""
@@ -111,8 +118,9 @@ class Linear(LowbitModule):
                 raise ValueError(f"input_scale: expected shape ({self.in_features},), got {input_scale.shape}")
             if not (np.isfinite(input_scale).all() and (input_scale > 0).all()):
                 raise ValueError("input_scale: needs finite positive values")
-        self.register_buffer("packed", _tensor(layer._packed), persistent=False)
-        self.register_buffer("weight_scale", _tensor(layer._sb), persistent=False)
+        packed, sb = _int8_kernel_arrays(layer)
+        self.register_buffer("packed", _tensor(packed), persistent=False)
+        self.register_buffer("weight_scale", _tensor(sb), persistent=False)
         self.register_buffer("bias", None if layer.bias is None else _tensor(layer.bias), persistent=False)
         self.register_buffer("input_scale", None if input_scale is None else _tensor(input_scale), persistent=False)
         # the buffers' memory as NumPy, for the eager fast path (no per-call conversions)
@@ -268,12 +276,12 @@ class WeightOnlyLinear(LowbitModule):
         """Quantize an ``nn.Linear`` with a scheme of ``lowbit quantize`` (``"int4"``, ``"nf4"``,
         ``"kmeans4"``, ``"uint4"`` ...) and its default granularity unless one is given
         (``"channel"``, ``"tensor"``, ``"group:128"``)."""
-        from ..checkpoint import _axis_group, get_scheme, parse_granularity
+        from ..checkpoint import axis_group, get_scheme, parse_granularity
         spec = get_scheme(scheme)
         if spec.output != "safetensors":
             raise ValueError(f"scheme {spec.name!r} writes GGUF blocks; the weight-only module takes lowbit's own "
                              "schemes (int2..int8, uint2..uint8, nf4, kmeans2..kmeans8)")
-        axis, gs = _axis_group(parse_granularity(granularity or spec.default_granularity), 2)
+        axis, gs = axis_group(parse_granularity(granularity or spec.default_granularity), 2)
         qt = spec.build(_float32_numpy(linear.weight), axis, gs, None, None)
         if not isinstance(qt, QTensor):
             raise ValueError(f"scheme {spec.name!r} did not give a QTensor")
