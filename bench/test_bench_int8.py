@@ -1,4 +1,5 @@
-"""int8 GEMM / dynamic int8 linear: lowbit vs torch's dynamic int8 nn.Linear (FBGEMM) vs float32
+"""int8 GEMM / dynamic int8 linear: lowbit (each int8 kernel variant this CPU runs) vs torch's
+dynamic int8 nn.Linear on both quantized engines ("x86" = FBGEMM, "onednn") vs float32
 NumPy/OpenBLAS, weights 4096x4096 and 11008x4096, M in {1, 8, 128, 512}, 2 threads.
 
     python -m pytest bench/test_bench_int8.py --benchmark-only
@@ -30,38 +31,35 @@ def _group(benchmark, weight, M):
 
 
 @pytest.mark.parametrize("M", MS)
-@pytest.mark.parametrize("isa", lowbit.available_isas())
-@pytest.mark.parametrize("bits", [8, 7], ids=["w8-int16", "w7-u7"])
-def test_lowbit_linear(benchmark, weight, M, isa, bits):
-    """8-bit weights run the int16 kernel, 7-bit weights (Linear(w, bits=7)) the u7 kernel."""
-    if isa == "scalar" and M > 1:
+@pytest.mark.parametrize("variant", lowbit.kernel_variants("int8", runnable=True))
+@pytest.mark.parametrize("bits", [8, 7], ids=["w8", "w7"])
+def test_lowbit_linear(benchmark, weight, M, variant, bits):
+    """Each int8 variant with 8-bit and 7-bit weights (Linear(w, bits=7)): on AVX2 7-bit weights
+    take the u7 kernel, on VNNI every weight the vpdpbusd one (layouts in csrc/int8/int8.h)."""
+    if variant == "scalar" and M > 1:
         pytest.skip("scalar path: M=1 only (minutes per call otherwise)")
     _group(benchmark, weight, M)
     layer = lowbit.Linear(weight, bits=bits)
     assert layer.fast == (bits == 7)
     x = activations(M, weight.shape[1])
-    with lowbit.use_isa(isa):
+    with lowbit.use_kernel("int8", variant):
+        benchmark.extra_info["layout"] = layer.layout
         benchmark(layer, x)
 
 
 @pytest.mark.parametrize("M", MS)
-def test_torch_dynamic_int8(benchmark, weight, M):
+@pytest.mark.parametrize("engine", ["x86", "onednn"])
+def test_torch_dynamic_int8(benchmark, weight, M, engine):
+    """torch's dynamic int8 nn.Linear, prepacked and run under one quantized engine."""
     torch = pytest.importorskip("torch")
-    import warnings
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"torch has no {engine} quantized engine here")
+    from int8_report import torch_dynamic_linear
     torch.set_num_threads(2)  # as lowbit (the two_threads fixture)
     _group(benchmark, weight, M)
-    lin = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(weight))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    run = torch_dynamic_linear(torch, weight, engine)
     x = torch.from_numpy(activations(M, weight.shape[1]))
-
-    def run():
-        with torch.no_grad():
-            return q(x)
-    benchmark(run)
+    benchmark(run, x)
 
 
 @pytest.mark.parametrize("M", MS)

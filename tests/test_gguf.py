@@ -19,7 +19,7 @@ from gguf import GGMLQuantizationType as GT  # noqa: E402
 KERNEL_FAMILIES = ("gguf",)  # the `isa` fixture runs each of their variants
 
 F32 = np.float32
-FORMATS = list(lowbit.gguf.FORMATS)
+FORMATS = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0"]  # the gguf-py formats (test_gguf_k.py: the rest)
 Q_FORMATS = [f for f in FORMATS if f.startswith("Q")]
 TQ_FORMATS = [f for f in FORMATS if f.startswith("TQ")]
 
@@ -339,11 +339,14 @@ def test_blob_size_mismatch(fmt):
 
 
 def test_unknown_format():
-    for bad in ["Q3_0", "q8", "", "IQ2_XXS"]:
-        with pytest.raises(ValueError, match="known: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0"):
+    for bad in ["Q3_0", "q8", "", "IQ2_XXX"]:
+        with pytest.raises(ValueError, match="known: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0, Q2_K"):
             lowbit.gguf.quantize(np.zeros(32, F32), bad)
         with pytest.raises(ValueError, match="unknown GGUF block format"):
             lowbit.gguf.dequantize(np.zeros(34, np.uint8), bad, 32)
+    for ro in ["IQ2_XXS", "mxfp4", "BF16"]:  # read-only formats
+        with pytest.raises(ValueError, match="can be read .* but not written"):
+            lowbit.gguf.quantize(np.zeros(256, F32), ro)
     with pytest.raises(TypeError, match="fmt"):
         lowbit.gguf.quantize(np.zeros(32, F32), 8)
 

@@ -362,7 +362,10 @@ def test_linear_bits_option(rng):
     L7, L8 = lowbit.Linear(w, bits=7), lowbit.Linear(w)
     assert L7.fast and not L8.fast
     assert np.abs(L7.qweight.unpacked_codes()).max() == 63
-    assert "u7" in repr(L7) and "int16" in repr(L8)
+    assert L7.layout in repr(L7) and L8.layout in repr(L8)
+    with lowbit.use_kernel("int8", "avx2") if "avx2" in lowbit.kernel_variants("int8", runnable=True) \
+            else lowbit.use_kernel("int8", "scalar"):
+        assert (L7.layout, L8.layout) == ("u7x4.n16", "i16x2.n16")  # two kernels on AVX2 and scalar
     np.testing.assert_array_equal(L7(x), ref.Linear(w, bits=7)(x))
     # 7-bit weights: close to the float result, a little less close than 8-bit ones
     yf = x @ w.T
@@ -379,22 +382,118 @@ def test_linear_bits_option(rng):
             lowbit.Linear(w, bits=bad)
 
 
-def test_u7_packed_layout_checks(rng):
+def test_packed_layout_checks(isa, rng):
+    """Packing follows the active variant's declared layouts; a layout it does not read, a
+    wrong size, dtype or code range is refused with a ValueError."""
     from lowbit import _C
+    lay = _C.int8_layouts()
+    assert lay["variant"] == lowbit.get_kernel("int8")  # isa, or the default if int8 has no such variant
     b = u7_codes(rng, 5, 9)
-    packed = _C.int8_pack_weights_u7(b.reshape(-1), 5, 9)
-    assert packed.dtype == np.uint8 and packed.size == _C.int8_u7_packed_bytes(5, 9) == 16 * 12
-    bad = b.copy()
-    bad[0, 0] = -65
-    assert _C.int8_pack_weights_u7(bad.reshape(-1), 5, 9) is None
+    for kind in ("wide", "narrow"):
+        L = lay[kind]
+        packed = _C.int8_pack_weights(b.reshape(-1), 5, 9, L["name"])
+        nr, kg = L["nr"], L["kgroup"]
+        assert packed.dtype == np.uint8 and packed.size == _C.int8_packed_bytes(L["name"], 5, 9) \
+            == nr * -(-9 // kg) * kg
+        # the documented layout (csrc/int8/int8.h): panel of nr channels, groups of kgroup inputs
+        Kg = -(-9 // kg) * kg
+        expect = np.full((nr, Kg), L["woffset"], np.int64)
+        expect[:5, :9] += b
+        expect = expect.reshape(nr, Kg // kg, kg).transpose(1, 0, 2).reshape(-1).astype(np.uint8)
+        np.testing.assert_array_equal(packed, expect)
+    narrow = lay["narrow"]
+    if narrow["wmin"] > -128:
+        bad = b.copy()
+        bad[0, 0] = narrow["wmin"] - 1
+        with pytest.raises(ValueError, match="outside the range"):
+            _C.int8_pack_weights(bad.reshape(-1), 5, 9, narrow["name"])
+    with pytest.raises(ValueError, match="layout"):
+        _C.int8_pack_weights(b.reshape(-1), 5, 9, "no-such-layout")
+    packed = _C.int8_pack_weights(b.reshape(-1), 5, 9, lay["wide"]["name"])
     x = np.ones(2 * 9, F32)
     sb = np.ones(1, F32)
+    name = lay["wide"]["name"]
     with pytest.raises(ValueError, match="packed"):
-        _C.int8_linear(x, 2, 9, packed[:-1], 5, sb, False, None, True, False)
+        _C.int8_linear(x, 2, 9, packed[:-1], name, 5, sb, False, None, True, False)
     with pytest.raises(ValueError, match="packed"):
-        _C.int8_linear(x, 2, 9, packed.view(np.int8), 5, sb, False, None, True, False)
-    with pytest.raises(ValueError, match="packed"):
-        _C.int8_linear(x, 2, 9, packed.astype(np.int16), 5, sb, False, None, True, False)
+        _C.int8_linear(x, 2, 9, packed.view(np.int8), name, 5, sb, False, None, True, False)
+    with pytest.raises(ValueError, match="repack"):
+        _C.int8_linear(x, 2, 9, packed, "no-such-layout", 5, sb, False, None, True, False)
+
+
+# ---- every variant's layout: sizes around its panel width, tile height and K grouping -------
+
+def active_layouts():
+    from lowbit import _C
+    lay = _C.int8_layouts()
+    return lay["wide"], lay["narrow"]
+
+
+def test_layout_edges(isa, rng):
+    """M around the tile height and the 96-row block, N around the panel width, K around the
+    input grouping: 8-bit and 7-bit weights, int8 and uint8 activations, zero points."""
+    wide, narrow = active_layouts()
+    nr, mr, kg = wide["nr"], wide["mr"], wide["kgroup"]
+    Ms = sorted({1, 2, mr - 1, mr, mr + 1, 2 * mr + 1, 95, 97})
+    Ns = sorted({1, nr - 1, nr, nr + 1, 2 * nr + 3})
+    Ks = sorted({1, kg - 1, kg, kg + 1, 4 * kg + 3, 67})
+    for M in Ms:
+        for N in Ns:
+            for K in Ks:
+                if K < 1:
+                    continue
+                a = rng.integers(-128, 128, (M, K), dtype=I8)
+                check(a, rng.integers(-128, 128, (N, K), dtype=I8))
+                check(a, u7_codes(rng, N, K))
+        K = 4 * kg + 3
+        au = rng.integers(0, 256, (M, K), dtype=np.uint8)
+        check(au, rng.integers(-128, 128, (nr + 1, K), dtype=I8), 131, -7)
+        check(a[:, :1], rng.integers(-128, 128, (nr + 1, 1), dtype=I8), -128, 127)
+
+
+def test_layout_extremes_and_k_limit(isa):
+    """-128 x -128 and 127 x -128 on every lane and the largest K for which they fit int32, at
+    sizes that cut the panel and the input grouping."""
+    wide, _ = active_layouts()
+    nr = wide["nr"]
+    for K in (3, 4 * wide["kgroup"] + 1, 131071):
+        lo = np.full((3, K), -128, I8)
+        got = check(lo, np.full((nr + 3, K), -128, I8))
+        assert (got == 16384 * K).all()
+        assert (check(np.full((2, K), 127, I8), np.full((nr - 1, K), -128, I8)) == -127 * 128 * K).all()
+        if 255 * 128 * K < 2 ** 31:
+            assert (check(np.full((2, K), 255, np.uint8), np.full((1, K), -128, I8)) == -255 * 128 * K).all()
+    # uint8 activations with zero points at the ends: (0 - 255) * (-128 - 127) * K fits for K <= 33025
+    K = 33025
+    got = check(np.zeros((1, K), np.uint8), np.full((nr + 1, K), -128, I8), 255, 127)
+    assert (got == 255 * 255 * K).all()
+
+
+def test_linear_repacks_for_another_variant(rng):
+    """A Linear packed once keeps working when another int8 variant is forced: it repacks for
+    that variant's layout (and the result is the same bits); the raw packed bytes are refused
+    by a variant that reads another layout."""
+    from lowbit import _C
+    variants = lowbit.kernel_variants("int8", runnable=True)
+    w = rng.standard_normal((70, 45)).astype(F32)
+    x = rng.standard_normal((13, 45)).astype(F32)
+    for bits in (7, 8):
+        L = lowbit.Linear(w, bits=bits)
+        want = ref.Linear(w, bits=bits)(x)
+        first = L.layout
+        for v in variants + variants[::-1]:
+            with lowbit.use_kernel("int8", v):
+                np.testing.assert_array_equal(L(x), want)
+                assert L.layout == _C.int8_pick_layout(*L._range)
+        packed = _C.int8_pack_weights(L.qweight.unpacked_codes().reshape(-1), 70, 45, first)
+        for v in variants:
+            with lowbit.use_kernel("int8", v):
+                lay = _C.int8_layouts()
+                if first in (lay["wide"]["name"], lay["narrow"]["name"]):
+                    continue
+                with pytest.raises(ValueError, match=f"'{first}'.*active int8 variant.*repack"):
+                    _C.int8_linear(x.reshape(-1), 13, 45, packed, first, 70, np.ones(1, F32), False, None, True,
+                                   False)
 
 
 # ---- one bias rule for every layer (lowbit._args.check_bias) -------------------

@@ -25,7 +25,7 @@ struct ActKernels {
 };
 
 // Variants: one file each (act_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(act, ActKernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(act, ActKernels, scalar, avx2, avx512);
 
 // ---- driver (act.cpp) ----------------------------------------------------
 //

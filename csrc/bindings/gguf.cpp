@@ -25,28 +25,66 @@ using namespace lowbit;
 LOWBIT_BINDINGS(gguf) {
   m.def(
       "gguf_quantize",
-      [](const py::array& x_, const std::string& fmt) {
+      [](const py::array& x_, const std::string& fmt, const py::object& imatrix_, size_t n_per_row) {
         carray<float> x = require<float>(x_, "x");
         const GgufType t = gguf_type(fmt);
+        if (!gguf_kernels().quantize[t]) throw std::invalid_argument("no encoder for " + fmt + " (decode only)");
         const size_t block = kGgufTraits[t].block, n = static_cast<size_t>(x.size());
         if (n % block) throw std::invalid_argument("x: size is not a whole number of blocks");
+        carray<float> qw;
+        const float* qwp = nullptr;
+        if (!imatrix_.is_none()) {
+          qw = require<float>(imatrix_.cast<py::array>(), "imatrix");
+          if (n_per_row == 0 || n_per_row % block || n % n_per_row || static_cast<size_t>(qw.size()) != n_per_row)
+            throw std::invalid_argument("imatrix: needs n_per_row values, n_per_row a multiple of the block");
+          qwp = qw.data();
+        }
         const size_t nblocks = n / block;
         carray<uint8_t> out(static_cast<py::ssize_t>(nblocks * kGgufTraits[t].bytes));
         uint8_t* op = out.mutable_data();
         const float* xp = x.data();
         {
           py::gil_scoped_release nogil;
-          gguf_quantize(t, xp, nblocks, op);
+          gguf_quantize(t, xp, nblocks, op, n_per_row, qwp);
         }
         return out;
       },
-      py::arg("x"), py::arg("fmt"));
+      py::arg("x"), py::arg("fmt"), py::arg("imatrix") = py::none(), py::arg("n_per_row") = 0);
+
+  m.def(
+      "gguf_quantize_search",
+      [](const py::array& x_, const std::string& fmt, const py::object& imatrix_, size_t n_per_row) {
+        carray<float> x = require<float>(x_, "x");
+        const GgufType t = gguf_type(fmt);
+        if (!gguf_kernels().search[t]) throw std::invalid_argument("no search encoder for " + fmt);
+        const size_t block = kGgufTraits[t].block, n = static_cast<size_t>(x.size());
+        if (n % block) throw std::invalid_argument("x: size is not a whole number of blocks");
+        carray<float> qw;
+        const float* qwp = nullptr;
+        if (!imatrix_.is_none()) {
+          qw = require<float>(imatrix_.cast<py::array>(), "imatrix");
+          if (n_per_row == 0 || n_per_row % block || n % n_per_row || static_cast<size_t>(qw.size()) != n_per_row)
+            throw std::invalid_argument("imatrix: needs n_per_row values, n_per_row a multiple of the block");
+          qwp = qw.data();
+        }
+        const size_t nblocks = n / block;
+        carray<uint8_t> out(static_cast<py::ssize_t>(nblocks * kGgufTraits[t].bytes));
+        uint8_t* op = out.mutable_data();
+        const float* xp = x.data();
+        {
+          py::gil_scoped_release nogil;
+          gguf_quantize(t, xp, nblocks, op, n_per_row, qwp, true);
+        }
+        return out;
+      },
+      py::arg("x"), py::arg("fmt"), py::arg("imatrix") = py::none(), py::arg("n_per_row") = 0);
 
   m.def(
       "gguf_dequantize",
       [](const py::array& blob_, const std::string& fmt) {
         carray<uint8_t> blob = require<uint8_t>(blob_, "blob");
         const GgufType t = gguf_type(fmt);
+        if (!gguf_kernels().dequantize[t]) throw std::invalid_argument("no decoder for " + fmt + " in this build");
         const size_t bytes = kGgufTraits[t].bytes, n = static_cast<size_t>(blob.size());
         if (n % bytes) throw std::invalid_argument("blob: size is not a whole number of blocks");
         const size_t nblocks = n / bytes;
@@ -74,6 +112,7 @@ LOWBIT_BINDINGS(gguf) {
         carray<float> xf;
         carray<uint8_t> xb;
         if (quantize) {
+          if (!k.quantize[t]) throw std::invalid_argument("no encoder for " + fmt);
           xf = require<float>(x_, "x");
           nblocks = static_cast<size_t>(xf.size()) / kGgufTraits[t].block;
         } else {
@@ -87,7 +126,7 @@ LOWBIT_BINDINGS(gguf) {
         for (int s = 0; s < samples; ++s) {
           auto t0 = std::chrono::steady_clock::now();
           for (int i = 0; i < inner; ++i) {
-            if (quantize) k.quantize[t](xf.data(), nblocks, qbuf.data());
+            if (quantize) k.quantize[t](xf.data(), nblocks, nullptr, qbuf.data());
             else k.dequantize[t](xb.data(), nblocks, fbuf.data());
           }
           auto t1 = std::chrono::steady_clock::now();

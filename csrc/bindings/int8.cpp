@@ -5,41 +5,66 @@
 
 using namespace lowbit;
 
+namespace {
+
+// The active variant's tile for a layout name, or a ValueError naming what it reads.
+const Int8Tile& active_tile(const std::string& name) { return int8_require(int8_kernels(), name); }
+
+py::dict layout_dict(const Int8Layout& l) {
+  py::dict d;
+  d["name"] = l.name;
+  d["nr"] = l.nr;
+  d["mr"] = l.mr;
+  d["kgroup"] = l.kgroup;
+  d["woffset"] = l.woffset;
+  d["wmin"] = l.wmin;
+  d["wmax"] = l.wmax;
+  d["operand"] = l.a == Int8Operand::kI16 ? "int16" : "int8";
+  return d;
+}
+
+}  // namespace
+
 LOWBIT_BINDINGS(int8) {
-  m.def("int8_packed_bytes", &int8_packed_bytes, py::arg("N"), py::arg("K"));
-  m.def("int8_u7_packed_bytes", &int8_u7_packed_bytes, py::arg("N"), py::arg("K"));
+  // The layouts the active int8 variant reads: {"variant", "wide": {...}, "narrow": {...}}.
+  m.def("int8_layouts", [] {
+    const Int8Kernels& k = int8_kernels();
+    py::dict d;
+    d["variant"] = isa_name(int8_family.active());
+    d["wide"] = layout_dict(k.wide.layout);
+    d["narrow"] = layout_dict(k.narrow.layout);
+    return d;
+  });
+  // The layout the active variant packs weights with codes in [lo, hi] for.
+  m.def(
+      "int8_pick_layout", [](int lo, int hi) { return std::string(int8_pick(int8_kernels(), lo, hi).layout.name); },
+      py::arg("lo"), py::arg("hi"));
+  m.def(
+      "int8_packed_bytes",
+      [](const std::string& layout, size_t N, size_t K) { return int8_packed_bytes(active_tile(layout).layout, N, K); },
+      py::arg("layout"), py::arg("N"), py::arg("K"));
 
   m.def(
       "int8_pack_weights",
-      [](const py::array& b_, size_t N, size_t K) {
+      [](const py::array& b_, size_t N, size_t K, const std::string& layout) {
+        const Int8Layout l = active_tile(layout).layout;
         carray<int8_t> b = require<int8_t>(b_, "b");
         if (static_cast<size_t>(b.size()) != N * K) throw std::invalid_argument("b: size is not N * K");
-        auto out = cached_array<int8_t>({static_cast<py::ssize_t>(int8_packed_bytes(N, K))});
-        int8_t* op = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          int8_pack_weights(b.data(), N, K, op);
-        }
-        return out;
-      },
-      py::arg("b"), py::arg("N"), py::arg("K"));
-
-  m.def(
-      "int8_pack_weights_u7",
-      [](const py::array& b_, size_t N, size_t K) -> py::object {
-        carray<int8_t> b = require<int8_t>(b_, "b");
-        if (static_cast<size_t>(b.size()) != N * K) throw std::invalid_argument("b: size is not N * K");
-        auto out = cached_array<uint8_t>({static_cast<py::ssize_t>(int8_u7_packed_bytes(N, K))});
+        const int8_t* bp = b.data();
+        for (size_t i = 0; i < N * K; ++i)
+          if (bp[i] < l.wmin || bp[i] > l.wmax)
+            throw std::invalid_argument("b: code " + std::to_string(bp[i]) + " outside the range [" +
+                                        std::to_string(l.wmin) + ", " + std::to_string(l.wmax) + "] of layout '" +
+                                        l.name + "'");
+        auto out = cached_array<uint8_t>({static_cast<py::ssize_t>(int8_packed_bytes(l, N, K))});
         uint8_t* op = out.mutable_data();
-        bool ok;
         {
           py::gil_scoped_release nogil;
-          ok = int8_pack_weights_u7(b.data(), N, K, op);
+          int8_pack_weights(l, bp, N, K, op);
         }
-        if (!ok) return py::none();  // a code outside [-64, 63]: use int8_pack_weights
         return out;
       },
-      py::arg("b"), py::arg("N"), py::arg("K"));
+      py::arg("b"), py::arg("N"), py::arg("K"), py::arg("layout"));
 
   m.def(
       "int8_matmul",
@@ -66,18 +91,16 @@ LOWBIT_BINDINGS(int8) {
 
   m.def(
       "int8_linear",
-      [](const py::array& x_, size_t M, size_t K, const py::array& packed_, size_t N, const py::array& sb_,
-         bool sb_per_channel, py::object bias_, bool want_y, bool want_acc) {
+      [](const py::array& x_, size_t M, size_t K, const py::array& packed_, const std::string& layout, size_t N,
+         const py::array& sb_, bool sb_per_channel, py::object bias_, bool want_y, bool want_acc) {
         carray<float> x = require<float>(x_, "x");
-        // int8: int8_pack_weights' layout; uint8: int8_pack_weights_u7's
-        const bool u7 = py::isinstance<carray<uint8_t>>(packed_);
-        if (!u7 && !py::isinstance<carray<int8_t>>(packed_))
-          throw std::invalid_argument("packed: expected the int8 (int16 layout) or uint8 (u7 layout) packing");
-        if (!(packed_.flags() & py::array::c_style)) throw std::invalid_argument("packed: not C-contiguous");
+        carray<uint8_t> packed = require<uint8_t>(packed_, "packed");
         carray<float> sb = require<float>(sb_, "sb");
         if (static_cast<size_t>(x.size()) != M * K) throw std::invalid_argument("x: size is not M * K");
-        if (static_cast<size_t>(packed_.size()) != (u7 ? int8_u7_packed_bytes(N, K) : int8_packed_bytes(N, K)))
-          throw std::invalid_argument("packed: size does not match (N, K)");
+        // a layout the active variant does not read is refused (here and again in int8_linear,
+        // against the table it runs; layout names are unique, so the size check holds for both)
+        if (static_cast<size_t>(packed.size()) != int8_packed_bytes(int8_require(int8_kernels(), layout).layout, N, K))
+          throw std::invalid_argument("packed: size does not match (N, K) in layout '" + layout + "'");
         if (static_cast<size_t>(sb.size()) != (sb_per_channel ? N : 1)) throw std::invalid_argument("sb: wrong size");
         const float* bp = nullptr;
         carray<float> bias;
@@ -103,10 +126,10 @@ LOWBIT_BINDINGS(int8) {
         float* sp = s.mutable_data();
         {
           py::gil_scoped_release nogil;
-          int8_linear(x.data(), M, K, packed_.data(), u7, N, sb.data(), sb_per_channel, bp, yp, accp, sp);
+          int8_linear(x.data(), M, K, packed.data(), layout, N, sb.data(), sb_per_channel, bp, yp, accp, sp);
         }
         return py::make_tuple(y, acc, s);
       },
-      py::arg("x"), py::arg("M"), py::arg("K"), py::arg("packed"), py::arg("N"), py::arg("sb"),
+      py::arg("x"), py::arg("M"), py::arg("K"), py::arg("packed"), py::arg("layout"), py::arg("N"), py::arg("sb"),
       py::arg("sb_per_channel"), py::arg("bias"), py::arg("want_y"), py::arg("want_acc"));
 }

@@ -18,6 +18,9 @@
 #include <cfloat>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_iq.h"
+#include "gguf/gguf_kquants.h"
+#include "gguf/gguf_search.h"
 #include "gguf/gguf_ops.h"
 
 namespace lowbit {
@@ -611,10 +614,474 @@ void dequantize_tq2_0(const uint8_t* in, size_t nblocks, float* out) {
 
 }  // namespace
 
+// ---- K-quants: Q4_K / Q5_K without an importance matrix ------------------------------
+//
+// ggml's make_qkx2_quants runs once per 32-value sub-block; its sums are left-to-right
+// loops over the sub-block, so the SIMD lanes here are the 8 sub-blocks of a
+// super-block (lane j = sub-block j), and each lane runs ggml's loop in ggml's
+// order: the same float32 operations, 8 sub-blocks at a time. min/max scans use
+// min_ps/max_ps, which are `x < m ? x : m` (ggml's `if (x < min) min = x`).
+
+inline __m256i nearest_int8(__m256 v) {  // ggml's nearest_int on 8 lanes
+  const __m256 t = _mm256_add_ps(v, _mm256_set1_ps(12582912.f));
+  return _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(t), _mm256_set1_epi32(0x007fffff)),
+                          _mm256_set1_epi32(0x00400000));
+}
+
+// kX3: make_qkx3_quants (the imatrix path: weights qw * sqrt(sigma2 + x^2), its sums
+// in sw_out; a sub-block is degenerate when !(max > min)); else make_qkx2_quants
+// with ggml's ref weights av_x + |x|.
+template <int kNmax, int kNstep, bool kX3>
+inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L,
+                       const float* qw = nullptr, float sigma2 = 0, float* sw_out = nullptr) {
+  const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  __m256 X[32], W[32];
+  for (int i = 0; i < 32; ++i) X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  if (kX3) {
+    __m256 sw = zero;
+    for (int i = 0; i < 32; ++i) {
+      W[i] = _mm256_mul_ps(_mm256_i32gather_ps(qw + i, idx, 4),
+                           _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), _mm256_mul_ps(X[i], X[i]))));
+      sw = _mm256_add_ps(sw, W[i]);
+    }
+    _mm256_storeu_ps(sw_out, sw);
+  } else {
+    // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
+    __m256 sx2 = zero;
+    for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
+    const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
+    for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  }
+  __m256 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm256_mul_ps(W[0], X[0]);
+  for (int i = 1; i < 32; ++i) {
+    mn = _mm256_min_ps(X[i], mn);
+    mx = _mm256_max_ps(X[i], mx);
+    sum_w = _mm256_add_ps(sum_w, W[i]);
+    sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(W[i], X[i]));
+  }
+  mn = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));
+  const __m256 degenerate = kX3 ? _mm256_cmp_ps(mx, mn, _CMP_NGT_UQ) : _mm256_cmp_ps(mx, mn, _CMP_EQ_OQ);
+  const __m256 min0 = mn;
+  const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
+  __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(kNmax)), _mm256_sub_ps(mx, mn));
+  __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+  __m256i Lv[32], La[32];
+  __m256 best = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn)))));
+    Lv[i] = l;
+    __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), mn), X[i]);
+    best = _mm256_add_ps(best, _mm256_mul_ps(W[i], _mm256_mul_ps(diff, diff)));
+  }
+  for (int is = 0; is <= kNstep; ++is) {
+    const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
+    iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));
+    __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn)))));
+      La[i] = l;
+      const __m256 wl = _mm256_mul_ps(W[i], _mm256_cvtepi32_ps(l));
+      sum_l = _mm256_add_ps(sum_l, wl);
+      sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, _mm256_cvtepi32_ps(l)));
+      sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, X[i]));
+    }
+    const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+    const __m256 okD = _mm256_andnot_ps(degenerate, _mm256_cmp_ps(D, zero, _CMP_GT_OQ));
+    if (_mm256_movemask_ps(okD) == 0) continue;
+    __m256 this_scale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
+    __m256 this_min = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
+    const __m256 pos = _mm256_cmp_ps(this_min, zero, _CMP_GT_OQ);
+    this_min = _mm256_blendv_ps(this_min, zero, pos);
+    this_scale = _mm256_blendv_ps(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos);
+    __m256 cur = zero;
+    for (int i = 0; i < 32; ++i) {
+      __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(La[i])), this_min), X[i]);
+      cur = _mm256_add_ps(cur, _mm256_mul_ps(W[i], _mm256_mul_ps(diff, diff)));
+    }
+    const __m256 better = _mm256_and_ps(okD, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
+    const int bm = _mm256_movemask_ps(better);
+    if (!bm) continue;
+    const __m256i bi = _mm256_castps_si256(better);
+    for (int i = 0; i < 32; ++i) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], bi);
+    best = _mm256_blendv_ps(best, cur, better);
+    scale = _mm256_blendv_ps(scale, this_scale, better);
+    mn = _mm256_blendv_ps(mn, this_min, better);
+  }
+  scale = _mm256_blendv_ps(scale, zero, degenerate);
+  mn = _mm256_blendv_ps(mn, min0, degenerate);
+  _mm256_storeu_ps(scales, scale);
+  _mm256_storeu_ps(mins, _mm256_xor_ps(mn, sign));  // the_min = -min
+  alignas(32) int32_t lanes[8];
+  const __m256i dz = _mm256_castps_si256(degenerate);
+  for (int i = 0; i < 32; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_andnot_si256(dz, Lv[i]));
+    for (int j = 0; j < 8; ++j) L[32 * j + i] = static_cast<uint8_t>(lanes[j]);
+  }
+}
+
+template <int kNmax>
+inline void qk45_requantize_avx2(const float* x, const uint8_t* d_in, const uint8_t* dmin_in, const uint8_t* sc,
+                                 uint8_t* L) {
+  const float d_all = load_fp16(d_in), m_all = load_fp16(dmin_in);
+  const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
+  for (int j = 0; j < 8; ++j) {
+    uint8_t s, m;
+    kq::get_scale_min_k4(j, sc, &s, &m);
+    const float d = d_all * static_cast<float>(s);
+    if (!d) continue;
+    const __m256 dv = _mm256_set1_ps(d), dm = _mm256_set1_ps(m_all * static_cast<float>(m));
+    for (int k = 0; k < 32; k += 8) {
+      const __m256 v = _mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + 32 * j + k), dm), dv);
+      const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(v)));
+      const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(L + 32 * j + k), _mm_packus_epi16(p16, p16));
+    }
+  }
+}
+
+template <int kNmax>
+inline void qk45_fit_avx2(const float* x, const float* qw, uint8_t* L, uint8_t* d, uint8_t* dmin, uint8_t* sc) {
+  float scales[8], mins[8];
+  std::memset(sc, 0, 12);
+  if (qw) {
+    float sw[8];
+    const float sigma2 = 2 * kq::sum_sq(x, kQK_K) / kQK_K;
+    qkx2_lanes<kNmax, 36, true>(x, -0.9f, 0.05f, scales, mins, L, qw, sigma2, sw);
+    kq::qk45_codes_imatrix(scales, mins, sw, d, dmin, sc);
+  } else {
+    if (kNmax == 15) qkx2_lanes<kNmax, 20, false>(x, -1.f, 0.1f, scales, mins, L);
+    else qkx2_lanes<kNmax, 15, false>(x, -0.5f, 0.1f, scales, mins, L);
+    kq::qk45_codes_ref(scales, mins, d, dmin, sc);
+  }
+  qk45_requantize_avx2<kNmax>(x, d, dmin, sc, L);
+}
+
+void quantize_block_q4_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockQ4_K* y = reinterpret_cast<BlockQ4_K*>(out);
+  uint8_t L[kQK_K];
+  qk45_fit_avx2<15>(x, qw, L, y->d, y->dmin, y->scales);
+  kq::pack_q4_K(L, y);
+}
+
+void quantize_block_q5_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockQ5_K* y = reinterpret_cast<BlockQ5_K*>(out);
+  uint8_t L[kQK_K];
+  qk45_fit_avx2<31>(x, qw, L, y->d, y->dmin, y->scales);
+  kq::pack_q5_K(L, y);
+}
+
+// ---- Q6_K: ggml's make_qx_quants (rmse_type 1) with 8 sub-blocks of 16 in the lanes ----
+
+inline void qx32_lanes(const float* x, const float* qw, float* scales, int8_t* L) {
+  const __m256i idx = _mm256_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112);
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  const __m256i lo = _mm256_set1_epi32(-32), hi = _mm256_set1_epi32(31);
+  __m256 X[16], WX[16], W[16];
+  __m256 amax = zero, max = zero;
+  for (int i = 0; i < 16; ++i) {
+    X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+    W[i] = qw ? _mm256_i32gather_ps(qw + i, idx, 4) : _mm256_mul_ps(X[i], X[i]);
+    WX[i] = _mm256_mul_ps(W[i], X[i]);
+    const __m256 ax = _mm256_andnot_ps(sign, X[i]);
+    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, ax, gt);
+    max = _mm256_blendv_ps(max, X[i], gt);
+  }
+  const __m256 zero_lane = _mm256_cmp_ps(amax, _mm256_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  __m256i Lv[16];
+  auto sums = [&](__m256 iscale, __m256i* Lout, __m256* slx, __m256* sl2) {
+    __m256 a = zero, b = zero;
+    for (int i = 0; i < 16; ++i) {
+      const __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, X[i]))));
+      if (Lout) Lout[i] = l;
+      const __m256 fl = _mm256_cvtepi32_ps(l);
+      a = _mm256_add_ps(a, _mm256_mul_ps(WX[i], fl));
+      b = _mm256_add_ps(b, _mm256_mul_ps(_mm256_mul_ps(W[i], fl), fl));
+    }
+    *slx = a;
+    *sl2 = b;
+  };
+  __m256 sumlx, suml2;
+  sums(_mm256_div_ps(_mm256_set1_ps(-32.0f), max), Lv, &sumlx, &suml2);
+  __m256 scale = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ), _mm256_div_ps(sumlx, suml2));
+  __m256 best = _mm256_mul_ps(scale, sumlx);
+  __m256i La[16];
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    const float num = -(32.0f + 0.1f * static_cast<float>(is));
+    __m256 slx, sl2;
+    sums(_mm256_div_ps(_mm256_set1_ps(num), max), La, &slx, &sl2);
+    const __m256 better = _mm256_and_ps(_mm256_cmp_ps(sl2, zero, _CMP_GT_OQ),
+                                        _mm256_cmp_ps(_mm256_mul_ps(slx, slx), _mm256_mul_ps(best, sl2), _CMP_GT_OQ));
+    if (!_mm256_movemask_ps(better)) continue;
+    const __m256i bi = _mm256_castps_si256(better);
+    for (int i = 0; i < 16; ++i) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], bi);
+    scale = _mm256_blendv_ps(scale, _mm256_div_ps(slx, sl2), better);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(scale, slx), better);
+  }
+  scale = _mm256_blendv_ps(scale, zero, zero_lane);
+  _mm256_storeu_ps(scales, scale);
+  const __m256i zl = _mm256_castps_si256(zero_lane), off = _mm256_set1_epi32(32);
+  alignas(32) int32_t lanes[8];
+  for (int i = 0; i < 16; ++i) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_andnot_si256(zl, _mm256_add_epi32(Lv[i], off)));
+    for (int j = 0; j < 8; ++j) L[16 * j + i] = static_cast<int8_t>(lanes[j]);
+  }
+}
+
+void quantize_block_q6_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  int8_t L[kQK_K];
+  float scales[16];
+  qx32_lanes(x, qw, scales, L);
+  qx32_lanes(x + 128, qw ? qw + 128 : nullptr, scales + 8, L + 128);
+  kq::q6_K_finish(x, scales, L, out);
+}
+
+// ---- IQ4_XS: quantize_row_iq4_nl_impl (ntry 7) with the 8 sub-blocks in the lanes ------
+
+// best_index_int8(16, kvalues_iq4nl, v) on 8 lanes: the binary search lands on the
+// mu with val[mu-1] <= v < val[mu], i.e. 1 + #{k in 1..14 : !(v < val[k])} (a NaN
+// counts as above all, as the C search moves up on it), then the nearer of the two.
+inline __m256i iq4_index8(__m256 v) {
+  __m256i cnt = _mm256_set1_epi32(1);
+  for (int k = 1; k < 15; ++k)
+    cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(
+                                    v, _mm256_set1_ps(static_cast<float>(kq::kIq4nlValues[k])), _CMP_NLT_UQ)));
+  const __m256 tlo = _mm256_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10);
+  const __m256 thi = _mm256_setr_ps(1, 13, 25, 38, 53, 69, 89, 113);
+  auto lookup = [&](__m256i i) {
+    const __m256 a = _mm256_permutevar8x32_ps(tlo, i), b = _mm256_permutevar8x32_ps(thi, i);
+    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
+  };
+  const __m256i mu1 = _mm256_sub_epi32(cnt, _mm256_set1_epi32(1));
+  const __m256 lo = lookup(mu1), hi = lookup(cnt);
+  const __m256 pick_lo = _mm256_cmp_ps(_mm256_sub_ps(v, lo), _mm256_sub_ps(hi, v), _CMP_LT_OQ);
+  __m256i idx = _mm256_add_epi32(cnt, _mm256_castps_si256(pick_lo));  // -1 where the lower one is nearer
+  idx = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(-127.f), _CMP_LE_OQ)), idx);
+  idx = _mm256_blendv_epi8(idx, _mm256_set1_epi32(15),
+                           _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(113.f), _CMP_GE_OQ)));
+  return idx;
+}
+
+inline __m256 iq4_value8(__m256i i) {
+  const __m256 tlo = _mm256_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10);
+  const __m256 thi = _mm256_setr_ps(1, 13, 25, 38, 53, 69, 89, 113);
+  const __m256 a = _mm256_permutevar8x32_ps(tlo, i), b = _mm256_permutevar8x32_ps(thi, i);
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7))));
+}
+
+// quantize_row_iq4_nl_impl's per-32 search (ntry 7) for 8 sub-blocks in the lanes:
+// X[i], W[i] hold value i of each; returns the scales (0 for an all-tiny sub-block).
+inline __m256 iq4_fit_lanes(const __m256* X, const __m256* W) {
+  const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = zero, max = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m256 ax = _mm256_andnot_ps(sign, X[i]);
+    const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, ax, gt);
+    max = _mm256_blendv_ps(max, X[i], gt);
+  }
+  const __m256 zero_lane = _mm256_cmp_ps(amax, _mm256_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  auto sums = [&](__m256 id, __m256* sqx, __m256* sq2) {
+    __m256 a = zero, b = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m256 q = iq4_value8(iq4_index8(_mm256_mul_ps(id, X[i])));
+      const __m256 wq = _mm256_mul_ps(W[i], q);
+      a = _mm256_add_ps(a, _mm256_mul_ps(wq, X[i]));
+      b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
+    }
+    *sqx = a;
+    *sq2 = b;
+  };
+  __m256 d = _mm256_div_ps(_mm256_xor_ps(max, sign), _mm256_set1_ps(-127.f));
+  __m256 sumqx, sumq2;
+  sums(_mm256_div_ps(_mm256_set1_ps(1.0f), d), &sumqx, &sumq2);
+  d = _mm256_and_ps(_mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ), _mm256_div_ps(sumqx, sumq2));
+  __m256 best = _mm256_mul_ps(d, sumqx);
+  for (int itry = -7; itry <= 7; ++itry) {
+    const __m256 id = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(itry - 127)), max);
+    __m256 sqx, sq2;
+    sums(id, &sqx, &sq2);
+    const __m256 better = _mm256_and_ps(_mm256_cmp_ps(sq2, zero, _CMP_GT_OQ),
+                                        _mm256_cmp_ps(_mm256_mul_ps(sqx, sqx), _mm256_mul_ps(best, sq2), _CMP_GT_OQ));
+    d = _mm256_blendv_ps(d, _mm256_div_ps(sqx, sq2), better);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(d, sqx), better);
+  }
+  return _mm256_blendv_ps(d, zero, zero_lane);
+}
+
+inline void iq4_codes32(const float* x, float id, uint8_t* L) {  // best_index_int8(id * x) for 32 values
+  const __m256 v = _mm256_set1_ps(id);
+  for (int k = 0; k < 32; k += 8) {
+    const __m256i q = iq4_index8(_mm256_mul_ps(v, _mm256_loadu_ps(x + k)));
+    const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(L + k), _mm_packus_epi16(p16, p16));
+  }
+}
+
+// IQ4_NL: 8 blocks of 32 at a time (each block's own sigma2 and scale), the rest scalar.
+bool quantize_iq4_nl_avx2(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  for (size_t i = 0; i < nblocks * kQK; ++i)
+    if ((f32_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return false;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  size_t b = 0;
+  for (; b + 8 <= nblocks; b += 8) {
+    const float* xb = x + kQK * b;
+    const float* wb = qw ? qw + kQK * b : nullptr;
+    __m256 X[32], W[32], s2 = _mm256_setzero_ps();
+    for (int i = 0; i < 32; ++i) {
+      X[i] = _mm256_i32gather_ps(xb + i, gidx, 4);
+      s2 = _mm256_add_ps(s2, _mm256_mul_ps(X[i], X[i]));
+    }
+    const __m256 sigma2 = _mm256_mul_ps(s2, _mm256_set1_ps(2.f / 32));
+    for (int i = 0; i < 32; ++i) {
+      const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+      W[i] = wb ? _mm256_mul_ps(_mm256_i32gather_ps(wb + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(sigma2, xx))) : xx;
+    }
+    float d[8];
+    _mm256_storeu_ps(d, iq4_fit_lanes(X, W));
+    for (int j = 0; j < 8; ++j) {
+      uint8_t* y = out + sizeof(BlockIQ4_NL) * (b + j);
+      store_fp16(y, d[j]);
+      uint8_t L[32];
+      iq4_codes32(xb + 32 * j, d[j] ? 1 / d[j] : 0, L);
+      kq::pack_iq4(L, 32, y + 2);
+    }
+  }
+  for (; b < nblocks; ++b)
+    kq::quantize_block_iq4_nl(x + kQK * b, qw ? qw + kQK * b : nullptr, out + sizeof(BlockIQ4_NL) * b);
+  return true;
+}
+
+void quantize_block_iq4_xs_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
+  float sigma2 = kq::sum_sq(x, kQK_K);
+  sigma2 *= 2.f / kQK_K;
+  const __m256i gidx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  __m256 X[32], W[32];
+  for (int i = 0; i < 32; ++i) {
+    X[i] = _mm256_i32gather_ps(x + i, gidx, 4);
+    const __m256 xx = _mm256_mul_ps(X[i], X[i]);
+    W[i] = qw ? _mm256_mul_ps(_mm256_i32gather_ps(qw + i, gidx, 4), _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), xx)))
+              : xx;
+  }
+  const __m256 d = iq4_fit_lanes(X, W);
+  float scales[8];
+  _mm256_storeu_ps(scales, d);
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < 8; ++ib) {
+    const float abs_d = std::fabs(scales[ib]);
+    if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = scales[ib]; }
+  }
+  const float dd = -max_scale / 32;
+  store_fp16(y->d, dd);
+  const float id = dd ? 1 / dd : 0.f;
+  uint16_t scales_h = 0;
+  uint8_t L[kQK_K];
+  for (int ib = 0; ib < 8; ++ib) {
+    int l = kq::nearest_int(id * scales[ib]);
+    l = l < -32 ? -32 : (l > 31 ? 31 : l);
+    const float dl = dd * static_cast<float>(l);
+    iq4_codes32(x + 32 * ib, dl ? 1 / dl : 0.f, L + 32 * ib);
+    l += 32;
+    const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
+    if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
+    else y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
+    scales_h |= static_cast<uint16_t>(l_h << 2 * (ib % 8));
+  }
+  y->scales_h[0] = static_cast<uint8_t>(scales_h);
+  y->scales_h[1] = static_cast<uint8_t>(scales_h >> 8);
+  kq::pack_iq4(L, kQK_K, y->qs);
+}
+
+// ---- Q6_K decoder: (d * sc) * q, 8 values per vector (one sub-block scale each) --------
+
+void dequantize_q6_K_avx2(const uint8_t* in, size_t nblocks, float* out) {
+  const __m256i m4 = _mm256_set1_epi32(0xF), m3 = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+  for (size_t b = 0; b < nblocks; ++b) {
+    const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(in + b * sizeof(BlockQ6_K));
+    float* y = out + b * kQK_K;
+    const float d = load_fp16(x->d);
+    for (int n = 0; n < 2; ++n) {
+      const uint8_t* ql = x->ql + 64 * n;
+      const uint8_t* qh = x->qh + 32 * n;
+      const int8_t* sc = x->scales + 8 * n;
+      float* yy = y + 128 * n;
+      for (int l0 = 0; l0 < 32; l0 += 8) {
+        const int is = l0 / 16;
+        const __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l0)));
+        const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ql + l0 + 32)));
+        const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qh + l0)));
+        const __m256i q1 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(a, m4), _mm256_slli_epi32(_mm256_and_si256(h, m3), 4)), off);
+        const __m256i q2 = _mm256_sub_epi32(_mm256_or_si256(_mm256_and_si256(c, m4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), m3), 4)), off);
+        const __m256i q3 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), m3), 4)), off);
+        const __m256i q4 = _mm256_sub_epi32(_mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)), off);
+        _mm256_storeu_ps(yy + l0 + 0, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 0])), _mm256_cvtepi32_ps(q1)));
+        _mm256_storeu_ps(yy + l0 + 32, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 2])), _mm256_cvtepi32_ps(q2)));
+        _mm256_storeu_ps(yy + l0 + 64, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 4])), _mm256_cvtepi32_ps(q3)));
+        _mm256_storeu_ps(yy + l0 + 96, _mm256_mul_ps(_mm256_set1_ps(d * static_cast<float>(sc[is + 6])), _mm256_cvtepi32_ps(q4)));
+      }
+    }
+  }
+}
+
+// The legacy formats' kernels take no importance weights.
+template <bool (*kFn)(const float*, size_t, uint8_t*)>
+bool no_qw(const float* x, size_t nblocks, const float*, uint8_t* out) {
+  return kFn(x, nblocks, out);
+}
+
 const GgufKernels gguf_avx2 = {
-    {quantize_q8_0, quantize_q4_0, quantize_q4_1, quantize_q5_0, quantize_q5_1, quantize_tq1_0, quantize_tq2_0},
-    {dequantize_q8_0, dequantize_q4_0, dequantize_q4_1, dequantize_q5_0, dequantize_q5_1, dequantize_tq1_0,
-     dequantize_tq2_0},
+    {
+        no_qw<quantize_q8_0>,
+        kq::legacy_with_imatrix<no_qw<quantize_q4_0>, kq::quantize_row_legacy_imatrix<8, false>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q4_1>, kq::quantize_row_legacy_imatrix<15, true>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q5_0>, kq::quantize_row_legacy_imatrix<16, false>>,
+        kq::legacy_with_imatrix<no_qw<quantize_q5_1>, kq::quantize_row_legacy_imatrix<31, true>>,
+        no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), quantize_block_q4_K_avx2>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), quantize_block_q5_K_avx2>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), quantize_block_q6_K_avx2>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ8_K), kq::quantize_block_q8_K>,
+        quantize_iq4_nl_avx2,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), quantize_block_iq4_xs_avx2>,
+    },
+    {
+        dequantize_q8_0, dequantize_q4_0, dequantize_q4_1, dequantize_q5_0, dequantize_q5_1, dequantize_tq1_0,
+        dequantize_tq2_0,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ2_K), kq::dequantize_block_q2_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ3_K), kq::dequantize_block_q3_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ4_K), kq::dequantize_block_q4_K>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ5_K), kq::dequantize_block_q5_K>,
+        dequantize_q6_K_avx2,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockQ8_K), kq::dequantize_block_q8_K>,
+        kq::dequantize_blocks<kQK, sizeof(BlockIQ4_NL), kq::dequantize_block_iq4_nl>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ4_XS), kq::dequantize_block_iq4_xs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_XXS), iq::dequantize_block_iq2_xxs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_XS), iq::dequantize_block_iq2_xs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ2_S), iq::dequantize_block_iq2_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ3_XXS), iq::dequantize_block_iq3_xxs>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ3_S), iq::dequantize_block_iq3_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ1_S), iq::dequantize_block_iq1_s>,
+        kq::dequantize_blocks<kQK_K, sizeof(BlockIQ1_M), iq::dequantize_block_iq1_m>,
+        kq::dequantize_blocks<kQK, sizeof(BlockMXFP4), iq::dequantize_block_mxfp4>,
+        kq::dequantize_blocks<1, 2, iq::dequantize_block_f16>,
+        kq::dequantize_blocks<1, 2, iq::dequantize_block_bf16>,
+    },
+    {
+        nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,  // legacy formats
+        nullptr,                                                         // Q2_K
+        nullptr,                                                         // Q3_K
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), srch::search_block_q4_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), srch::search_block_q5_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ6_K), srch::search_block_q6_K>,
+        nullptr,  // Q8_K
+        kq::quantize_blocks_w<kQK, sizeof(BlockIQ4_NL), srch::search_block_iq4_nl>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockIQ4_XS), srch::search_block_iq4_xs>,
+    },
 };
 
 }  // namespace lowbit

@@ -3,81 +3,120 @@
 //   acc[m, n] = sum_k (A[m, k] - za) * (B[n, k] - zb)        exact (int32, wrapping)
 //   y[m, n]   = (sa[m] * sb[n]) * float(acc[m, n]) (+ bias[n])  float32, no FMA
 //
-// How it stays exact: every int8/uint8 value is widened to int16 (A - za fits:
-// |A - za| <= 255) and multiplied with vpmaddwd, whose int32 pair sums can never
-// saturate for such inputs (unlike vpmaddubsw's int16 pair sums). Accumulation is
-// modular int32, so the result is exact whenever the true sum fits in int32; the
-// Python layer rejects inputs for which it might not (K * max|A - za| * max|B - zb|
-// >= 2^31). B's zero point is applied afterwards: acc = dot(A - za, B) - zb * rowsum(A - za).
+// Each variant (int8_<isa>.cpp) provides register tiles and declares, for each of them,
+// the weight layout it reads (Int8Layout). The driver (int8.cpp) packs weights for the
+// layout of the active variant, prepares the activations the way the layout says, tiles
+// and threads the GEMM, and applies the corrections and the epilogue. Accumulation is
+// modular int32 everywhere, so the result is exact whenever the true sum fits in int32;
+// the Python layer rejects inputs for which it might not (K * max|A - za| * max|B - zb|
+// >= 2^31).
 //
-// Weight layout ("panels"): B (N, K) int8 is stored as ceil(N / 16) panels of 16
-// output channels; K is padded to Kp = K rounded up to even with zeros, and so are
-// the missing channels of the last panel. Inside a panel, for each pair of inputs
-// kp < Kp / 2, 32 bytes: channel c's B[n0 + c, 2kp] and B[n0 + c, 2kp + 1] at bytes
-// 2c and 2c + 1. So 16 bytes sign-extend (vpmovsxbw) to 8 channels x 2 inputs of
-// int16, ready for vpmaddwd against a broadcast (A[m, 2kp], A[m, 2kp + 1]) pair.
-// A is widened to row-major int16 (M, Kp), A - za, zero-padded.
+// Packed weights (every layout): B (N, K) int8 becomes ceil(N / nr) panels of nr output
+// channels; K is padded to Kg = K rounded up to a multiple of kgroup. Inside a panel, for
+// each group g < Kg / kgroup, nr * kgroup bytes: channel j's stored values of inputs
+// g*kgroup .. g*kgroup + kgroup - 1 at bytes j*kgroup .. j*kgroup + kgroup - 1. The stored
+// value is the byte B + woffset (int8 if woffset is 0, else uint8); padding (inputs past
+// K, channels past N) stores B = 0. A layout accepts codes in [wmin, wmax] only.
 //
-// Fast layout ("u7", for weights whose codes all lie in [-64, 63], e.g. quantized to
-// 7 bits): u = B + 64 in [0, 127], ceil(N / 16) panels of 16 channels, K padded to Kq
-// = K rounded up to a multiple of 4 (padding u = 64, i.e. B = 0). Inside a panel, for
-// each group of four inputs kq < Kq / 4, 64 bytes: channel c's u[n0 + c, 4kq .. 4kq + 3]
-// at bytes 4c .. 4c + 3. vpmaddubsw(u, A) then multiplies 32 unsigned u by 32 int8 A
-// with int16 pair sums |.| <= 127 * 128 * 2 = 32512 (never saturating, for any int8 A,
-// -128 included), vpmaddwd with ones adds pairs into int32 lanes (4 inputs per lane):
-// twice the products per instruction of the int16 path. acc = dot(A, u) - 64 * rowsum(A).
+// Activations, as the layout's operand says:
+//  - kI16: A - za widened to int16, (M, Kg) row-major, zero-padded. The tile's dot is
+//    dot(A - za, B + woffset); acc = dot - (woffset + zb) * rowsum(A - za).
+//  - kS8: int8 rows As (M, Kg), zero-padded: As = A for int8 A (oa = 0), As = A - 128 for
+//    uint8 A (oa = 128). The tile's dot is dot(As, B + woffset) and
+//    acc = dot - (woffset + zb) * rowsum(As) + (oa - za) * (colsum(B)[n] - K * zb).
+// For the dynamic linear layer (int8 activations, za = zb = 0) both reduce to
+// acc = dot - woffset * rowsum.
+//
+// Layouts of today's variants:
+//  - "i16x2.n16" (scalar, avx2; any int8 weight): nr 16, kgroup 2, woffset 0, kI16. 16
+//    bytes sign-extend (vpmovsxbw) to 8 channels x 2 inputs of int16 for vpmaddwd against
+//    a broadcast (A[m, 2g], A[m, 2g + 1]) pair; int32 pair sums cannot saturate.
+//  - "u7x4.n16" (scalar, avx2; codes in [-64, 63], e.g. 7-bit weights): nr 16, kgroup 4,
+//    woffset 64 (u = B + 64 in [0, 127]), kS8. vpmaddubsw(u, A) pair sums are within
+//    127 * 128 * 2 = 32512 (never saturating, -128 included), vpmaddwd with ones adds
+//    pairs into int32 lanes: twice the products per instruction of the int16 path.
+//  - "u8x4.n32" (avx512vnni; any int8 weight): nr 32, kgroup 4, woffset 128 (u = B + 128
+//    in [0, 255]), kS8. One vpdpbusd (u8 x s8, four products summed into an int32 lane,
+//    no intermediate saturation) per 16 channels x 4 inputs, the activation quad a
+//    broadcast memory operand.
+//  - "u8x4.n16" (avxvnni): the same with 256-bit registers, nr 16.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "core/dispatch.h"
 
 namespace lowbit {
 
-constexpr size_t kInt8NR = 16;  // output channels per panel
-constexpr int kInt8MR = 6;      // most rows per micro-tile
+constexpr int kInt8MaxNR = 64;  // most output channels per panel (any layout)
+constexpr int kInt8MaxMR = 16;  // most rows per tile (any layout)
 
-inline size_t int8_kpad(size_t K) { return (K + 1) & ~size_t{1}; }
-inline size_t int8_panels(size_t N) { return (N + kInt8NR - 1) / kInt8NR; }
-inline size_t int8_packed_bytes(size_t N, size_t K) { return int8_panels(N) * kInt8NR * int8_kpad(K); }
+enum class Int8Operand : uint8_t { kI16, kS8 };
 
-constexpr int32_t kInt8U7Offset = 64;  // u = B + 64
-inline size_t int8_kquad(size_t K) { return (K + 3) & ~size_t{3}; }
-inline size_t int8_u7_packed_bytes(size_t N, size_t K) { return int8_panels(N) * kInt8NR * int8_kquad(K); }
+// What a tile reads: its weight layout and activation operand (see above).
+struct Int8Layout {
+  const char* name;  // unique per layout: packed weights carry it, calls check it
+  int nr;            // output channels per panel, <= kInt8MaxNR
+  int mr;            // most rows per tile, <= kInt8MaxMR
+  int kgroup;        // consecutive inputs of one channel stored together
+  int woffset;       // stored byte = B + woffset
+  int wmin, wmax;    // weight codes the layout can hold
+  Int8Operand a;     // activation operand
+};
+
+// c[r * nr + j] = sum_{k < kgroups * kgroup} a[r * lda + k] * w[j, k] for r < mr
+// (1 <= mr <= layout.mr), j < nr, with w the stored bytes of one panel; wrapping int32.
+// a is int16 (kI16) or int8 (kS8); lda in elements.
+using Int8TileFn = void (*)(const void* a, size_t lda, int mr, const uint8_t* panel, size_t kgroups, int32_t* c);
+
+struct Int8Tile {
+  Int8Layout layout;
+  Int8TileFn fn;
+};
 
 struct Int8Kernels {
-  // c[r * 16 + j] = sum_{kp < kpairs} a[r*lda + 2kp] * B[j, 2kp] + a[r*lda + 2kp+1] * B[j, 2kp+1]
-  // for r < mr (1 <= mr <= kInt8MR), j < 16, with B one panel; wrapping int32.
-  void (*tile)(const int16_t* a, size_t lda, int mr, const int8_t* panel, size_t kpairs, int32_t* c);
-  // The same for the u7 layout: c[r * 16 + j] = sum_{k < 4 kquads} a[r*lda + k] * u[j, k], a int8.
-  void (*tile_u7)(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c);
+  Int8Tile wide;    // any int8 weight (wmin = -128, wmax = 127)
+  Int8Tile narrow;  // weights whose codes lie in narrow.layout's range, when a faster tile
+                    // needs that (e.g. 7-bit weights on AVX2); else the same as wide
 };
 
 // Variants: one file each (int8_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2);
+LOWBIT_KERNEL_FAMILY(int8, Int8Kernels, scalar, avx2, avxvnni, avx512vnni);
 
 // ---- driver (int8.cpp) ---------------------------------------------------
 
-// b: (N, K) int8 row-major -> out: int8_packed_bytes(N, K) bytes (panel layout above).
-void int8_pack_weights(const int8_t* b, size_t N, size_t K, int8_t* out);
+inline size_t int8_kgroups(const Int8Layout& l, size_t K) { return (K + l.kgroup - 1) / l.kgroup; }
+inline size_t int8_panels(const Int8Layout& l, size_t N) { return (N + l.nr - 1) / l.nr; }
+inline size_t int8_packed_bytes(const Int8Layout& l, size_t N, size_t K) {
+  return int8_panels(l, N) * l.nr * int8_kgroups(l, K) * l.kgroup;
+}
 
-// b: (N, K) int8 -> out: int8_u7_packed_bytes(N, K) bytes (u7 layout above). Returns false,
-// out undefined, if a code lies outside [-64, 63].
-bool int8_pack_weights_u7(const int8_t* b, size_t N, size_t K, uint8_t* out);
+// The tile of `kernels` for weights whose codes lie in [lo, hi]: narrow if they fit it.
+const Int8Tile& int8_pick(const Int8Kernels& kernels, int lo, int hi);
+// The tile of `kernels` whose layout is called `name`, or null; int8_require throws
+// std::invalid_argument naming the layouts `kernels` reads instead.
+const Int8Tile* int8_find(const Int8Kernels& kernels, const std::string& name);
+const Int8Tile& int8_require(const Int8Kernels& kernels, const std::string& name);
+
+// b: (N, K) int8 row-major, every code within layout's [wmin, wmax] (caller checks) ->
+// out: int8_packed_bytes(layout, N, K) bytes (packed layout above).
+void int8_pack_weights(const Int8Layout& layout, const int8_t* b, size_t N, size_t K, uint8_t* out);
 
 // out: (M, N) int32 = sum_k (a[m,k] - za) * (b[n,k] - zb); a is int8 if a_signed else
 // uint8, (M, K) row-major; b (N, K) int8 row-major. Caller guarantees the true results
-// fit in int32. Runs on the u7 layout when a is int8, za = zb = 0 and b fits it.
+// fit in int32. Runs on the active variant's narrow tile if b fits it, else its wide one.
 void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za, const int8_t* b,
                  size_t N, int32_t zb, int32_t* out);
 
-// The dynamic int8 linear layer on pre-packed weights: packed by int8_pack_weights (u7
-// false) or int8_pack_weights_u7 (u7 true). x (M, K) float32 finite, quantized per row as
-// SPEC 5 (q, s); sa[m] = 1.0f / s[m]; sb: N values (sb_per_channel) or 1; bias: N values
-// or null. Writes y (M, N) float32 = (sa[m] * sb[n]) * float(acc) (+ bias[n]) if y is not
-// null, acc (M, N) int32 if acc is not null, and s (M,) if s_out is not null.
+// The dynamic int8 linear layer on weights packed by int8_pack_weights for the layout
+// called `layout`, which must be a layout of the active variant (else
+// std::invalid_argument naming both). x (M, K) float32 finite, quantized per row as SPEC 5
+// (q, s); sa[m] = 1.0f / s[m]; sb: N values (sb_per_channel) or 1; bias: N values or null.
+// Writes y (M, N) float32 = (sa[m] * sb[n]) * float(acc) (+ bias[n]) if y is not null,
+// acc (M, N) int32 if acc is not null, and s (M,) if s_out is not null.
 // Throws NonFiniteError if x holds NaN or Inf.
-void int8_linear(const float* x, size_t M, size_t K, const void* packed, bool u7, size_t N, const float* sb,
-                 bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out);
+void int8_linear(const float* x, size_t M, size_t K, const uint8_t* packed, const std::string& layout, size_t N,
+                 const float* sb, bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out);
 
 }  // namespace lowbit

@@ -12,6 +12,8 @@
 namespace lowbit {
 namespace {
 
+constexpr size_t kNR = 16;  // output channels per panel (both layouts)
+
 // Software prefetch distance into the weight panel (bytes; 32 per pair of inputs).
 constexpr int kPrefetchBytes = 1024;
 // The u7 tiles of 2..5 rows stream their panel from L3/DRAM: 64 bytes per step, fetched
@@ -33,8 +35,8 @@ inline __m256i bcast_pair(const int16_t* p) {
   }
 
 #define LOWBIT_INT8_STORE(r)                                                        \
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + (r) * kInt8NR), c##r##0);     \
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + (r) * kInt8NR + 8), c##r##1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + (r) * kNR), c##r##0);     \
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + (r) * kNR + 8), c##r##1);
 
 // Tiles of MR rows x 16 channels; rows past mr read row 0 again (harmless, not stored).
 template <int MR>
@@ -130,7 +132,8 @@ void tile_u7_mr(const int8_t* a, size_t lda, const uint8_t* panel, size_t kquads
   if constexpr (MR > 5) store(10, c50), store(11, c51);
 }
 
-void tile_u7(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+void tile_u7(const void* a_, size_t lda, int mr, const uint8_t* panel, size_t kquads, int32_t* c) {
+  const int8_t* a = static_cast<const int8_t*>(a_);
   switch (mr) {
     case 1: return tile_u7_mr<1>(a, lda, panel, kquads, c);
     case 2: return tile_u7_mr<2>(a, lda, panel, kquads, c);
@@ -141,7 +144,9 @@ void tile_u7(const int8_t* a, size_t lda, int mr, const uint8_t* panel, size_t k
   }
 }
 
-void tile(const int16_t* a, size_t lda, int mr, const int8_t* panel, size_t kpairs, int32_t* c) {
+void tile(const void* a_, size_t lda, int mr, const uint8_t* panel_, size_t kpairs, int32_t* c) {
+  const int16_t* a = static_cast<const int16_t*>(a_);
+  const int8_t* panel = reinterpret_cast<const int8_t*>(panel_);
   switch (mr) {
     case 1: return tile_mr<1>(a, lda, panel, kpairs, c);
     case 2: return tile_mr<2>(a, lda, panel, kpairs, c);
@@ -154,6 +159,9 @@ void tile(const int16_t* a, size_t lda, int mr, const int8_t* panel, size_t kpai
 
 }  // namespace
 
-const Int8Kernels int8_avx2 = {tile, tile_u7};
+const Int8Kernels int8_avx2 = {
+    {{"i16x2.n16", 16, 6, 2, 0, -128, 127, Int8Operand::kI16}, tile},
+    {{"u7x4.n16", 16, 6, 4, 64, -64, 63, Int8Operand::kS8}, tile_u7},
+};
 
 }  // namespace lowbit

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--report", metavar="FILE", help="also write the per-tensor report as JSON")
     q.add_argument("--quiet", "-q", action="store_true", help="no table, no progress bar")
     q.add_argument("--progress", action="store_true", help="draw the progress bar even when stderr is not a terminal")
+    q.add_argument("--imatrix", metavar="FILE", help="GGUF model input: llama-imatrix's importance matrix (.gguf/.dat)")
+    q.add_argument("--search", action="store_true", help="GGUF model input: search scales harder (not llama.cpp bytes)")
+    q.add_argument("--no-stats", action="store_true", help="GGUF model input: no SQNR/MSE per tensor (skips a decode)")
 
     i = sub.add_parser("inspect", help="list what a checkpoint holds")
     i.add_argument("file", metavar="FILE")
@@ -123,9 +126,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 def cmd_quantize(args) -> int:
     bar = Progress(force=args.progress) if not args.quiet else None
     try:
-        rep = ckpt.quantize_checkpoint(args.input, args.output, args.scheme, granularity=args.granularity,
-                                       clip=args.clip, include=args.include, exclude=args.exclude,
-                                       force=args.force, report=args.report, progress=bar)
+        if args.input.lower().endswith(".gguf"):   # a llama.cpp model: llama-quantize's presets (docs/gguf.md)
+            from .io.gguf_model import quantize_gguf_cli
+            rep = quantize_gguf_cli(args, bar)
+        elif args.imatrix or args.search or args.no_stats:
+            raise ValueError("--imatrix, --search and --no-stats apply to a GGUF model input (IN.gguf)")
+        else:
+            rep = ckpt.quantize_checkpoint(args.input, args.output, args.scheme, granularity=args.granularity,
+                                           clip=args.clip, include=args.include, exclude=args.exclude,
+                                           force=args.force, report=args.report, progress=bar)
     finally:
         if bar is not None:
             bar.close()

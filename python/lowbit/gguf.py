@@ -1,11 +1,22 @@
-"""GGUF block formats (SPEC 8): ggml's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0.
+"""GGUF block formats (SPEC 8): llama.cpp's tensor types.
 
-``quantize(x, fmt)`` returns the raw blocks exactly as llama.cpp stores them
-(uint8, shape ``x.shape[:-1] + (bytes_per_row,)``), byte-identical to
-``gguf.quants.quantize`` of the ``gguf`` package; ``dequantize(blob, fmt, shape)``
-gives the same float32 values as ``gguf.quants.dequantize``. Rounding is
-ggml's (``roundf``: half away from zero), not SPEC 1's. ``write(path, tensors)``
-saves tensors to a ``.gguf`` file through the ``gguf`` package (extra ``gguf``).
+``quantize(x, fmt, imatrix=None, search=False)`` returns the raw blocks exactly
+as llama.cpp stores them (uint8, shape ``x.shape[:-1] + (bytes_per_row,)``):
+
+- Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0: byte-identical to
+  ``gguf.quants.quantize`` of the ``gguf`` package (ggml's ``quantize_row_*_ref``);
+- Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS: byte-identical to
+  llama.cpp's ``ggml_quantize_chunk`` (what ``llama-quantize`` runs), with or
+  without an importance matrix ``imatrix`` (one value per column: the mean
+  squared activation of that input feature, as ``llama-imatrix`` computes it).
+  ``search=True`` (Q4_K, Q5_K, Q6_K, IQ4_XS, IQ4_NL) searches the scales harder
+  than llama.cpp does: other bytes, the same format, lower weighted error.
+
+``dequantize(blob, fmt, shape)`` gives the float32 values of ggml's ``to_float``
+for every type above and for the read-only ones a llama.cpp model may hold
+(IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, MXFP4, F16, BF16).
+Rounding is ggml's, not SPEC 1's. ``write(path, tensors)`` saves tensors to a
+``.gguf`` file through the ``gguf`` package (extra ``gguf``).
 
 Where gguf-py has no defined answer, lowbit does this (the NumPy reference,
 ``lowbit.reference.gguf``, is the written-out definition):
@@ -33,27 +44,38 @@ from typing import Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import _args, _C
-from .reference.gguf import (FORMATS, as_blob, block_size, check_format, check_row_length,  # noqa: F401
-                             check_shape, row_bytes, type_size)
+from ._gguf_formats import (ENCODABLE, FORMATS, IMATRIX, SEARCH, as_blob, block_size,  # noqa: F401
+                            check_format, check_imatrix, check_row_length, check_search, check_shape,
+                            row_bytes, type_size)
 
-__all__ = ["quantize", "dequantize", "write", "FORMATS", "block_size", "type_size", "row_bytes", "shape_bytes"]
+__all__ = ["quantize", "dequantize", "write", "FORMATS", "ENCODABLE", "IMATRIX", "SEARCH", "block_size",
+           "type_size", "row_bytes", "shape_bytes"]
 
 
-def quantize(x, fmt: str) -> np.ndarray:
-    """Raw GGUF blocks of ``x`` in format ``fmt`` (e.g. ``"Q8_0"``, ``"TQ2_0"``).
+def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
+    """Raw GGUF blocks of ``x`` in format ``fmt`` (e.g. ``"Q4_K"``, ``"Q8_0"``, ``"IQ4_XS"``).
 
     The last axis is the row; its length must be a multiple of the block size
-    (32 for Q*, 256 for TQ*). Returns uint8 of shape ``x.shape[:-1] + (bytes_per_row,)``.
+    (32 for Q*_0/Q*_1/IQ4_NL, 256 for the others). ``imatrix``: None or one
+    non-negative value per column (``x.shape[-1]``), used as llama.cpp uses it
+    (Q2_K..Q6_K, IQ4_NL, IQ4_XS, Q4_0, Q4_1, Q5_0, Q5_1; accepted and unused for
+    Q8_0, TQ1_0, TQ2_0, Q8_K, as in llama.cpp). ``search``: see the module.
+    Returns uint8 of shape ``x.shape[:-1] + (bytes_per_row,)``.
     """
-    fmt = check_format(fmt)
+    fmt = check_format(fmt, encode=True)
     x = _args.as_float32(x)
     check_row_length(x.shape, fmt)
+    qw = check_imatrix(imatrix, fmt, x.shape[-1])
+    search = check_search(search, fmt)
     bs, ts = FORMATS[fmt]
     out_shape = x.shape[:-1] + (x.shape[-1] // bs * ts,)
     if x.size == 0:
         return np.zeros(out_shape, np.uint8)
     try:
-        blob = _C.gguf_quantize(x.reshape(-1), fmt)
+        if search:
+            blob = _C.gguf_quantize_search(x.reshape(-1), fmt, qw, x.shape[-1])
+        else:
+            blob = _C.gguf_quantize(x.reshape(-1), fmt, qw, x.shape[-1])
     except _C.NonFiniteError:
         raise ValueError(_args.nonfinite_message(x)) from None
     return blob.reshape(out_shape)

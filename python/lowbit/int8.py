@@ -10,16 +10,18 @@
   ``linear(x, qweight)`` packs a QTensor's weight on its first call and keeps the
   packing with the QTensor (:meth:`QTensor.derived`), so later calls do not repack.
 
-Exactness: the kernels widen int8 to int16 and use pair multiply-adds that cannot
-saturate, accumulating in wrapping int32. Results are exact whenever the true
-values fit in int32; inputs for which ``K * max|a - za| * max|b - zb|`` could
-reach 2**31 are rejected with ValueError (for int8 without zero points that
-allows K up to 131072 for every value but the all -128 x -128 corner at
-K = 131072, whose true result 2**31 does not fit).
+Exactness: every kernel variant's products cannot saturate (int16 pair sums of widened
+operands on AVX2, vpmaddubsw with 7-bit weights, vpdpbusd on VNNI) and accumulate in
+wrapping int32. Results are exact whenever the true values fit in int32; inputs for which
+``K * max|a - za| * max|b - zb|`` could reach 2**31 are rejected with ValueError (for int8
+without zero points that allows K up to 131072 for every value but the all -128 x -128
+corner at K = 131072, whose true result 2**31 does not fit). Weights are packed in the
+layout the active int8 variant declares (``Linear.layout``), once, and again only if
+another variant becomes active.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import Tuple
 
 import numpy as np
 
@@ -33,26 +35,45 @@ from .qtensor import QTensor
 __all__ = ["int8_matmul", "linear", "Linear"]
 
 
-class PreparedWeight(NamedTuple):
-    """An int8 weight QTensor prepared for the kernel: checked once, packed once."""
-    packed: np.ndarray     # the u7 layout (uint8) or the int16-path layout (int8)
-    sb: np.ndarray         # float32 scales, (N,) or (1,)
-    per_channel: bool
+def code_range(codes: np.ndarray) -> Tuple[int, int]:
+    """(min, max) of int8 codes ((0, 0) if empty): picks the layout a variant packs them in."""
+    if codes.size == 0:
+        return 0, 0
+    return int(codes.min()), int(codes.max())
 
 
-def pack_weight(codes: np.ndarray) -> np.ndarray:
-    """The kernel's packing of int8 weight codes (N, K): the fast u7 layout (uint8) when every
-    code lies in [-64, 63] (7-bit weights), else the int16-path layout (int8)."""
+def pack_weight(codes: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, str]:
+    """The active int8 variant's packing of weight codes (N, K) whose values lie in [lo, hi]:
+    (packed uint8 bytes, layout name). Each variant declares its layouts (``_C.int8_layouts()``);
+    7-bit codes get a narrow one where a variant has one (the AVX2 u7 kernel)."""
     N, K = codes.shape
-    flat = codes.reshape(-1)
-    packed = _C.int8_pack_weights_u7(flat, N, K)
-    return packed if packed is not None else _C.int8_pack_weights(flat, N, K)
+    layout = _C.int8_pick_layout(lo, hi)
+    return _C.int8_pack_weights(codes.reshape(-1), N, K, layout), layout
+
+
+class PreparedWeight:
+    """An int8 weight QTensor prepared for the kernel: checked once, packed once for the
+    layout of the active int8 variant, and again only if another variant becomes active
+    (``lowbit.use_kernel("int8", ...)``, ``use_isa``)."""
+    __slots__ = ("codes", "range", "sb", "per_channel", "_pack")
+
+    def __init__(self, codes: np.ndarray, sb: np.ndarray, per_channel: bool):
+        self.codes, self.sb, self.per_channel = codes, sb, per_channel
+        self.range = code_range(codes)
+        self._pack = pack_weight(codes, *self.range)  # (packed bytes, layout): one attribute, swapped whole
+
+    def packed(self) -> Tuple[np.ndarray, str]:
+        """(packed bytes, layout name) for the active int8 variant."""
+        pack = self._pack
+        if _C.int8_pick_layout(*self.range) != pack[1]:
+            pack = self._pack = pack_weight(self.codes, *self.range)
+        return pack
 
 
 def _prepare(qweight: QTensor) -> PreparedWeight:
     codes, sb, per_channel = check_qweight(qweight, QTensor.unpacked_codes)
     check_weight_fits(codes)
-    return PreparedWeight(pack_weight(codes), sb, per_channel)
+    return PreparedWeight(codes, sb, per_channel)
 
 
 def packed_weight(qweight: QTensor) -> PreparedWeight:
@@ -62,8 +83,10 @@ def packed_weight(qweight: QTensor) -> PreparedWeight:
 
 def _run(x, w: PreparedWeight, N: int, K: int, bias, want_y: bool, want_acc: bool):
     x, M = check_linear_x(x, K)
+    packed, layout = w.packed()
     try:
-        y, acc, s = _C.int8_linear(x.reshape(-1), M, K, w.packed, N, w.sb, w.per_channel, bias, want_y, want_acc)
+        y, acc, s = _C.int8_linear(x.reshape(-1), M, K, packed, layout, N, w.sb, w.per_channel, bias, want_y,
+                                   want_acc)
     except _C.NonFiniteError:
         raise ValueError(_args.nonfinite_message(x)) from None
     lead = x.shape[:-1]
@@ -93,8 +116,9 @@ class Linear:
     (8 bits, SPEC 5) and returns float32 (..., N).
 
     ``bits=7`` quantizes the weight to [-63, 63]: weights whose codes all lie in
-    [-64, 63] run on the fast kernel (vpmaddubsw: twice the products per instruction,
-    still exact). An int8 QTensor whose codes happen to fit takes it too.
+    [-64, 63] run on the fast kernel on AVX2 (vpmaddubsw: twice the products per
+    instruction, still exact); an int8 QTensor whose codes happen to fit takes it too. On
+    VNNI CPUs every int8 weight runs on one vpdpbusd kernel.
     """
 
     def __init__(self, weight, bias=None, *, bits: int = 8):
@@ -107,13 +131,24 @@ class Linear:
 
     @property
     def fast(self) -> bool:
-        """True if the weight runs on the u7 kernel (every code in [-64, 63])."""
-        return self._w.packed.dtype == np.uint8
+        """True if every weight code lies in [-64, 63] (7-bit weights): on AVX2 these run on the
+        u7 kernel; the VNNI variants run every int8 weight at that speed."""
+        lo, hi = self._w.range
+        return -64 <= lo and hi <= 63
+
+    @property
+    def layout(self) -> str:
+        """The packed layout the weight runs on with the active int8 variant (e.g. ``"u8x4.n32"``)."""
+        return self._w.packed()[1]
+
+    @property
+    def _range(self) -> Tuple[int, int]:
+        return self._w.range
 
     def __repr__(self) -> str:
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, weight={self.qweight.granularity} int8, "
-                f"kernel={'u7' if self.fast else 'int16'})")
+                f"kernel={self.layout})")
 
     def __call__(self, x) -> np.ndarray:
         return _run(x, self._w, self.out_features, self.in_features, self.bias, True, False)[0]

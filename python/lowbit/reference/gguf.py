@@ -1,5 +1,10 @@
 """Reference GGUF block formats (SPEC 8), NumPy only.
 
+The legacy blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, TQ1_0, TQ2_0) are here; the
+super-block formats (K-quants, IQ4_NL, IQ4_XS, Q8_K, and the legacy formats'
+imatrix encoders) in ``gguf_k``, the read-only decoders (IQ1/IQ2/IQ3, MXFP4,
+F16, BF16) in ``gguf_iq``: all byte-/bit-identical to llama.cpp's C code.
+
 Each format is ggml's reference C code (``quantize_row_*_ref`` /
 ``dequantize_row_*`` in ggml-quants.c) written out in NumPy, one float32
 operation per C operation, with ggml's rounding (``roundf``: half away from
@@ -18,93 +23,16 @@ choices where that package has no defined answer (see docs in lowbit.gguf):
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import _args
+from .._gguf_formats import (ENCODABLE, FORMATS, as_blob, block_size, check_format,  # noqa: F401
+                             check_imatrix, check_row_length, check_search, check_shape, row_bytes, type_size)
+from . import gguf_k, gguf_iq
 
-__all__ = ["quantize", "dequantize", "FORMATS", "block_size", "type_size", "row_bytes"]
+__all__ = ["quantize", "dequantize", "FORMATS", "ENCODABLE", "block_size", "type_size", "row_bytes"]
 
 F32 = np.float32
-
-# name -> (values per block, bytes per block), as gguf.constants.GGML_QUANT_SIZES
-FORMATS = {
-    "Q8_0": (32, 34),
-    "Q4_0": (32, 18),
-    "Q4_1": (32, 20),
-    "Q5_0": (32, 22),
-    "Q5_1": (32, 24),
-    "TQ1_0": (256, 54),
-    "TQ2_0": (256, 66),
-}
-
-
-def check_format(fmt) -> str:
-    """The canonical name of a format given as a str (any case) or a gguf.GGMLQuantizationType."""
-    if type(fmt).__name__ == "GGMLQuantizationType":
-        fmt = fmt.name
-    if not isinstance(fmt, str):
-        raise TypeError(f"fmt must be a str naming a GGUF block format, got {type(fmt).__name__}")
-    name = fmt.upper()
-    if name not in FORMATS:
-        raise ValueError(f"unknown GGUF block format {fmt!r}; known: {', '.join(FORMATS)}")
-    return name
-
-
-def block_size(fmt) -> int:
-    return FORMATS[check_format(fmt)][0]
-
-
-def type_size(fmt) -> int:
-    return FORMATS[check_format(fmt)][1]
-
-
-def row_bytes(n: int, fmt) -> int:
-    bs, ts = FORMATS[check_format(fmt)]
-    return n // bs * ts
-
-
-def check_row_length(shape, fmt: str, name: str = "x") -> None:
-    bs = FORMATS[fmt][0]
-    if len(shape) == 0:
-        raise ValueError(f"{name}: a 0-d array has no rows; {fmt} needs rows of a multiple of {bs} values")
-    n = shape[-1]
-    if n % bs:
-        lo, hi = n // bs * bs, -(-n // bs) * bs
-        raise ValueError(f"{name}: row length (last axis) {n} is not a multiple of {bs}, the {fmt} "
-                         f"block size; pad or trim the rows (e.g. to {hi} or {lo})")
-
-
-def check_shape(shape, fmt: str):
-    """A dequantize target shape as a tuple of non-negative ints."""
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (int(shape),)
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be an int or a tuple of ints, got {type(shape).__name__}") from None
-    for s in shape:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"shape must hold non-negative ints, got {shape!r}")
-    shape = tuple(int(s) for s in shape)
-    check_row_length(shape, fmt, "shape")
-    return shape
-
-
-def as_blob(blob, fmt: str, shape) -> np.ndarray:
-    """The blob as a flat C-contiguous uint8 array of the size ``shape`` needs."""
-    if isinstance(blob, (bytes, bytearray, memoryview)):
-        blob = np.frombuffer(blob, np.uint8)
-    if not isinstance(blob, np.ndarray):
-        raise TypeError(f"blob must be a uint8 NumPy array or bytes, got {type(blob).__name__}")
-    if blob.dtype not in (np.uint8, np.int8):
-        raise TypeError(f"blob must hold bytes (uint8), got dtype {blob.dtype}")
-    need = math.prod(shape[:-1]) * row_bytes(shape[-1], fmt)
-    if blob.size != need:
-        raise ValueError(f"blob has {blob.size} bytes but shape {shape} in {fmt} needs {need} "
-                         f"({math.prod(shape[:-1])} row(s) of {row_bytes(shape[-1], fmt)} bytes)")
-    return np.ascontiguousarray(blob).view(np.uint8).reshape(-1)
 
 
 # ---- float16 and rounding, as ggml does them ------------------------------
@@ -318,17 +246,33 @@ _DEQUANT = {"Q8_0": _dq8_0, "Q4_0": _dq4_0, "Q4_1": _dq4_1, "Q5_0": _dq5_0, "Q5_
 
 # ---- public ----------------------------------------------------------------
 
-def quantize(x, fmt: str) -> np.ndarray:
-    """Raw GGUF blocks of ``x``: uint8 of shape ``x.shape[:-1] + (row_bytes,)``."""
-    fmt = check_format(fmt)
+def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
+    """Raw GGUF blocks of ``x``: uint8 of shape ``x.shape[:-1] + (row_bytes,)``.
+
+    ``imatrix``: per-column importance (the rows' length), for the formats whose
+    ggml encoder uses one. ``search=True`` is the native layer's harder search
+    (lowbit.gguf); the reference has only ggml's encoders and raises for it.
+    """
+    fmt = check_format(fmt, encode=True)
     x = _args.as_float32(x)
     check_row_length(x.shape, fmt)
+    qw = check_imatrix(imatrix, fmt, x.shape[-1])
+    if check_search(search, fmt):
+        raise NotImplementedError("the reference has ggml's encoders only; search=True is lowbit.gguf's")
     _args.check_finite(x)
     bs, ts = FORMATS[fmt]
     out_shape = x.shape[:-1] + (x.shape[-1] // bs * ts,)
     if x.size == 0:
         return np.zeros(out_shape, np.uint8)
     with np.errstate(all="ignore"):  # Inf scales (float16 overflow) and 1/d overflow are defined above
+        if qw is not None and fmt in gguf_k._LEGACY:
+            x2 = x.reshape(-1, x.shape[-1])
+            return gguf_k.legacy_imatrix(x2, fmt, qw).reshape(out_shape)
+        if fmt in gguf_k.QUANT:
+            xb = x.reshape(-1, bs)
+            w = None if qw is None else np.broadcast_to(qw.reshape(1, -1), x.reshape(-1, x.shape[-1]).shape)
+            w = None if w is None else np.ascontiguousarray(w).reshape(-1, bs)
+            return gguf_k.QUANT[fmt](xb, w).reshape(out_shape)
         return _QUANT[fmt](x.reshape(-1, bs)).reshape(out_shape)
 
 
@@ -341,4 +285,5 @@ def dequantize(blob, fmt: str, shape) -> np.ndarray:
     if b.size == 0:
         return np.zeros(shape, F32)
     with np.errstate(all="ignore"):  # Inf * 0 -> NaN for blocks whose scale overflowed
-        return _DEQUANT[fmt](b.reshape(-1, ts)).reshape(shape)
+        fn = _DEQUANT.get(fmt) or gguf_k.DEQUANT.get(fmt) or gguf_iq.DEQUANT[fmt]
+        return fn(b.reshape(-1, ts)).reshape(shape)
