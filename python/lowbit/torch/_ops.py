@@ -4,7 +4,7 @@ Each operator takes only tensors and plain scalars, so ``torch.compile`` keeps
 it in the graph (a fake implementation gives the output's shape and dtype
 without running it) and ``torch.export`` records it as one node:
 
-- ``lowbit::int8_linear(x, packed, scale, bias, input_scale, in_features, out_features)``:
+- ``lowbit::int8_linear(x, packed, scale, bias, input_scale, in_features, out_features, layout)``:
   dynamic int8 linear (per-token int8 activations, SPEC 5; exact int32 GEMM;
   ``y = (sa * sb) * acc + bias``), the kernel behind :class:`lowbit.Linear`;
   with ``input_scale`` (K,) the input is first multiplied by it per feature
@@ -101,7 +101,7 @@ def _result(y: np.ndarray, x: torch.Tensor, N: int) -> torch.Tensor:
 
 # ---- int8 linear -----------------------------------------------------------------
 
-def int8_linear_np(x: torch.Tensor, packed: np.ndarray, scale: np.ndarray, bias: Optional[np.ndarray],
+def int8_linear_np(x: torch.Tensor, packed: np.ndarray, layout: str, scale: np.ndarray, bias: Optional[np.ndarray],
                    input_scale: Optional[torch.Tensor], K: int, N: int) -> torch.Tensor:
     """The work of ``lowbit::int8_linear`` with the weight arrays already viewed as NumPy."""
     xn = _input_numpy(x, K, "int8_linear", input_scale)
@@ -109,25 +109,27 @@ def int8_linear_np(x: torch.Tensor, packed: np.ndarray, scale: np.ndarray, bias:
     if M == 0 or N == 0:
         return torch.zeros(tuple(x.shape[:-1]) + (N,), dtype=x.dtype)
     try:
-        y = _C.int8_linear(xn.reshape(-1), M, K, packed, N, scale, scale.size > 1, bias, True, False)[0]
+        y = _C.int8_linear(xn.reshape(-1), M, K, packed, layout, N, scale, scale.size > 1, bias, True, False)[0]
     except _C.NonFiniteError:
         raise _nonfinite(xn, "int8_linear") from None
     return _result(y, x, N)
 
 
 def int8_linear_impl(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
-                     input_scale: Optional[torch.Tensor], in_features: int, out_features: int) -> torch.Tensor:
-    """Dynamic int8 linear on lowbit's kernel; ``packed`` is the kernel's packing of the
-    int8 weight codes (int8: int16 path, uint8: u7 path), ``scale`` float32 (N,) or (1,),
+                     input_scale: Optional[torch.Tensor], in_features: int, out_features: int,
+                     layout: str) -> torch.Tensor:
+    """Dynamic int8 linear on lowbit's kernel; ``packed`` is the active int8 variant's packing
+    (named ``layout``) of the int8 weight codes, ``scale`` float32 (N,) or (1,),
     ``input_scale`` None or float32 (K,) multiplied into x first."""
-    return int8_linear_np(x, as_numpy(packed), as_numpy(scale), _opt(bias), input_scale, in_features, out_features)
+    return int8_linear_np(x, as_numpy(packed), layout, as_numpy(scale), _opt(bias), input_scale, in_features,
+                          out_features)
 
 
 int8_linear = torch.library.custom_op("lowbit::int8_linear", int8_linear_impl, mutates_args=())
 
 
 @int8_linear.register_fake
-def _int8_linear_fake(x, packed, scale, bias, input_scale, in_features, out_features):
+def _int8_linear_fake(x, packed, scale, bias, input_scale, in_features, out_features, layout):
     torch._check(x.shape[-1] == in_features)
     return x.new_empty(tuple(x.shape[:-1]) + (out_features,))
 

@@ -48,10 +48,10 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
 
 
 def _int8_kernel_arrays(layer: _Int8Layer):
-    """(packed weight, float32 scales) that a lowbit.Linear hands to its kernel: the one place that
-    reads lowbit.Linear's prepared weight (``PreparedWeight``: packed, sb, per_channel)."""
-    w = layer._w
-    return w.packed, w.sb
+    """(packed weight, layout name, float32 scales) that a lowbit.Linear hands to its kernel for the
+    active int8 variant: the one place that reads lowbit.Linear's ``PreparedWeight``."""
+    packed, layout = layer._w.packed()
+    return packed, layout, layer._w.sb
 
 
 def smooth_weight(w: np.ndarray, input_absmax, alpha: float):
@@ -118,7 +118,7 @@ class Linear(LowbitModule):
                 raise ValueError(f"input_scale: expected shape ({self.in_features},), got {input_scale.shape}")
             if not (np.isfinite(input_scale).all() and (input_scale > 0).all()):
                 raise ValueError("input_scale: needs finite positive values")
-        packed, sb = _int8_kernel_arrays(layer)
+        packed, self.layout, sb = _int8_kernel_arrays(layer)
         self.register_buffer("packed", _tensor(packed), persistent=False)
         self.register_buffer("weight_scale", _tensor(sb), persistent=False)
         self.register_buffer("bias", None if layer.bias is None else _tensor(layer.bias), persistent=False)
@@ -150,13 +150,16 @@ class Linear(LowbitModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _ops.direct_call_ok(x):
-            return _ops.int8_linear_np(x, *self._np, self.input_scale, self.in_features, self.out_features)
+            packed, layout = self.layer._w.packed()   # repacked if another int8 variant became active
+            return _ops.int8_linear_np(x, packed, layout, self._np[1], self._np[2], self.input_scale,
+                                       self.in_features, self.out_features)
         return torch.ops.lowbit.int8_linear(x, self.packed, self.weight_scale, self.bias, self.input_scale,
-                                            self.in_features, self.out_features)
+                                            self.in_features, self.out_features, self.layout)
 
     @property
     def kernel(self) -> str:
-        return "u7" if self.layer.fast else "int16"
+        """The packed layout the active int8 variant runs (e.g. ``"u7"`` on AVX2 for 7-bit weights)."""
+        return self.layer._w.packed()[1]
 
     def state(self) -> Dict[str, np.ndarray]:
         d = {"weight." + k: v for k, v in self.layer.qweight.to_dict().items()}
