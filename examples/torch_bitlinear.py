@@ -1,4 +1,9 @@
-"""A PyTorch BitLinear whose forward runs on lowbit's packed ternary kernel.
+"""A PyTorch BitLinear whose forward runs on lowbit's packed ternary kernel, written out by hand.
+
+The maintained version of this module is ``lowbit.torch.BitLinear`` (a torch custom
+operator that survives torch.compile/export; ``lowbit.torch.quantize_model(model,
+"ternary")`` converts a whole model); see docs/torch.md. This file shows the bare
+mechanism in a few lines.
 
 Inference only (no autograd through the kernel). The weight is quantized to
 {-1, 0, +1} (BitNet b1.58 absmean) and packed once; each forward quantizes the

