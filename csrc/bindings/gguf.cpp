@@ -17,6 +17,35 @@ GgufType gguf_type(const std::string& name) {
   throw std::invalid_argument("unknown GGUF block format '" + name + "'");
 }
 
+// Encodes x (whole blocks of fmt) with llama.cpp's encoder, or with the search encoder
+// (search = true); imatrix: n_per_row importance values or None.
+carray<uint8_t> quantize_blocks(const py::array& x_, const std::string& fmt, const py::object& imatrix_,
+                                size_t n_per_row, bool search) {
+  carray<float> x = require<float>(x_, "x");
+  const GgufType t = gguf_type(fmt);
+  if (!search && !gguf_kernels().quantize[t]) throw std::invalid_argument("no encoder for " + fmt + " (decode only)");
+  if (search && !gguf_kernels().search[t]) throw std::invalid_argument("no search encoder for " + fmt);
+  const size_t block = kGgufTraits[t].block, n = static_cast<size_t>(x.size());
+  if (n % block) throw std::invalid_argument("x: size is not a whole number of blocks");
+  carray<float> qw;
+  const float* qwp = nullptr;
+  if (!imatrix_.is_none()) {
+    qw = require<float>(imatrix_.cast<py::array>(), "imatrix");
+    if (n_per_row == 0 || n_per_row % block || n % n_per_row || static_cast<size_t>(qw.size()) != n_per_row)
+      throw std::invalid_argument("imatrix: needs n_per_row values, n_per_row a multiple of the block");
+    qwp = qw.data();
+  }
+  const size_t nblocks = n / block;
+  carray<uint8_t> out(static_cast<py::ssize_t>(nblocks * kGgufTraits[t].bytes));
+  uint8_t* op = out.mutable_data();
+  const float* xp = x.data();
+  {
+    py::gil_scoped_release nogil;
+    gguf_quantize(t, xp, nblocks, op, n_per_row, qwp, search);
+  }
+  return out;
+}
+
 }  // namespace
 }  // namespace lowbit
 
@@ -25,57 +54,15 @@ using namespace lowbit;
 LOWBIT_BINDINGS(gguf) {
   m.def(
       "gguf_quantize",
-      [](const py::array& x_, const std::string& fmt, const py::object& imatrix_, size_t n_per_row) {
-        carray<float> x = require<float>(x_, "x");
-        const GgufType t = gguf_type(fmt);
-        if (!gguf_kernels().quantize[t]) throw std::invalid_argument("no encoder for " + fmt + " (decode only)");
-        const size_t block = kGgufTraits[t].block, n = static_cast<size_t>(x.size());
-        if (n % block) throw std::invalid_argument("x: size is not a whole number of blocks");
-        carray<float> qw;
-        const float* qwp = nullptr;
-        if (!imatrix_.is_none()) {
-          qw = require<float>(imatrix_.cast<py::array>(), "imatrix");
-          if (n_per_row == 0 || n_per_row % block || n % n_per_row || static_cast<size_t>(qw.size()) != n_per_row)
-            throw std::invalid_argument("imatrix: needs n_per_row values, n_per_row a multiple of the block");
-          qwp = qw.data();
-        }
-        const size_t nblocks = n / block;
-        carray<uint8_t> out(static_cast<py::ssize_t>(nblocks * kGgufTraits[t].bytes));
-        uint8_t* op = out.mutable_data();
-        const float* xp = x.data();
-        {
-          py::gil_scoped_release nogil;
-          gguf_quantize(t, xp, nblocks, op, n_per_row, qwp);
-        }
-        return out;
+      [](const py::array& x, const std::string& fmt, const py::object& imatrix, size_t n_per_row) {
+        return quantize_blocks(x, fmt, imatrix, n_per_row, false);
       },
       py::arg("x"), py::arg("fmt"), py::arg("imatrix") = py::none(), py::arg("n_per_row") = 0);
 
   m.def(
       "gguf_quantize_search",
-      [](const py::array& x_, const std::string& fmt, const py::object& imatrix_, size_t n_per_row) {
-        carray<float> x = require<float>(x_, "x");
-        const GgufType t = gguf_type(fmt);
-        if (!gguf_kernels().search[t]) throw std::invalid_argument("no search encoder for " + fmt);
-        const size_t block = kGgufTraits[t].block, n = static_cast<size_t>(x.size());
-        if (n % block) throw std::invalid_argument("x: size is not a whole number of blocks");
-        carray<float> qw;
-        const float* qwp = nullptr;
-        if (!imatrix_.is_none()) {
-          qw = require<float>(imatrix_.cast<py::array>(), "imatrix");
-          if (n_per_row == 0 || n_per_row % block || n % n_per_row || static_cast<size_t>(qw.size()) != n_per_row)
-            throw std::invalid_argument("imatrix: needs n_per_row values, n_per_row a multiple of the block");
-          qwp = qw.data();
-        }
-        const size_t nblocks = n / block;
-        carray<uint8_t> out(static_cast<py::ssize_t>(nblocks * kGgufTraits[t].bytes));
-        uint8_t* op = out.mutable_data();
-        const float* xp = x.data();
-        {
-          py::gil_scoped_release nogil;
-          gguf_quantize(t, xp, nblocks, op, n_per_row, qwp, true);
-        }
-        return out;
+      [](const py::array& x, const std::string& fmt, const py::object& imatrix, size_t n_per_row) {
+        return quantize_blocks(x, fmt, imatrix, n_per_row, true);
       },
       py::arg("x"), py::arg("fmt"), py::arg("imatrix") = py::none(), py::arg("n_per_row") = 0);
 
