@@ -62,10 +62,8 @@ def as_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _input_numpy(x: torch.Tensor, K: int, op: str, input_scale: Optional[torch.Tensor] = None) -> np.ndarray:
-    """x (..., K) as a float32 C-contiguous NumPy array (M, K): a view of x itself when x is
-    contiguous float32 (and no input_scale), else one conversion pass."""
-    if type(x) is not torch.Tensor and not isinstance(x, torch.Tensor):
+def _check_input(x, K: int, op: str) -> None:
+    if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
     dt = x.dtype
     if dt is not torch.float32 and dt is not torch.bfloat16 and dt is not torch.float16:
@@ -75,15 +73,60 @@ def _input_numpy(x: torch.Tensor, K: int, op: str, input_scale: Optional[torch.T
     shape = x.shape
     if not shape or shape[-1] != K:
         raise ValueError(f"{op}: x must have shape (..., {K}) (in_features={K}), got {tuple(shape)}")
+
+
+def _plain(x: torch.Tensor, K: int) -> bool:
+    """x can go to the kernel as it is: a contiguous, non-empty float32 CPU tensor (..., K) without grad."""
+    return (x.dtype is torch.float32 and x.is_cpu and not x.requires_grad and x.is_contiguous() and x.dim() > 0
+            and x.shape[-1] == K and x.numel() > 0)
+
+
+# x * input_scale (SmoothQuant) goes into a reused float32 buffer: the product never leaves the
+# call, and a fresh multi-megabyte temporary per call costs more in page faults (the allocator
+# returns freed memory to the OS, the next call faults it in again) than the multiply itself.
+# A list, so that threads never share a buffer (pop/append are atomic); a few buffers at most,
+# none larger than _SCRATCH_MAX_BYTES kept.
+_scratch: list = []
+_SCRATCH_KEEP = 4
+_SCRATCH_MAX_BYTES = 256 << 20
+
+
+def _scaled(x: torch.Tensor, input_scale: torch.Tensor):
+    """(x * input_scale as a contiguous float32 tensor in a scratch buffer, the buffer); give the
+    buffer back with _release once the kernel has read the product."""
+    n = x.numel()
+    try:
+        buf = _scratch.pop()
+    except IndexError:
+        buf = None
+    if buf is None or buf.numel() < n:
+        buf = torch.empty(n, dtype=torch.float32)
+    out = buf[:n].view(x.shape)
+    torch.mul(x, input_scale, out=out)   # bf16/fp16 * float32 promotes to float32: one pass
+    return out, buf
+
+
+def _release(buf: Optional[torch.Tensor]) -> None:
+    if buf is not None and len(_scratch) < _SCRATCH_KEEP and buf.numel() * 4 <= _SCRATCH_MAX_BYTES:
+        _scratch.append(buf)
+
+
+def _input_numpy(x: torch.Tensor, K: int, op: str, input_scale: Optional[torch.Tensor] = None):
+    """(x (..., K) as a float32 C-contiguous NumPy array (M, K), scratch buffer or None): a view of x
+    itself when x is contiguous float32 (and no input_scale), else one conversion pass (into a
+    scratch buffer for the input_scale product: hand it to _release after the kernel)."""
+    _check_input(x, K, op)
     if x.requires_grad:
         x = x.detach()
-    if input_scale is not None:   # one pass: float32 product (bf16/fp16 * float32 promotes to float32)
-        x = torch.mul(x, input_scale)
-    elif dt is not torch.float32:
-        x = x.to(torch.float32)   # one conversion
-    if not x.is_contiguous():
-        x = x.contiguous()
-    return x.numpy().reshape(-1, K)
+    buf = None
+    if input_scale is not None:
+        x, buf = _scaled(x, input_scale)
+    else:
+        if x.dtype is not torch.float32:
+            x = x.to(torch.float32)   # one conversion
+        if not x.is_contiguous():
+            x = x.contiguous()
+    return x.numpy().reshape(-1, K), buf
 
 
 def _nonfinite(xn: np.ndarray, op: str) -> ValueError:
@@ -103,15 +146,30 @@ def _result(y: np.ndarray, x: torch.Tensor, N: int) -> torch.Tensor:
 
 def int8_linear_np(x: torch.Tensor, packed: np.ndarray, layout: str, scale: np.ndarray, bias: Optional[np.ndarray],
                    input_scale: Optional[torch.Tensor], K: int, N: int) -> torch.Tensor:
-    """The work of ``lowbit::int8_linear`` with the weight arrays already viewed as NumPy."""
-    xn = _input_numpy(x, K, "int8_linear", input_scale)
-    M = xn.shape[0]
-    if M == 0 or N == 0:
-        return torch.zeros(tuple(x.shape[:-1]) + (N,), dtype=x.dtype)
+    """The work of ``lowbit::int8_linear`` with the weight arrays already viewed as NumPy.
+
+    The eager hot path: a plain float32 input (see _plain) without input_scale goes to the
+    kernel with no conversion and no per-call checks beyond those (the weights were
+    validated when the module was built; the kernel checks sizes)."""
+    if input_scale is None and _plain(x, K):
+        xn = x.numpy()
+        try:
+            y = _C.int8_linear(xn, x.numel() // K, K, packed, layout, N, scale, scale.size > 1, bias, True, False)[0]
+        except _C.NonFiniteError:
+            raise _nonfinite(xn, "int8_linear") from None
+        y.shape = xn.shape[:-1] + (N,)
+        return torch.from_numpy(y)
+    xn, buf = _input_numpy(x, K, "int8_linear", input_scale)
     try:
-        y = _C.int8_linear(xn.reshape(-1), M, K, packed, layout, N, scale, scale.size > 1, bias, True, False)[0]
-    except _C.NonFiniteError:
-        raise _nonfinite(xn, "int8_linear") from None
+        M = xn.shape[0]
+        if M == 0 or N == 0:
+            return torch.zeros(tuple(x.shape[:-1]) + (N,), dtype=x.dtype)
+        try:
+            y = _C.int8_linear(xn.reshape(-1), M, K, packed, layout, N, scale, scale.size > 1, bias, True, False)[0]
+        except _C.NonFiniteError:
+            raise _nonfinite(xn, "int8_linear") from None
+    finally:
+        _release(buf)
     return _result(y, x, N)
 
 
@@ -138,8 +196,18 @@ def _int8_linear_fake(x, packed, scale, bias, input_scale, in_features, out_feat
 
 def bit_linear_np(x: torch.Tensor, packed: np.ndarray, scale: np.ndarray, bias: Optional[np.ndarray],
                   K: int, N: int, bits: int) -> torch.Tensor:
-    """The work of ``lowbit::bit_linear`` with the weight arrays already viewed as NumPy."""
-    xn = _input_numpy(x, K, "bit_linear")
+    """The work of ``lowbit::bit_linear`` with the weight arrays already viewed as NumPy
+    (``scale`` flat: 1 or N values). Same hot path as :func:`int8_linear_np`."""
+    if _plain(x, K) and N and K:
+        xn = x.numpy().reshape(-1, K)
+        out = np.empty((xn.shape[0], N), np.float32)
+        try:
+            _C.tl_matmul_f32(xn, packed, N, K, bits, scale, bias, out)
+        except _C.NonFiniteError:
+            raise _nonfinite(xn, "bit_linear") from None
+        out.shape = x.shape[:-1] + (N,)
+        return torch.from_numpy(out)
+    xn, _ = _input_numpy(x, K, "bit_linear")
     M = xn.shape[0]
     out = np.empty((M, N), np.float32)
     if M and N:
@@ -147,7 +215,7 @@ def bit_linear_np(x: torch.Tensor, packed: np.ndarray, scale: np.ndarray, bias: 
             out[...] = 0 if bias is None else bias
         else:
             try:
-                _C.tl_matmul_f32(xn, packed, N, K, bits, scale.reshape(-1), bias, out)
+                _C.tl_matmul_f32(xn, packed, N, K, bits, scale, bias, out)
             except _C.NonFiniteError:
                 raise _nonfinite(xn, "bit_linear") from None
     return _result(out, x, N)
@@ -157,7 +225,8 @@ def bit_linear_impl(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, 
                     in_features: int, out_features: int, bits: int) -> torch.Tensor:
     """Packed ternary (bits=2) / binary (bits=1) matmul with per-token int8 activations;
     ``packed`` is the kernel layout of a TernaryWeight / BinaryWeight, ``scale`` (1, 1) or (N, 1)."""
-    return bit_linear_np(x, as_numpy(packed), as_numpy(scale), _opt(bias), in_features, out_features, bits)
+    return bit_linear_np(x, as_numpy(packed), as_numpy(scale).reshape(-1), _opt(bias), in_features, out_features,
+                         bits)
 
 
 bit_linear = torch.library.custom_op("lowbit::bit_linear", bit_linear_impl, mutates_args=())

@@ -125,6 +125,7 @@ class Linear(LowbitModule):
         self.register_buffer("input_scale", None if input_scale is None else _tensor(input_scale), persistent=False)
         # the buffers' memory as NumPy, for the eager fast path (no per-call conversions)
         self._np = tuple(None if t is None else _ops.as_numpy(t) for t in (self.packed, self.weight_scale, self.bias))
+        self._input_scale = self.input_scale   # a plain attribute: the hot path skips Module.__getattr__
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, *, bits: int = 8, input_absmax=None,
@@ -151,10 +152,16 @@ class Linear(LowbitModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _ops.direct_call_ok(x):
             packed, layout = self.layer._w.packed()   # repacked if another int8 variant became active
-            return _ops.int8_linear_np(x, packed, layout, self._np[1], self._np[2], self.input_scale,
+            return _ops.int8_linear_np(x, packed, layout, self._np[1], self._np[2], self._input_scale,
                                        self.in_features, self.out_features)
-        return torch.ops.lowbit.int8_linear(x, self.packed, self.weight_scale, self.bias, self.input_scale,
-                                            self.in_features, self.out_features, self.layout)
+        if self.input_scale is None:
+            return torch.ops.lowbit.int8_linear(x, self.packed, self.weight_scale, self.bias, None,
+                                                self.in_features, self.out_features, self.layout)
+        # traced (torch.compile / export): the per-feature product stays outside the operator, where
+        # inductor fuses it into the op that produces x instead of making an extra pass over x
+        y = torch.ops.lowbit.int8_linear(torch.mul(x, self.input_scale), self.packed, self.weight_scale, self.bias,
+                                         None, self.in_features, self.out_features, self.layout)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     @property
     def kernel(self) -> str:
@@ -203,7 +210,9 @@ class BitLinear(LowbitModule):
         self.register_buffer("packed", _tensor(weight.packed), persistent=False)
         self.register_buffer("weight_scale", _tensor(weight.scale), persistent=False)
         self.register_buffer("bias", None if b is None else _tensor(b), persistent=False)
-        self._np = tuple(None if t is None else _ops.as_numpy(t) for t in (self.packed, self.weight_scale, self.bias))
+        # the buffers' memory as NumPy (the scale flat: 1 or N values), for the eager fast path
+        self._np = (_ops.as_numpy(self.packed), _ops.as_numpy(self.weight_scale).reshape(-1),
+                    None if self.bias is None else _ops.as_numpy(self.bias))
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, *, binary: bool = False, method: Optional[str] = None,
