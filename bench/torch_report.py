@@ -12,6 +12,14 @@ Every variant quantizes the same 37 linear layers (6 x q, k, v, o, up, down and
 the pooler). Quality: cosine of the mean-pooled sentence embedding to the float
 model's, over the 20 evaluation sentences (calibration never sees them).
 
+``--steady-malloc`` fixes glibc's malloc thresholds first (``mallopt``: large blocks
+from the heap, freed memory kept), as jemalloc/tcmalloc or ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_`` would: with glibc's defaults a forward's multi-megabyte
+temporaries are handed back to the OS and faulted in again on the next forward, and how
+often depends on the process's allocation history (its dynamic mmap threshold), so a
+variant's speed moves from run to run by up to 1.5x. The ``faults`` column counts the
+minor page faults of one forward (the process's, best turn).
+
 ``--cpu-time`` runs on 1 thread and times by ``time.thread_time`` instead of the
 wall clock: on a machine shared with other busy processes that is the stable
 figure (the wall time of a 2-thread run there mostly measures preemption).
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import resource
 import sys
 import time
 import warnings
@@ -67,23 +76,33 @@ def embed(model, enc):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lowbit-threads", type=int, default=None, help="lowbit's threads (default: --threads)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     ap.add_argument("--cpu-time", action="store_true",
                     help="1 thread, and time each forward by the CPU time of the calling thread "
                          "(time.thread_time): a figure that other processes on a shared machine barely move")
+    ap.add_argument("--steady-malloc", action="store_true",
+                    help="mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=1 GiB) first: no page faults from "
+                         "temporaries returned to the OS and faulted in again (glibc only)")
     ap.add_argument("--fbgemm-avx2", action="store_true",
                     help="limit torch's FBGEMM to AVX2 (FBGEMM_ENABLE_INSTRUCTIONS=AVX2): lowbit's kernels are AVX2 "
                          "only, FBGEMM uses AVX-512 VNNI where the CPU has it")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
 
     from transformers import AutoModel, AutoTokenizer
+    if args.steady_malloc:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        if not (libc.mallopt(-3, 32 << 20) and libc.mallopt(-1, 1 << 30)):   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+            raise SystemExit("--steady-malloc: mallopt failed (not glibc?)")
     if args.cpu_time:
         args.threads = 1
     clock = time.thread_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
-    lowbit.set_num_threads(args.threads)
+    lowbit.set_num_threads(args.lowbit_threads or args.threads)
     path = minilm.model_dir()
     tok = AutoTokenizer.from_pretrained(path)
     base = AutoModel.from_pretrained(path).eval()
@@ -122,31 +141,44 @@ def main(argv=None) -> int:
 
     for m in variants.values():                          # warm up on the timed shape
         one(m)
+    def minflt():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
     turns = {name: [] for name in variants}
+    faults = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, m in variants.items():
             time.sleep(0.3)                               # let other pools' spinning threads sleep
-            best = float("inf")
+            best, bf = float("inf"), 0
             for _ in range(args.calls):
+                f0 = minflt()
                 t0 = clock()
                 one(m)
-                best = min(best, clock() - t0)
+                t = clock() - t0
+                if t < best:
+                    best, bf = t, minflt() - f0
             turns[name].append(best)
+            faults[name].append(bf)
 
     info = lowbit.cpu_info()
     fb = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "best")
     print(f"all-MiniLM-L6-v2, batch 32 ({batch['input_ids'].shape[1]} tokens padded), torch {torch.__version__} "
           f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, FBGEMM instructions: {fb}), "
-          f"{args.threads} threads, lowbit on {info['active_isa']}; {args.rounds} rounds x {args.calls} calls"
-          f"{', CPU time of the calling thread' if args.cpu_time else ''}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"{args.threads} threads (lowbit {lowbit.get_num_threads()}), lowbit on {info['active_isa']}; {args.rounds} rounds x {args.calls} calls"
+          f"{', CPU time of the calling thread' if args.cpu_time else ''}"
+          f"{', steady malloc' if args.steady_malloc else ''}; OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {load0:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     w = max(len(n) for n in variants)
-    print(f"| {'variant':<{w}} | worst cos | mean cos | sentences/s best | sentences/s median | ms/batch best |")
-    print(f"|{'-' * (w + 2)}|----------:|---------:|-----------------:|-------------------:|--------------:|")
+    print(f"| {'variant':<{w}} | worst cos | mean cos | sentences/s best | sentences/s median | ms/batch best "
+          "| faults |")
+    print(f"|{'-' * (w + 2)}|----------:|---------:|-----------------:|-------------------:|--------------:|-------:|")
     for name in variants:
         lo, mean, _ = quality[name]
-        best, med = min(turns[name]), float(np.median(turns[name]))
-        print(f"| {name:<{w}} | {lo:9.4f} | {mean:8.4f} | {32 / best:16.1f} | {32 / med:18.1f} | {best * 1e3:13.1f} |")
+        i = int(np.argmin(turns[name]))
+        best, med = turns[name][i], float(np.median(turns[name]))
+        print(f"| {name:<{w}} | {lo:9.4f} | {mean:8.4f} | {32 / best:16.1f} | {32 / med:18.1f} | {best * 1e3:13.1f} "
+              f"| {faults[name][i]:6d} |")
     return 0
 
 

@@ -186,6 +186,70 @@ def test_smoothing_is_the_stated_formula_and_helps_outliers():
         lt.Linear.from_linear(lin, input_absmax=amax[:-1])
 
 
+def test_smoothed_product_reuses_one_scratch_buffer_and_threads_never_share_it():
+    """x * input_scale goes into a reused scratch buffer (no fresh temporary per call), for inputs of
+    every dtype and layout; calls from several threads at once get their own buffers and the same bits."""
+    K, N = 96, 24
+    lin = _linear(K, N)
+    m = lt.Linear.from_linear(lin, input_absmax=torch.rand(K) * 4 + 0.1)
+    ref = lowbit.Linear(m.layer.qweight, _np(lin.bias))   # the smoothed weight, as lowbit.Linear runs it
+    s = m.input_scale.numpy()
+    xs = [_x(3, 5, K, seed=i) for i in range(8)]
+    for x in xs:
+        np.testing.assert_array_equal(m(x).numpy(), ref(x.numpy() * s))
+    m(xs[0])
+    ptrs = {b.data_ptr() for b in _ops._scratch}
+    assert ptrs and len(_ops._scratch) <= _ops._SCRATCH_KEEP
+    for x in xs:
+        m(x)
+        m(x[:, ::2].transpose(0, 1))               # non-contiguous input: converted into the buffer too
+        xb = x.bfloat16()
+        assert torch.equal(m(xb), torch.from_numpy(ref(xb.float().numpy() * s)).bfloat16())
+    assert {b.data_ptr() for b in _ops._scratch} == ptrs     # no new buffer for inputs that fit
+    big = _x(4000, K, seed=3)                     # a larger input grows the buffer once
+    np.testing.assert_array_equal(m(big).numpy(), ref(big.numpy() * s))
+    assert max(b.numel() for b in _ops._scratch) >= big.numel()
+
+    import threading
+    expect = [m(x) for x in xs]
+    errors = []
+
+    def worker(i):
+        for _ in range(30):
+            if not torch.equal(m(xs[i]), expect[i]):
+                errors.append(i)
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(len(xs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors and len(_ops._scratch) <= _ops._SCRATCH_KEEP
+
+
+def test_smoothed_linear_compiles_with_the_product_outside_the_operator():
+    """Traced, the input_scale product is an ordinary torch op in the graph (inductor can fuse it
+    into the op producing x); the operator gets the product and no input_scale; same bits."""
+    import torch._dynamo
+    m = torch.nn.Sequential(torch.nn.LayerNorm(96),
+                            lt.Linear.from_linear(_linear(96, 32), input_absmax=torch.rand(96) + 0.5))
+    x = _x(7, 96)
+    with torch.no_grad():
+        eager = m(x)
+        torch._dynamo.reset()
+        assert torch.equal(torch.compile(m, fullgraph=True, backend="aot_eager")(x), eager)
+        ep = torch.export.export(m, (x,))
+    nodes = [n for n in ep.graph.nodes if n.op == "call_function"]
+    op = next(n for n in nodes if str(n.target) == "lowbit.int8_linear.default")
+    assert str(op.args[0].target) == "aten.mul.Tensor" and op.args[4] is None
+    assert torch.equal(ep.module()(x), eager)
+    mb = copy.deepcopy(m).bfloat16()
+    xb = x.bfloat16()
+    with torch.no_grad():
+        torch._dynamo.reset()
+        yb = torch.compile(mb, fullgraph=True, backend="aot_eager")(xb)
+    assert yb.dtype == torch.bfloat16 and torch.equal(yb, mb(xb))
+
+
 def test_quantize_model_calibrate():
     torch.manual_seed(0)
     model = torch.nn.Sequential(_linear(64, 64, seed=1), torch.nn.GELU(), _linear(64, 32, seed=2))
