@@ -194,7 +194,8 @@ def test_smoothed_product_reuses_one_scratch_buffer_and_threads_never_share_it()
     m = lt.Linear.from_linear(lin, input_absmax=torch.rand(K) * 4 + 0.1)
     ref = lowbit.Linear(m.layer.qweight, _np(lin.bias))   # the smoothed weight, as lowbit.Linear runs it
     s = m.input_scale.numpy()
-    xs = [_x(3, 5, K, seed=i) for i in range(8)]
+    rows = _ops._SCRATCH_MIN // K + 1              # products this large use the scratch buffer
+    xs = [_x(2, rows, K, seed=i) for i in range(8)]
     for x in xs:
         np.testing.assert_array_equal(m(x).numpy(), ref(x.numpy() * s))
     m(xs[0])
@@ -202,11 +203,15 @@ def test_smoothed_product_reuses_one_scratch_buffer_and_threads_never_share_it()
     assert ptrs and len(_ops._scratch) <= _ops._SCRATCH_KEEP
     for x in xs:
         m(x)
-        m(x[:, ::2].transpose(0, 1))               # non-contiguous input: converted into the buffer too
+        xt = x.transpose(0, 1)                     # non-contiguous input: converted into the buffer too
+        np.testing.assert_array_equal(m(xt).numpy(), ref(xt.numpy() * s))
         xb = x.bfloat16()
         assert torch.equal(m(xb), torch.from_numpy(ref(xb.float().numpy() * s)).bfloat16())
     assert {b.data_ptr() for b in _ops._scratch} == ptrs     # no new buffer for inputs that fit
-    big = _x(4000, K, seed=3)                     # a larger input grows the buffer once
+    small = _x(3, K, seed=4)                      # small products are plain temporaries
+    np.testing.assert_array_equal(m(small).numpy(), ref(small.numpy() * s))
+    assert {b.data_ptr() for b in _ops._scratch} == ptrs
+    big = _x(4 * rows, K, seed=3)                 # a larger input grows the buffer once
     np.testing.assert_array_equal(m(big).numpy(), ref(big.numpy() * s))
     assert max(b.numel() for b in _ops._scratch) >= big.numel()
 

@@ -86,15 +86,20 @@ def _plain(x: torch.Tensor, K: int) -> bool:
 # returns freed memory to the OS, the next call faults it in again) than the multiply itself.
 # A list, so that threads never share a buffer (pop/append are atomic); a few buffers at most,
 # none larger than _SCRATCH_MAX_BYTES kept.
+# Products under _SCRATCH_MIN elements (128 KiB: glibc's smallest mmap threshold) are plain
+# temporaries: small blocks are recycled by malloc without faults, and slicing a buffer costs more.
 _scratch: list = []
 _SCRATCH_KEEP = 4
+_SCRATCH_MIN = 32768
 _SCRATCH_MAX_BYTES = 256 << 20
 
 
 def _scaled(x: torch.Tensor, input_scale: torch.Tensor):
-    """(x * input_scale as a contiguous float32 tensor in a scratch buffer, the buffer); give the
-    buffer back with _release once the kernel has read the product."""
+    """(x * input_scale as a contiguous float32 tensor, the scratch buffer holding it or None); give
+    the buffer back with _release once the kernel has read the product."""
     n = x.numel()
+    if n < _SCRATCH_MIN:
+        return torch.mul(x, input_scale).contiguous(), None
     try:
         buf = _scratch.pop()
     except IndexError:
