@@ -4,6 +4,8 @@
     python bench/torch_report.py                 # 2 threads, batch 32, eager and torch.compile
     python bench/torch_report.py --no-compile --rounds 3
     python bench/torch_report.py --fbgemm-avx2          # torch's int8 limited to AVX2, like lowbit's kernels
+    python bench/torch_report.py --cpu-time --steady-malloc   # 1 thread, no allocator page faults
+    python bench/torch_report.py --layers               # one layer at a time: the cost of a call
 
 One process, one batch of 32 sentences (the 20 evaluation sentences of
 tests/test_torch_minilm.py and the 12 calibration sentences of
@@ -73,6 +75,50 @@ def embed(model, enc):
     return torch.nn.functional.normalize(((h * mask).sum(1) / mask.sum(1)).float(), dim=1)
 
 
+def layers_report(rounds: int) -> None:
+    """One layer at a time, 1 thread, CPU time per call (fastest of ``rounds`` x 200 calls at M = 1,
+    of ``rounds`` x 20 calls at M = 608): what a lowbit module's call costs next to torch's."""
+    torch.set_num_threads(1)
+    lowbit.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+
+    def best(f, n):
+        with torch.no_grad():
+            for _ in range(3):
+                f()
+            out = float("inf")
+            for _ in range(rounds):
+                t0 = time.thread_time()
+                for _ in range(n):
+                    f()
+                out = min(out, (time.thread_time() - t0) / n)
+        return out * 1e6
+
+    print(f"one layer, 1 thread, CPU time per call in us (fastest of {rounds} rounds); torch {torch.__version__}, "
+          f"lowbit int8 on {lowbit.cpu_info()['active_isa']}; load average {os.getloadavg()[0]:.1f}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("| M | K x N | float32 | quantize_dynamic | lowbit int8 | lowbit int8 smoothed | lowbit int8 via dispatcher "
+          "| lowbit ternary |")
+    print("|--:|------:|--------:|-----------------:|------------:|---------------------:|---------------------------:"
+          "|---------------:|")
+    for M, K, N in ((1, 384, 384), (608, 384, 384), (608, 384, 1536), (608, 1536, 384)):
+        lin = torch.nn.Linear(K, N)
+        x = torch.randn(M, K, generator=g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qd = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
+                                                        dtype=torch.qint8)[0]
+        li = lt.Linear.from_linear(lin)
+        sm = lt.Linear.from_linear(lin, input_absmax=torch.rand(K, generator=g) + 0.5)
+        bl = lt.BitLinear.from_linear(lin)
+        op = torch.ops.lowbit.int8_linear
+        n = 200 if M == 1 else 20
+        cells = [best(f, n) for f in (lambda: lin(x), lambda: qd(x), lambda: li(x), lambda: sm(x),
+                                      lambda: op(x, li.packed, li.weight_scale, li.bias, None, K, N, li.layout),
+                                      lambda: bl(x))]
+        print(f"| {M} | {K} x {N} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -89,8 +135,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fbgemm-avx2", action="store_true",
                     help="limit torch's FBGEMM to AVX2 (FBGEMM_ENABLE_INSTRUCTIONS=AVX2): lowbit's kernels are AVX2 "
                          "only, FBGEMM uses AVX-512 VNNI where the CPU has it")
+    ap.add_argument("--layers", action="store_true",
+                    help="instead: one layer at a time (MiniLM's shapes at M = 608 and M = 1), 1 thread, CPU time "
+                         "per call of float32, quantize_dynamic and the lowbit modules")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()[0]
+    if args.layers:
+        layers_report(args.rounds)
+        return 0
 
     from transformers import AutoModel, AutoTokenizer
     if args.steady_malloc:
