@@ -84,14 +84,14 @@ def _plain(x: torch.Tensor, K: int) -> bool:
 # x * input_scale (SmoothQuant) goes into a reused float32 buffer: the product never leaves the
 # call, and a fresh multi-megabyte temporary per call costs more in page faults (the allocator
 # returns freed memory to the OS, the next call faults it in again) than the multiply itself.
-# A list, so that threads never share a buffer (pop/append are atomic); a few buffers at most,
+# A list, so that threads never share a buffer (pop/append are atomic); two buffers at most kept,
 # none larger than _SCRATCH_MAX_BYTES kept.
 # Products under _SCRATCH_MIN elements (128 KiB: glibc's smallest mmap threshold) are plain
 # temporaries: small blocks are recycled by malloc without faults, and slicing a buffer costs more.
 _scratch: list = []
-_SCRATCH_KEEP = 4
+_SCRATCH_KEEP = 2
 _SCRATCH_MIN = 32768
-_SCRATCH_MAX_BYTES = 256 << 20
+_SCRATCH_MAX_BYTES = 64 << 20
 
 
 def _scaled(x: torch.Tensor, input_scale: torch.Tensor):
