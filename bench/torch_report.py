@@ -6,6 +6,7 @@
     python bench/torch_report.py --fbgemm-avx2          # torch's int8 limited to AVX2, like lowbit's kernels
     python bench/torch_report.py --cpu-time --steady-malloc   # 1 thread, no allocator page faults
     python bench/torch_report.py --layers               # one layer at a time: the cost of a call
+    python bench/torch_report.py --steady-malloc --also-lowbit-threads 1   # 2 threads; lowbit on 1 and 2
 
 One process, one batch of 32 sentences (the 20 evaluation sentences of
 tests/test_torch_minilm.py and the 12 calibration sentences of
@@ -123,6 +124,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lowbit-threads", type=int, default=None, help="lowbit's threads (default: --threads)")
+    ap.add_argument("--also-lowbit-threads", type=int, default=None, metavar="N",
+                    help="time the eager lowbit int8 and ternary models a second time, in the same rounds, with "
+                         "lowbit on N threads (lowbit.set_num_threads before each of their turns)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
@@ -154,7 +158,8 @@ def main(argv=None) -> int:
         args.threads = 1
     clock = time.thread_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
-    lowbit.set_num_threads(args.lowbit_threads or args.threads)
+    lowbit_threads = args.lowbit_threads or args.threads
+    lowbit.set_num_threads(lowbit_threads)
     path = minilm.model_dir()
     tok = AutoTokenizer.from_pretrained(path)
     base = AutoModel.from_pretrained(path).eval()
@@ -186,6 +191,12 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         cos = (embed(m, enc_eval) * ref).sum(1)          # also compiles the compiled variants
         quality[name] = (cos.min().item(), cos.mean().item(), time.perf_counter() - t0)
+    threads_of = {}                                      # variants timed with another lowbit thread count
+    if args.also_lowbit_threads:
+        n = args.also_lowbit_threads
+        for name in ("lowbit int8 (uncalibrated)", "lowbit int8 (calibrated)", "lowbit ternary"):
+            twin = f"{name} [lowbit {n} thread{'s' if n > 1 else ''}]"
+            variants[twin], quality[twin], threads_of[twin] = variants[name], quality[name], n
 
     def one(m):
         with torch.no_grad():
@@ -193,6 +204,7 @@ def main(argv=None) -> int:
 
     for m in variants.values():                          # warm up on the timed shape
         one(m)
+
     def minflt():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -200,6 +212,9 @@ def main(argv=None) -> int:
     faults = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, m in variants.items():
+            want = threads_of.get(name, lowbit_threads)
+            if lowbit.get_num_threads() != want:
+                lowbit.set_num_threads(want)
             time.sleep(0.3)                               # let other pools' spinning threads sleep
             best, bf = float("inf"), 0
             for _ in range(args.calls):
@@ -216,7 +231,8 @@ def main(argv=None) -> int:
     fb = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "best")
     print(f"all-MiniLM-L6-v2, batch 32 ({batch['input_ids'].shape[1]} tokens padded), torch {torch.__version__} "
           f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, FBGEMM instructions: {fb}), "
-          f"{args.threads} threads (lowbit {lowbit.get_num_threads()}), lowbit on {info['active_isa']}; {args.rounds} rounds x {args.calls} calls"
+          f"{args.threads} threads (lowbit {lowbit_threads}), lowbit on {info['active_isa']}; "
+          f"{args.rounds} rounds x {args.calls} calls"
           f"{', CPU time of the calling thread' if args.cpu_time else ''}"
           f"{', steady malloc' if args.steady_malloc else ''}; OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {load0:.1f} before, "
