@@ -1,0 +1,586 @@
+// GGUF block formats, AVX-512 variant (F+BW+VL+DQ on top of the avx2 flags; no FMA is
+// used and the file is built with -ffp-contract=off, like every variant).
+//
+// What it adds over avx2 are the scale searches of the K-quant and IQ4 encoders
+// (Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), which are where those encoders spend their time;
+// every other entry of the table is the avx2 variant's.
+//
+// Byte-exact with ggml as the avx2 code is: the SIMD lanes are independent sub-blocks
+// (16 of them: two super-blocks of Q4_K/Q5_K/IQ4_XS, one of Q6_K, 16 IQ4_NL blocks),
+// each lane runs ggml's loops in ggml's order with the same float32 operations, so only
+// these differ in how they get the same result:
+// - ggml's nearest_int (the 1.5*2^23 magic add) followed by a clamp to [lo, hi] is done
+//   on the float: t = v + 1.5*2^23, t's bit pattern clamped as an integer to those of
+//   1.5*2^23 + lo and + hi, then t - 1.5*2^23. For |v| < 2^22 that is exactly
+//   float(clamp(nearest_int(v))) (t is then 1.5*2^23 + round-to-even(v), an integer
+//   and a positive float whose bit patterns order like the values). Q4_K/Q5_K check
+//   per candidate that every live lane's v stays in that range (from the lane's
+//   extremes: v is monotonic in x) and otherwise take the exact integer path; Q6_K's
+//   |v| is at most 32.9 by construction.
+// - best_index_int8 over kvalues_iq4nl (a binary search, then the nearer of the two
+//   neighbours by `x - a < b - x`) is the number of the 15 midpoints (a + b) / 2 that
+//   x is not below (NaN: all 15): near a midpoint both differences are exact, so the
+//   float comparison is the comparison with the midpoint; checked against the C search
+//   on +-3000 ulps around every midpoint and grid value and 2e5 random points. Here it
+//   is a 4-step binary search with the midpoints in a permute table.
+// - the codes of a sub-block's best candidate are recomputed from its (iscale, min)
+//   where they are used at all (only sub-blocks whose final scale is 0 keep them).
+#include <immintrin.h>
+
+#include <cfloat>
+
+#include "gguf/gguf.h"
+#include "gguf/gguf_kquants.h"
+#include "gguf/gguf_ops.h"
+
+namespace lowbit {
+namespace {
+
+constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
+
+inline __m512i nearest_int16(__m512 v) {  // ggml's nearest_int on 16 lanes, any input
+  const __m512 t = _mm512_add_ps(v, _mm512_set1_ps(kMagic));
+  return _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(t), _mm512_set1_epi32(0x007fffff)),
+                          _mm512_set1_epi32(0x00400000));
+}
+
+// float(clamp(nearest_int(v), lo, hi)): exact for any v.
+inline __m512 round_clamp_exact(__m512 v, __m512i lo, __m512i hi) {
+  return _mm512_cvtepi32_ps(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))));
+}
+// The same for |v| < 2^22 (blo, bhi: the bit patterns of kMagic + lo and kMagic + hi).
+inline __m512 round_clamp_fast(__m512 v, __m512i blo, __m512i bhi) {
+  const __m512i t = _mm512_castps_si512(_mm512_add_ps(v, _mm512_set1_ps(kMagic)));
+  return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_max_epi32(blo, _mm512_min_epi32(bhi, t))),
+                       _mm512_set1_ps(kMagic));
+}
+inline __m512i magic_bits(int v) { return _mm512_set1_epi32(static_cast<int>(f32_bits(kMagic + static_cast<float>(v)))); }
+
+inline bool finite_all(const float* x, size_t n) {  // n a multiple of 16
+  __m512i acc = _mm512_setzero_si512();
+  const __m512i e = _mm512_set1_epi32(0x7f800000);
+  __mmask16 bad = 0;
+  for (size_t i = 0; i < n; i += 16) {
+    acc = _mm512_and_si512(_mm512_loadu_si512(x + i), e);
+    bad |= _mm512_cmpeq_epi32_mask(acc, e);
+  }
+  return bad == 0;
+}
+
+// Lane j of X[i] = value i of sub-block j: sub-block j starts at x + stride * j.
+template <int kN>
+inline void gather_lanes(const float* x, int stride, __m512* X) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(stride));
+  for (int i = 0; i < kN; ++i) X[i] = _mm512_i32gather_ps(idx, x + i, 4);
+}
+
+// Two independent left-to-right sums of squares (ggml's sum_x2 loops over a super-block).
+inline void sum_sq2(const float* a, const float* b, int n, float* sa, float* sb) {
+  float s0 = 0, s1 = 0;
+  for (int l = 0; l < n; ++l) {
+    s0 += a[l] * a[l];
+    s1 += b[l] * b[l];
+  }
+  *sa = s0;
+  *sb = s1;
+}
+
+// ---- Q4_K / Q5_K: make_qkx2_quants (ref) / make_qkx3_quants (imatrix), 16 sub-blocks ----
+
+// Per lane after the search: scale, the_min, and the (iscale, min) whose codes are the
+// best (iscale 0 for a degenerate sub-block: codes 0).
+struct QkxOut {
+  alignas(64) float scale[16];
+  alignas(64) float min[16];
+  alignas(64) float sw[16];
+  alignas(64) float lis[16];
+  alignas(64) float lmn[16];
+};
+
+template <int kNmax, int kNstep, bool kX3>
+inline void qkx_lanes16(const float* x, const float* qw, __m512 sigma2, float rmin, float rdelta, QkxOut* o) {
+  __m512 X[32], W[32], XM[32], LA[32];
+  gather_lanes<32>(x, 32, X);
+  const __m512 zero = _mm512_setzero_ps();
+  if (kX3) {
+    gather_lanes<32>(qw, 32, W);
+    __m512 sw = zero;
+    for (int i = 0; i < 32; ++i) {
+      W[i] = _mm512_mul_ps(W[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2, _mm512_mul_ps(X[i], X[i]))));
+      sw = _mm512_add_ps(sw, W[i]);
+    }
+    _mm512_store_ps(o->sw, sw);
+  } else {
+    __m512 sx2 = zero;
+    for (int i = 0; i < 32; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(X[i], X[i]));
+    const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(32.f)));
+    for (int i = 0; i < 32; ++i) W[i] = _mm512_add_ps(av_x, _mm512_abs_ps(X[i]));
+  }
+  __m512 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm512_mul_ps(W[0], X[0]);
+  for (int i = 1; i < 32; ++i) {
+    mn = _mm512_min_ps(X[i], mn);
+    mx = _mm512_max_ps(X[i], mx);
+    sum_w = _mm512_add_ps(sum_w, W[i]);
+    sum_x = _mm512_add_ps(sum_x, _mm512_mul_ps(W[i], X[i]));
+  }
+  const __m512 data_min = mn;
+  mn = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, zero, _CMP_GT_OQ), zero);
+  const __mmask16 degenerate =
+      kX3 ? _mm512_cmp_ps_mask(mx, mn, _CMP_NGT_UQ) : _mm512_cmp_ps_mask(mx, mn, _CMP_EQ_OQ);
+  const __m512 min0 = mn;
+  const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
+  const __m512i blo = magic_bits(0), bhi = magic_bits(kNmax);
+  __m512 iscale = _mm512_div_ps(_mm512_set1_ps(static_cast<float>(kNmax)), _mm512_sub_ps(mx, mn));
+  __m512 scale = _mm512_div_ps(_mm512_set1_ps(1.0f), iscale);
+  __m512 lis = iscale, lmn = mn;
+  __m512 best = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(X[i], mn)), lo, hi);
+    const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, fl), mn), X[i]);
+    best = _mm512_add_ps(best, _mm512_mul_ps(W[i], _mm512_mul_ps(diff, diff)));
+  }
+  for (int i = 0; i < 32; ++i) XM[i] = _mm512_sub_ps(X[i], mn);
+  const __m512 lim = _mm512_set1_ps(4194304.f);  // 2^22
+  for (int is = 0; is <= kNstep; ++is) {
+    const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
+    const __m512 range = _mm512_sub_ps(mx, mn);
+    iscale = _mm512_div_ps(_mm512_set1_ps(num), range);
+    // every v = iscale * (x - mn) of a live lane lies between these two
+    const __m512 va = _mm512_abs_ps(_mm512_mul_ps(iscale, range));
+    const __m512 vb = _mm512_abs_ps(_mm512_mul_ps(iscale, _mm512_sub_ps(data_min, mn)));
+    const __mmask16 in_range = _mm512_cmp_ps_mask(va, lim, _CMP_LT_OQ) & _mm512_cmp_ps_mask(vb, lim, _CMP_LT_OQ);
+    __m512 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+    if (static_cast<__mmask16>(in_range | degenerate) == 0xFFFF) {
+      for (int i = 0; i < 32; ++i) {
+        const __m512 fl = round_clamp_fast(_mm512_mul_ps(iscale, XM[i]), blo, bhi);
+        LA[i] = fl;
+        const __m512 wl = _mm512_mul_ps(W[i], fl);
+        sum_l = _mm512_add_ps(sum_l, wl);
+        sum_l2 = _mm512_add_ps(sum_l2, _mm512_mul_ps(wl, fl));
+        sum_xl = _mm512_add_ps(sum_xl, _mm512_mul_ps(wl, X[i]));
+      }
+    } else {
+      for (int i = 0; i < 32; ++i) {
+        const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, XM[i]), lo, hi);
+        LA[i] = fl;
+        const __m512 wl = _mm512_mul_ps(W[i], fl);
+        sum_l = _mm512_add_ps(sum_l, wl);
+        sum_l2 = _mm512_add_ps(sum_l2, _mm512_mul_ps(wl, fl));
+        sum_xl = _mm512_add_ps(sum_xl, _mm512_mul_ps(wl, X[i]));
+      }
+    }
+    const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w, sum_l2), _mm512_mul_ps(sum_l, sum_l));
+    const __mmask16 okD = static_cast<__mmask16>(~degenerate) & _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ);
+    if (!okD) continue;
+    __m512 this_scale = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_w, sum_xl), _mm512_mul_ps(sum_x, sum_l)), D);
+    __m512 this_min = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_l2, sum_x), _mm512_mul_ps(sum_l, sum_xl)), D);
+    const __mmask16 pos = _mm512_cmp_ps_mask(this_min, zero, _CMP_GT_OQ);
+    this_min = _mm512_mask_mov_ps(this_min, pos, zero);
+    this_scale = _mm512_mask_mov_ps(this_scale, pos, _mm512_div_ps(sum_xl, sum_l2));
+    __m512 cur = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale, LA[i]), this_min), X[i]);
+      cur = _mm512_add_ps(cur, _mm512_mul_ps(W[i], _mm512_mul_ps(diff, diff)));
+    }
+    const __mmask16 better = okD & _mm512_cmp_ps_mask(cur, best, _CMP_LT_OQ);
+    if (!better) continue;
+    best = _mm512_mask_mov_ps(best, better, cur);
+    scale = _mm512_mask_mov_ps(scale, better, this_scale);
+    lis = _mm512_mask_mov_ps(lis, better, iscale);
+    lmn = _mm512_mask_mov_ps(lmn, better, mn);
+    mn = _mm512_mask_mov_ps(mn, better, this_min);
+    for (int i = 0; i < 32; ++i) XM[i] = _mm512_sub_ps(X[i], mn);
+  }
+  scale = _mm512_mask_mov_ps(scale, degenerate, zero);
+  mn = _mm512_mask_mov_ps(mn, degenerate, min0);
+  _mm512_store_ps(o->scale, scale);
+  _mm512_store_ps(o->min, _mm512_xor_ps(mn, _mm512_set1_ps(-0.0f)));  // the_min = -min
+  _mm512_store_ps(o->lis, _mm512_mask_mov_ps(lis, degenerate, zero));
+  _mm512_store_ps(o->lmn, _mm512_mask_mov_ps(lmn, degenerate, zero));
+}
+
+// ggml's second pass: codes from the 6-bit scales and mins; a sub-block whose scale is
+// 0 keeps the search's codes (lis, lmn of lane j).
+template <int kNmax>
+inline void qk45_requantize16(const float* x, const uint8_t* d_in, const uint8_t* dmin_in, const uint8_t* sc,
+                              float lis, const float* lis_all, const float* lmn_all, uint8_t* L) {
+  (void)lis;
+  const float d_all = load_fp16(d_in), m_all = load_fp16(dmin_in);
+  const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t s, m;
+    kq::get_scale_min_k4(j, sc, &s, &m);
+    const float d = d_all * static_cast<float>(s);
+    if (!d) {
+      for (int i = 0; i < 32; ++i)
+        L[32 * j + i] = static_cast<uint8_t>(
+            kq::imax(0, kq::imin(kNmax, kq::nearest_int(lis_all[j] * (x[32 * j + i] - lmn_all[j])))));
+      continue;
+    }
+    const __m512 dv = _mm512_set1_ps(d), dm = _mm512_set1_ps(m_all * static_cast<float>(m));
+    for (int k = 0; k < 32; k += 16) {
+      const __m512 v = _mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(x + 32 * j + k), dm), dv);
+      const __m512i l = _mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(L + 32 * j + k), _mm512_cvtepi32_epi8(l));
+    }
+  }
+}
+
+inline void pack_q4_K_vec(const uint8_t* L, BlockQ4_K* y) {
+  for (int j = 0; j < 4; ++j) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + 64 * j));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + 64 * j + 32));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qs + 32 * j), _mm256_or_si256(a, _mm256_slli_epi16(b, 4)));
+  }
+}
+
+// Two super-blocks (512 values at x, their weights at qw or nullptr) -> two blocks.
+template <int kNmax>
+inline void qk45_pair(const float* x, const float* qw, uint8_t* out) {
+  constexpr size_t kBytes = kNmax == 15 ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K);
+  QkxOut o;
+  if (qw) {
+    float s0, s1;
+    sum_sq2(x, x + kQK_K, kQK_K, &s0, &s1);
+    const float sg0 = 2 * s0 / kQK_K, sg1 = 2 * s1 / kQK_K;
+    const __m512 sigma2 = _mm512_mask_mov_ps(_mm512_set1_ps(sg0), 0xFF00, _mm512_set1_ps(sg1));
+    qkx_lanes16<kNmax, 36, true>(x, qw, sigma2, -0.9f, 0.05f, &o);
+  } else if (kNmax == 15) {
+    qkx_lanes16<kNmax, 20, false>(x, nullptr, _mm512_setzero_ps(), -1.f, 0.1f, &o);
+  } else {
+    qkx_lanes16<kNmax, 15, false>(x, nullptr, _mm512_setzero_ps(), -0.5f, 0.1f, &o);
+  }
+  for (int h = 0; h < 2; ++h) {
+    uint8_t* y = out + h * kBytes;  // d, dmin, scales[12] lead both block types
+    uint8_t* sc = y + 4;
+    std::memset(sc, 0, 12);
+    if (qw) kq::qk45_codes_imatrix(o.scale + 8 * h, o.min + 8 * h, o.sw + 8 * h, y, y + 2, sc);
+    else kq::qk45_codes_ref(o.scale + 8 * h, o.min + 8 * h, y, y + 2, sc);
+    alignas(32) uint8_t L[kQK_K];
+    qk45_requantize16<kNmax>(x + h * kQK_K, y, y + 2, sc, 0, o.lis + 8 * h, o.lmn + 8 * h, L);
+    if (kNmax == 15) pack_q4_K_vec(L, reinterpret_cast<BlockQ4_K*>(y));
+    else kq::pack_q5_K(L, reinterpret_cast<BlockQ5_K*>(y));
+  }
+}
+
+// The kernel-table entry for a format whose blocks go two at a time: an odd last block
+// runs as a pair with a copy of itself.
+template <size_t kBlock, size_t kBytes, void (*kPair)(const float*, const float*, uint8_t*)>
+bool quantize_pairs(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!finite_all(x, nblocks * kBlock)) return false;
+  size_t i = 0;
+  for (; i + 2 <= nblocks; i += 2) kPair(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
+  if (i < nblocks) {
+    alignas(64) float xx[2 * kBlock], ww[2 * kBlock];
+    uint8_t yy[2 * kBytes];
+    std::memcpy(xx, x + i * kBlock, kBlock * 4);
+    std::memcpy(xx + kBlock, x + i * kBlock, kBlock * 4);
+    if (qw) {
+      std::memcpy(ww, qw + i * kBlock, kBlock * 4);
+      std::memcpy(ww + kBlock, qw + i * kBlock, kBlock * 4);
+    }
+    kPair(xx, qw ? ww : nullptr, yy);
+    std::memcpy(out + i * kBytes, yy, kBytes);
+  }
+  return true;
+}
+
+// ---- Q6_K: make_qx_quants (rmse_type 1, nmax 32) with the 16 sub-blocks of 16 in lanes ----
+
+inline void q6_K_block(const float* x, const float* qw, uint8_t* out) {
+  __m512 X[16], W[16], WX[16];
+  gather_lanes<16>(x, 16, X);
+  if (qw) gather_lanes<16>(qw, 16, W);
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 amax = zero, max = zero;
+  for (int i = 0; i < 16; ++i) {
+    if (!qw) W[i] = _mm512_mul_ps(X[i], X[i]);
+    WX[i] = _mm512_mul_ps(W[i], X[i]);
+    const __m512 ax = _mm512_abs_ps(X[i]);
+    const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+    amax = _mm512_mask_mov_ps(amax, gt, ax);
+    max = _mm512_mask_mov_ps(max, gt, X[i]);
+  }
+  const __mmask16 zero_lane = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  const __m512i blo = magic_bits(-32), bhi = magic_bits(31);
+  // |iscale * x| <= 32.9 * (1 + 2^-22) for a live lane: the fast rounding is exact
+  auto sums2 = [&](__m512 is0, __m512 is1, __m512* a0, __m512* b0, __m512* a1, __m512* b1) {
+    __m512 s0 = zero, t0 = zero, s1 = zero, t1 = zero;
+    for (int i = 0; i < 16; ++i) {
+      const __m512 f0 = round_clamp_fast(_mm512_mul_ps(is0, X[i]), blo, bhi);
+      const __m512 f1 = round_clamp_fast(_mm512_mul_ps(is1, X[i]), blo, bhi);
+      s0 = _mm512_add_ps(s0, _mm512_mul_ps(WX[i], f0));
+      t0 = _mm512_add_ps(t0, _mm512_mul_ps(_mm512_mul_ps(W[i], f0), f0));
+      s1 = _mm512_add_ps(s1, _mm512_mul_ps(WX[i], f1));
+      t1 = _mm512_add_ps(t1, _mm512_mul_ps(_mm512_mul_ps(W[i], f1), f1));
+    }
+    *a0 = s0;
+    *b0 = t0;
+    *a1 = s1;
+    *b1 = t1;
+  };
+  const __m512 iscale0 = _mm512_div_ps(_mm512_set1_ps(-32.0f), max);
+  __m512 sumlx, suml2, scale, best, lis = iscale0;
+  bool have_init = false;
+  // candidates: the initial -32/max, then is = -9..9 without 0, two at a time
+  const int order[19] = {0, -9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  for (int c = 0; c < 19; c += 2) {
+    __m512 isc[2], slx[2], sl2[2];
+    for (int k = 0; k < 2; ++k) {
+      const int is = c + k < 19 ? order[c + k] : 9;
+      isc[k] = (c + k == 0) ? iscale0
+                            : _mm512_div_ps(_mm512_set1_ps(-(32.0f + 0.1f * static_cast<float>(is))), max);
+    }
+    sums2(isc[0], isc[1], &slx[0], &sl2[0], &slx[1], &sl2[1]);
+    for (int k = 0; k < 2 && c + k < 19; ++k) {
+      if (!have_init) {
+        sumlx = slx[0];
+        suml2 = sl2[0];
+        scale = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(suml2, zero, _CMP_NEQ_UQ), sumlx, suml2);
+        best = _mm512_mul_ps(scale, sumlx);
+        have_init = true;
+        continue;
+      }
+      const __mmask16 better = _mm512_cmp_ps_mask(sl2[k], zero, _CMP_GT_OQ) &
+                               _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k], slx[k]), _mm512_mul_ps(best, sl2[k]), _CMP_GT_OQ);
+      if (!better) continue;
+      lis = _mm512_mask_mov_ps(lis, better, isc[k]);
+      scale = _mm512_mask_mov_ps(scale, better, _mm512_div_ps(slx[k], sl2[k]));
+      best = _mm512_mask_mov_ps(best, better, _mm512_mul_ps(scale, slx[k]));
+    }
+  }
+  (void)sumlx;
+  (void)suml2;
+  alignas(64) float scales[16], lis_a[16];
+  _mm512_store_ps(scales, _mm512_mask_mov_ps(scale, zero_lane, zero));
+  _mm512_store_ps(lis_a, lis);
+
+  // q6_K_finish with vector requantization
+  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
+  float max_scale = 0, max_abs_scale = 0;
+  for (int ib = 0; ib < 16; ++ib) {
+    const float abs_scale = std::fabs(scales[ib]);
+    if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scales[ib]; }
+  }
+  if (max_abs_scale < kq::kGroupMaxEps) {
+    std::memset(out, 0, sizeof(BlockQ6_K));
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  store_fp16(y->d, 1 / iscale);
+  for (int ib = 0; ib < 16; ++ib)
+    y->scales[ib] = static_cast<int8_t>(kq::imin(127, kq::nearest_int(iscale * scales[ib])));
+  const float d_all = load_fp16(y->d);
+  alignas(32) uint8_t L[kQK_K];
+  const __m512i lo = _mm512_set1_epi32(-32), hi = _mm512_set1_epi32(31), off = _mm512_set1_epi32(32);
+  for (int j = 0; j < 16; ++j) {
+    const float d = d_all * static_cast<float>(y->scales[j]);
+    if (!d) {  // make_qx_quants' codes (0 for an all-tiny sub-block)
+      for (int i = 0; i < 16; ++i)
+        L[16 * j + i] = (zero_lane >> j) & 1 ? 0
+                                             : static_cast<uint8_t>(32 + kq::imax(-32, kq::imin(31, kq::nearest_int(lis_a[j] * x[16 * j + i]))));
+      continue;
+    }
+    const __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + 16 * j), _mm512_set1_ps(d));
+    const __m512i l = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(L + 16 * j), _mm512_cvtepi32_epi8(l));
+  }
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+  for (int n = 0; n < 2; ++n) {
+    const uint8_t* Ln = L + 128 * n;
+    const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln));
+    const __m256i b = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 32));
+    const __m256i c = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 64));
+    const __m256i d = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 96));
+    auto lo4 = [&](__m256i v) { return _mm256_and_si256(v, m4); };
+    auto hi2 = [&](__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), m2); };
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->ql + 64 * n), _mm256_or_si256(lo4(a), _mm256_slli_epi16(lo4(c), 4)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->ql + 64 * n + 32),
+                        _mm256_or_si256(lo4(b), _mm256_slli_epi16(lo4(d), 4)));
+    const __m256i qh = _mm256_or_si256(_mm256_or_si256(hi2(a), _mm256_slli_epi16(hi2(b), 2)),
+                                       _mm256_or_si256(_mm256_slli_epi16(hi2(c), 4), _mm256_slli_epi16(hi2(d), 6)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qh + 32 * n), qh);
+  }
+}
+
+bool quantize_q6_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!finite_all(x, nblocks * kQK_K)) return false;
+  for (size_t i = 0; i < nblocks; ++i)
+    q6_K_block(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  return true;
+}
+
+// ---- IQ4_NL / IQ4_XS: quantize_row_iq4_nl_impl's search (ntry 7), 16 sub-blocks of 32 ----
+
+// kvalues_iq4nl[best_index_int8(v)]: the value whose index is the number of midpoints
+// v is not below (NaN: 15), by a 4-step binary search; *idx gets the index.
+inline __m512 iq4_value16(__m512 v, __m512i* idx) {
+  const __m512 t2 = _mm512_setr_ps(-57.f, 0, 0, 0, 0, 0, 0, 0, 45.5f, 0, 0, 0, 0, 0, 0, 0);
+  const __m512 t3 = _mm512_setr_ps(-93.5f, 0, 0, 0, -28.5f, 0, 0, 0, 19.f, 0, 0, 0, 79.f, 0, 0, 0);
+  const __m512 t4 = _mm512_setr_ps(-115.5f, 0, -74.f, 0, -42.f, 0, -16.f, 0, 7.f, 0, 31.5f, 0, 61.f, 0, 101.f, 0);
+  const __m512 vals = _mm512_setr_ps(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+  __m512i i = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(v, _mm512_set1_ps(-4.5f), _CMP_NLT_UQ), _mm512_set1_epi32(8));
+  i = _mm512_mask_add_epi32(i, _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(i, t2), _CMP_NLT_UQ), i, _mm512_set1_epi32(4));
+  i = _mm512_mask_add_epi32(i, _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(i, t3), _CMP_NLT_UQ), i, _mm512_set1_epi32(2));
+  i = _mm512_mask_add_epi32(i, _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(i, t4), _CMP_NLT_UQ), i, _mm512_set1_epi32(1));
+  *idx = i;
+  return _mm512_permutexvar_ps(i, vals);
+}
+
+// The 16 lanes' scales (0 for an all-tiny sub-block). X[i], W[i]: value i of each.
+inline __m512 iq4_fit16(const __m512* X, const __m512* W) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 amax = zero, max = zero;
+  for (int i = 0; i < 32; ++i) {
+    const __m512 ax = _mm512_abs_ps(X[i]);
+    const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+    amax = _mm512_mask_mov_ps(amax, gt, ax);
+    max = _mm512_mask_mov_ps(max, gt, X[i]);
+  }
+  const __mmask16 zero_lane = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  auto sums2 = [&](__m512 id0, __m512 id1, __m512* a0, __m512* b0, __m512* a1, __m512* b1) {
+    __m512 s0 = zero, t0 = zero, s1 = zero, t1 = zero;
+    __m512i dummy;
+    for (int i = 0; i < 32; ++i) {
+      const __m512 q0 = iq4_value16(_mm512_mul_ps(id0, X[i]), &dummy);
+      const __m512 q1 = iq4_value16(_mm512_mul_ps(id1, X[i]), &dummy);
+      const __m512 w0 = _mm512_mul_ps(W[i], q0), w1 = _mm512_mul_ps(W[i], q1);
+      s0 = _mm512_add_ps(s0, _mm512_mul_ps(w0, X[i]));
+      t0 = _mm512_add_ps(t0, _mm512_mul_ps(w0, q0));
+      s1 = _mm512_add_ps(s1, _mm512_mul_ps(w1, X[i]));
+      t1 = _mm512_add_ps(t1, _mm512_mul_ps(w1, q1));
+    }
+    *a0 = s0;
+    *b0 = t0;
+    *a1 = s1;
+    *b1 = t1;
+  };
+  const __m512 d0 = _mm512_div_ps(_mm512_xor_ps(max, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(-127.f));
+  __m512 d = zero, best = zero;
+  // candidates: 1/d0, then itry = -7..7, two at a time
+  for (int c = 0; c < 16; c += 2) {
+    __m512 id[2], sqx[2], sq2[2];
+    for (int k = 0; k < 2; ++k) {
+      const int itry = c + k - 8;
+      id[k] = c + k == 0 ? _mm512_div_ps(_mm512_set1_ps(1.0f), d0)
+                         : _mm512_div_ps(_mm512_set1_ps(static_cast<float>(itry - 127)), max);
+    }
+    sums2(id[0], id[1], &sqx[0], &sq2[0], &sqx[1], &sq2[1]);
+    for (int k = 0; k < 2; ++k) {
+      if (c + k == 0) {
+        d = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sq2[0], zero, _CMP_GT_OQ), sqx[0], sq2[0]);
+        best = _mm512_mul_ps(d, sqx[0]);
+        continue;
+      }
+      const __mmask16 better = _mm512_cmp_ps_mask(sq2[k], zero, _CMP_GT_OQ) &
+                               _mm512_cmp_ps_mask(_mm512_mul_ps(sqx[k], sqx[k]), _mm512_mul_ps(best, sq2[k]), _CMP_GT_OQ);
+      d = _mm512_mask_mov_ps(d, better, _mm512_div_ps(sqx[k], sq2[k]));
+      best = _mm512_mask_mov_ps(best, better, _mm512_mul_ps(d, sqx[k]));
+    }
+  }
+  return _mm512_mask_mov_ps(d, zero_lane, zero);
+}
+
+// best_index_int8(id * x) for 32 values, packed as ggml packs them (j | j+16 << 4).
+inline void iq4_codes_packed(const float* x, float id, uint8_t* q4) {
+  const __m512 v = _mm512_set1_ps(id);
+  __m512i i0, i1;
+  iq4_value16(_mm512_mul_ps(v, _mm512_loadu_ps(x)), &i0);
+  iq4_value16(_mm512_mul_ps(v, _mm512_loadu_ps(x + 16)), &i1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q4), _mm512_cvtepi32_epi8(_mm512_or_si512(i0, _mm512_slli_epi32(i1, 4))));
+}
+
+inline void iq4_weights16(const __m512* X, const float* qw, __m512 sigma2, __m512* W) {
+  if (qw) {
+    gather_lanes<32>(qw, 32, W);
+    for (int i = 0; i < 32; ++i)
+      W[i] = _mm512_mul_ps(W[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2, _mm512_mul_ps(X[i], X[i]))));
+  } else {
+    for (int i = 0; i < 32; ++i) W[i] = _mm512_mul_ps(X[i], X[i]);
+  }
+}
+
+// IQ4_NL: 16 blocks of 32 (each its own sigma2 and scale).
+inline void iq4_nl_16(const float* x, const float* qw, uint8_t* out) {
+  __m512 X[32], W[32];
+  gather_lanes<32>(x, 32, X);
+  __m512 s2 = _mm512_setzero_ps();
+  for (int i = 0; i < 32; ++i) s2 = _mm512_add_ps(s2, _mm512_mul_ps(X[i], X[i]));
+  iq4_weights16(X, qw, _mm512_mul_ps(s2, _mm512_set1_ps(2.f / 32)), W);
+  alignas(64) float d[16];
+  _mm512_store_ps(d, iq4_fit16(X, W));
+  for (int j = 0; j < 16; ++j) {
+    uint8_t* y = out + sizeof(BlockIQ4_NL) * j;
+    store_fp16(y, d[j]);
+    iq4_codes_packed(x + 32 * j, d[j] ? 1 / d[j] : 0, y + 2);
+  }
+}
+
+bool quantize_iq4_nl_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!finite_all(x, nblocks * kQK)) return false;
+  size_t b = 0;
+  for (; b + 16 <= nblocks; b += 16)
+    iq4_nl_16(x + kQK * b, qw ? qw + kQK * b : nullptr, out + sizeof(BlockIQ4_NL) * b);
+  for (; b < nblocks; ++b)
+    kq::quantize_block_iq4_nl(x + kQK * b, qw ? qw + kQK * b : nullptr, out + sizeof(BlockIQ4_NL) * b);
+  return true;
+}
+
+// IQ4_XS: two super-blocks, 8 sub-blocks of 32 each.
+inline void iq4_xs_pair(const float* x, const float* qw, uint8_t* out) {
+  __m512 X[32], W[32];
+  gather_lanes<32>(x, 32, X);
+  float s0, s1;
+  sum_sq2(x, x + kQK_K, kQK_K, &s0, &s1);
+  s0 *= 2.f / kQK_K;
+  s1 *= 2.f / kQK_K;
+  iq4_weights16(X, qw, _mm512_mask_mov_ps(_mm512_set1_ps(s0), 0xFF00, _mm512_set1_ps(s1)), W);
+  alignas(64) float sc[16];
+  _mm512_store_ps(sc, iq4_fit16(X, W));
+  for (int h = 0; h < 2; ++h) {
+    BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out + h * sizeof(BlockIQ4_XS));
+    const float* scales = sc + 8 * h;
+    const float* xs = x + h * kQK_K;
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      const float abs_d = std::fabs(scales[ib]);
+      if (abs_d > amax_scale) { amax_scale = abs_d; max_scale = scales[ib]; }
+    }
+    const float dd = -max_scale / 32;
+    store_fp16(y->d, dd);
+    const float id = dd ? 1 / dd : 0.f;
+    uint16_t scales_h = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      int l = kq::nearest_int(id * scales[ib]);
+      l = l < -32 ? -32 : (l > 31 ? 31 : l);
+      const float dl = dd * static_cast<float>(l);
+      iq4_codes_packed(xs + 32 * ib, dl ? 1 / dl : 0.f, y->qs + 16 * ib);
+      l += 32;
+      const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
+      if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
+      else y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
+      scales_h |= static_cast<uint16_t>(l_h << 2 * (ib % 8));
+    }
+    y->scales_h[0] = static_cast<uint8_t>(scales_h);
+    y->scales_h[1] = static_cast<uint8_t>(scales_h >> 8);
+  }
+}
+
+const GgufKernels make_table() {
+  GgufKernels t = gguf_avx2;
+  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>>;
+  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>>;
+  t.quantize[kQ6_K] = quantize_q6_K_avx512;
+  t.quantize[kIQ4_NL] = quantize_iq4_nl_avx512;
+  t.quantize[kIQ4_XS] = quantize_pairs<kQK_K, sizeof(BlockIQ4_XS), iq4_xs_pair>;
+  return t;
+}
+
+}  // namespace
+
+// The avx2 table (constant-initialized) with the entries above; families resolve on
+// first use, never during static initialization, so this copy is ready by then.
+const GgufKernels gguf_avx512 = make_table();
+
+}  // namespace lowbit
