@@ -90,7 +90,9 @@ def imatrix_of(kind: str, n: int, seed: int = 1):
 
 
 def n_for(fmt):
-    return 288 if lowbit.gguf.FORMATS[fmt][0] == 32 else 512  # 9 blocks of 32: 8 in SIMD lanes + 1
+    # 17 blocks of 32 (SIMD batches of 8 and 16, and one left over); 5 super-blocks (a
+    # batch of 4, one left over)
+    return 32 * 17 if lowbit.gguf.FORMATS[fmt][0] == 32 else 256 * 5
 
 
 def assert_bytes_equal(got, want, what):

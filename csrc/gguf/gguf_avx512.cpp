@@ -67,12 +67,35 @@ inline bool finite_all(const float* x, size_t n) {  // n a multiple of 16
   return bad == 0;
 }
 
+// out[i] lane j = row j's value i, for 16 rows of 16 floats at base + stride * j.
+inline void transpose16(const float* base, int stride, __m512* out) {
+  __m512 r[16], t[16];
+  for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(base + stride * j);
+  for (int k = 0; k < 8; ++k) {  // per 128-bit lane: rows 2k, 2k+1, elements 0,1 / 2,3
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int k = 0; k < 4; ++k) {  // r[4k + c], 128-bit lane L: column 4L + c of rows 4k..4k+3
+    r[4 * k + 0] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+    r[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
+    r[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+    r[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {  // a 4x4 transpose of 128-bit lanes
+    const __m512 b0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), b1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+    const __m512 b2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+    const __m512 b3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+    out[c] = _mm512_shuffle_f32x4(b0, b2, 0x88);
+    out[4 + c] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
+    out[8 + c] = _mm512_shuffle_f32x4(b1, b3, 0x88);
+    out[12 + c] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
+  }
+}
+
 // Lane j of X[i] = value i of sub-block j: sub-block j starts at x + stride * j.
 template <int kN>
 inline void gather_lanes(const float* x, int stride, __m512* X) {
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(stride));
-  for (int i = 0; i < kN; ++i) X[i] = _mm512_i32gather_ps(idx, x + i, 4);
+  for (int h = 0; h < kN; h += 16) transpose16(x + h, stride, X + h);
 }
 
 // Two independent left-to-right sums of squares (ggml's sum_x2 loops over a super-block).
@@ -98,114 +121,165 @@ struct QkxOut {
   alignas(64) float lmn[16];
 };
 
-template <int kNmax, int kNstep, bool kX3>
-inline void qkx_lanes16(const float* x, const float* qw, __m512 sigma2, float rmin, float rdelta, QkxOut* o) {
-  __m512 X[32], W[32], XM[32], LA[32];
-  gather_lanes<32>(x, 32, X);
+// G groups of 16 lanes (2G super-blocks at x, 512 values per group) interleaved: each
+// candidate's sums are long chains of dependent adds, and the next candidate depends on
+// this one's outcome, so a second independent group is what fills the pipelines.
+template <int kNmax, int kNstep, bool kX3, int G>
+inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, float rmin, float rdelta,
+                        QkxOut* o) {
+  __m512 X[32][G], W[32][G], XM[32][G], LA[32][G];
   const __m512 zero = _mm512_setzero_ps();
-  if (kX3) {
-    gather_lanes<32>(qw, 32, W);
-    __m512 sw = zero;
-    for (int i = 0; i < 32; ++i) {
-      W[i] = _mm512_mul_ps(W[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2, _mm512_mul_ps(X[i], X[i]))));
-      sw = _mm512_add_ps(sw, W[i]);
-    }
-    _mm512_store_ps(o->sw, sw);
-  } else {
-    __m512 sx2 = zero;
-    for (int i = 0; i < 32; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(X[i], X[i]));
-    const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(32.f)));
-    for (int i = 0; i < 32; ++i) W[i] = _mm512_add_ps(av_x, _mm512_abs_ps(X[i]));
-  }
-  __m512 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm512_mul_ps(W[0], X[0]);
-  for (int i = 1; i < 32; ++i) {
-    mn = _mm512_min_ps(X[i], mn);
-    mx = _mm512_max_ps(X[i], mx);
-    sum_w = _mm512_add_ps(sum_w, W[i]);
-    sum_x = _mm512_add_ps(sum_x, _mm512_mul_ps(W[i], X[i]));
-  }
-  const __m512 data_min = mn;
-  mn = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, zero, _CMP_GT_OQ), zero);
-  const __mmask16 degenerate =
-      kX3 ? _mm512_cmp_ps_mask(mx, mn, _CMP_NGT_UQ) : _mm512_cmp_ps_mask(mx, mn, _CMP_EQ_OQ);
-  const __m512 min0 = mn;
+  __m512 mn[G], mx[G], sum_w[G], sum_x[G], data_min[G], min0[G], scale[G], lis[G], lmn[G], best[G];
+  __mmask16 degenerate[G];
   const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
   const __m512i blo = magic_bits(0), bhi = magic_bits(kNmax);
-  __m512 iscale = _mm512_div_ps(_mm512_set1_ps(static_cast<float>(kNmax)), _mm512_sub_ps(mx, mn));
-  __m512 scale = _mm512_div_ps(_mm512_set1_ps(1.0f), iscale);
-  __m512 lis = iscale, lmn = mn;
-  __m512 best = zero;
-  for (int i = 0; i < 32; ++i) {
-    const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(X[i], mn)), lo, hi);
-    const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, fl), mn), X[i]);
-    best = _mm512_add_ps(best, _mm512_mul_ps(W[i], _mm512_mul_ps(diff, diff)));
+  for (int g = 0; g < G; ++g) {
+    __m512 Xg[32], Wg[32];
+    gather_lanes<32>(x + 512 * g, 32, Xg);
+    if (kX3) {
+      gather_lanes<32>(qw + 512 * g, 32, Wg);
+      __m512 sw = zero;
+      for (int i = 0; i < 32; ++i) {
+        Wg[i] = _mm512_mul_ps(Wg[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2[g], _mm512_mul_ps(Xg[i], Xg[i]))));
+        sw = _mm512_add_ps(sw, Wg[i]);
+      }
+      _mm512_store_ps(o[g].sw, sw);
+    } else {
+      __m512 sx2 = zero;
+      for (int i = 0; i < 32; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg[i], Xg[i]));
+      const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(32.f)));
+      for (int i = 0; i < 32; ++i) Wg[i] = _mm512_add_ps(av_x, _mm512_abs_ps(Xg[i]));
+    }
+    __m512 n = Xg[0], m = Xg[0], sw = Wg[0], sx = _mm512_mul_ps(Wg[0], Xg[0]);
+    for (int i = 1; i < 32; ++i) {
+      n = _mm512_min_ps(Xg[i], n);
+      m = _mm512_max_ps(Xg[i], m);
+      sw = _mm512_add_ps(sw, Wg[i]);
+      sx = _mm512_add_ps(sx, _mm512_mul_ps(Wg[i], Xg[i]));
+    }
+    data_min[g] = n;
+    n = _mm512_mask_mov_ps(n, _mm512_cmp_ps_mask(n, zero, _CMP_GT_OQ), zero);
+    degenerate[g] = kX3 ? _mm512_cmp_ps_mask(m, n, _CMP_NGT_UQ) : _mm512_cmp_ps_mask(m, n, _CMP_EQ_OQ);
+    mn[g] = min0[g] = n;
+    mx[g] = m;
+    sum_w[g] = sw;
+    sum_x[g] = sx;
+    const __m512 iscale = _mm512_div_ps(_mm512_set1_ps(static_cast<float>(kNmax)), _mm512_sub_ps(m, n));
+    scale[g] = _mm512_div_ps(_mm512_set1_ps(1.0f), iscale);
+    lis[g] = iscale;
+    lmn[g] = n;
+    __m512 b = zero;
+    for (int i = 0; i < 32; ++i) {
+      const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(Xg[i], n)), lo, hi);
+      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], fl), n), Xg[i]);
+      b = _mm512_add_ps(b, _mm512_mul_ps(Wg[i], _mm512_mul_ps(diff, diff)));
+    }
+    best[g] = b;
+    for (int i = 0; i < 32; ++i) {
+      X[i][g] = Xg[i];
+      W[i][g] = Wg[i];
+      XM[i][g] = _mm512_sub_ps(Xg[i], n);
+    }
   }
-  for (int i = 0; i < 32; ++i) XM[i] = _mm512_sub_ps(X[i], mn);
-  const __m512 lim = _mm512_set1_ps(4194304.f);  // 2^22
   for (int is = 0; is <= kNstep; ++is) {
     const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
-    const __m512 range = _mm512_sub_ps(mx, mn);
-    iscale = _mm512_div_ps(_mm512_set1_ps(num), range);
-    // every v = iscale * (x - mn) of a live lane lies between these two
-    const __m512 va = _mm512_abs_ps(_mm512_mul_ps(iscale, range));
-    const __m512 vb = _mm512_abs_ps(_mm512_mul_ps(iscale, _mm512_sub_ps(data_min, mn)));
-    const __mmask16 in_range = _mm512_cmp_ps_mask(va, lim, _CMP_LT_OQ) & _mm512_cmp_ps_mask(vb, lim, _CMP_LT_OQ);
-    __m512 sum_l = zero, sum_l2 = zero, sum_xl = zero;
-    if (static_cast<__mmask16>(in_range | degenerate) == 0xFFFF) {
-      for (int i = 0; i < 32; ++i) {
-        const __m512 fl = round_clamp_fast(_mm512_mul_ps(iscale, XM[i]), blo, bhi);
-        LA[i] = fl;
-        const __m512 wl = _mm512_mul_ps(W[i], fl);
-        sum_l = _mm512_add_ps(sum_l, wl);
-        sum_l2 = _mm512_add_ps(sum_l2, _mm512_mul_ps(wl, fl));
-        sum_xl = _mm512_add_ps(sum_xl, _mm512_mul_ps(wl, X[i]));
-      }
+    __m512 iscale[G];
+    // how each live lane's v = iscale * (x - mn) can be rounded: where all of them lie in
+    // [-0.5, kNmax + 0.5) the clamp cannot bite, where they lie in (-2^22, 2^22) the
+    // float-domain rounding is exact, else ggml's integer path
+    bool fast = true, need_lo = false, need_hi = false;
+    for (int g = 0; g < G; ++g) {
+      const __m512 range = _mm512_sub_ps(mx[g], mn[g]);
+      iscale[g] = _mm512_div_ps(_mm512_set1_ps(num), range);
+      const __m512 va = _mm512_mul_ps(iscale[g], range);
+      const __m512 vb = _mm512_mul_ps(iscale[g], _mm512_sub_ps(data_min[g], mn[g]));
+      const __m512 vmin = _mm512_min_ps(va, vb), vmax = _mm512_max_ps(va, vb);
+      const __mmask16 live = static_cast<__mmask16>(~degenerate[g]);
+      const __mmask16 in_range = _mm512_cmp_ps_mask(vmin, _mm512_set1_ps(-4194304.f), _CMP_GT_OQ) &
+                                 _mm512_cmp_ps_mask(vmax, _mm512_set1_ps(4194304.f), _CMP_LT_OQ);
+      fast &= (in_range & live) == live;
+      need_lo |= (_mm512_cmp_ps_mask(vmin, _mm512_set1_ps(-0.5f), _CMP_GE_OQ) & live) != live;
+      need_hi |= (_mm512_cmp_ps_mask(vmax, _mm512_set1_ps(kNmax + 0.5f), _CMP_LT_OQ) & live) != live;
+    }
+    __m512 sum_l[G], sum_l2[G], sum_xl[G];
+    for (int g = 0; g < G; ++g) sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
+    auto sum_loop = [&](auto round) {
+      for (int i = 0; i < 32; ++i)
+        for (int g = 0; g < G; ++g) {
+          const __m512 fl = round(_mm512_mul_ps(iscale[g], XM[i][g]));
+          LA[i][g] = fl;
+          const __m512 wl = _mm512_mul_ps(W[i][g], fl);
+          sum_l[g] = _mm512_add_ps(sum_l[g], wl);
+          sum_l2[g] = _mm512_add_ps(sum_l2[g], _mm512_mul_ps(wl, fl));
+          sum_xl[g] = _mm512_add_ps(sum_xl[g], _mm512_mul_ps(wl, X[i][g]));
+        }
+    };
+    const __m512 magic = _mm512_set1_ps(kMagic);
+    if (!fast) {
+      sum_loop([&](__m512 v) { return round_clamp_exact(v, lo, hi); });
+    } else if (need_lo && need_hi) {
+      sum_loop([&](__m512 v) { return round_clamp_fast(v, blo, bhi); });
+    } else if (need_hi) {
+      sum_loop([&](__m512 v) {
+        const __m512i t = _mm512_castps_si512(_mm512_add_ps(v, magic));
+        return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_min_epi32(bhi, t)), magic);
+      });
+    } else if (need_lo) {
+      sum_loop([&](__m512 v) {
+        const __m512i t = _mm512_castps_si512(_mm512_add_ps(v, magic));
+        return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_max_epi32(blo, t)), magic);
+      });
     } else {
-      for (int i = 0; i < 32; ++i) {
-        const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, XM[i]), lo, hi);
-        LA[i] = fl;
-        const __m512 wl = _mm512_mul_ps(W[i], fl);
-        sum_l = _mm512_add_ps(sum_l, wl);
-        sum_l2 = _mm512_add_ps(sum_l2, _mm512_mul_ps(wl, fl));
-        sum_xl = _mm512_add_ps(sum_xl, _mm512_mul_ps(wl, X[i]));
+      sum_loop([&](__m512 v) { return _mm512_sub_ps(_mm512_add_ps(v, magic), magic); });
+    }
+    __mmask16 okD[G];
+    __m512 this_scale[G], this_min[G];
+    unsigned any = 0;
+    for (int g = 0; g < G; ++g) {
+      const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w[g], sum_l2[g]), _mm512_mul_ps(sum_l[g], sum_l[g]));
+      okD[g] = static_cast<__mmask16>(~degenerate[g]) & _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ);
+      any |= okD[g];
+      __m512 ts = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_w[g], sum_xl[g]), _mm512_mul_ps(sum_x[g], sum_l[g])), D);
+      __m512 tm = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_l2[g], sum_x[g]), _mm512_mul_ps(sum_l[g], sum_xl[g])), D);
+      const __mmask16 pos = _mm512_cmp_ps_mask(tm, zero, _CMP_GT_OQ);
+      this_min[g] = _mm512_mask_mov_ps(tm, pos, zero);
+      this_scale[g] = _mm512_mask_div_ps(ts, pos, sum_xl[g], sum_l2[g]);
+    }
+    if (!any) continue;
+    __m512 cur[G];
+    for (int g = 0; g < G; ++g) cur[g] = zero;
+    for (int i = 0; i < 32; ++i)
+      for (int g = 0; g < G; ++g) {
+        const __m512 diff =
+            _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale[g], LA[i][g]), this_min[g]), X[i][g]);
+        cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(W[i][g], _mm512_mul_ps(diff, diff)));
       }
+    for (int g = 0; g < G; ++g) {
+      const __mmask16 better = okD[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
+      if (!better) continue;
+      best[g] = _mm512_mask_mov_ps(best[g], better, cur[g]);
+      scale[g] = _mm512_mask_mov_ps(scale[g], better, this_scale[g]);
+      lis[g] = _mm512_mask_mov_ps(lis[g], better, iscale[g]);
+      lmn[g] = _mm512_mask_mov_ps(lmn[g], better, mn[g]);
+      mn[g] = _mm512_mask_mov_ps(mn[g], better, this_min[g]);
+      for (int i = 0; i < 32; ++i) XM[i][g] = _mm512_sub_ps(X[i][g], mn[g]);
     }
-    const __m512 D = _mm512_sub_ps(_mm512_mul_ps(sum_w, sum_l2), _mm512_mul_ps(sum_l, sum_l));
-    const __mmask16 okD = static_cast<__mmask16>(~degenerate) & _mm512_cmp_ps_mask(D, zero, _CMP_GT_OQ);
-    if (!okD) continue;
-    __m512 this_scale = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_w, sum_xl), _mm512_mul_ps(sum_x, sum_l)), D);
-    __m512 this_min = _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(sum_l2, sum_x), _mm512_mul_ps(sum_l, sum_xl)), D);
-    const __mmask16 pos = _mm512_cmp_ps_mask(this_min, zero, _CMP_GT_OQ);
-    this_min = _mm512_mask_mov_ps(this_min, pos, zero);
-    this_scale = _mm512_mask_mov_ps(this_scale, pos, _mm512_div_ps(sum_xl, sum_l2));
-    __m512 cur = zero;
-    for (int i = 0; i < 32; ++i) {
-      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale, LA[i]), this_min), X[i]);
-      cur = _mm512_add_ps(cur, _mm512_mul_ps(W[i], _mm512_mul_ps(diff, diff)));
-    }
-    const __mmask16 better = okD & _mm512_cmp_ps_mask(cur, best, _CMP_LT_OQ);
-    if (!better) continue;
-    best = _mm512_mask_mov_ps(best, better, cur);
-    scale = _mm512_mask_mov_ps(scale, better, this_scale);
-    lis = _mm512_mask_mov_ps(lis, better, iscale);
-    lmn = _mm512_mask_mov_ps(lmn, better, mn);
-    mn = _mm512_mask_mov_ps(mn, better, this_min);
-    for (int i = 0; i < 32; ++i) XM[i] = _mm512_sub_ps(X[i], mn);
   }
-  scale = _mm512_mask_mov_ps(scale, degenerate, zero);
-  mn = _mm512_mask_mov_ps(mn, degenerate, min0);
-  _mm512_store_ps(o->scale, scale);
-  _mm512_store_ps(o->min, _mm512_xor_ps(mn, _mm512_set1_ps(-0.0f)));  // the_min = -min
-  _mm512_store_ps(o->lis, _mm512_mask_mov_ps(lis, degenerate, zero));
-  _mm512_store_ps(o->lmn, _mm512_mask_mov_ps(lmn, degenerate, zero));
+  for (int g = 0; g < G; ++g) {
+    const __m512 sc = _mm512_mask_mov_ps(scale[g], degenerate[g], zero);
+    const __m512 m = _mm512_mask_mov_ps(mn[g], degenerate[g], min0[g]);
+    _mm512_store_ps(o[g].scale, sc);
+    _mm512_store_ps(o[g].min, _mm512_xor_ps(m, _mm512_set1_ps(-0.0f)));  // the_min = -min
+    _mm512_store_ps(o[g].lis, _mm512_mask_mov_ps(lis[g], degenerate[g], zero));
+    _mm512_store_ps(o[g].lmn, _mm512_mask_mov_ps(lmn[g], degenerate[g], zero));
+  }
 }
 
 // ggml's second pass: codes from the 6-bit scales and mins; a sub-block whose scale is
 // 0 keeps the search's codes (lis, lmn of lane j).
 template <int kNmax>
 inline void qk45_requantize16(const float* x, const uint8_t* d_in, const uint8_t* dmin_in, const uint8_t* sc,
-                              float lis, const float* lis_all, const float* lmn_all, uint8_t* L) {
-  (void)lis;
+                              const float* lis_all, const float* lmn_all, uint8_t* L) {
   const float d_all = load_fp16(d_in), m_all = load_fp16(dmin_in);
   const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
   for (int j = 0; j < 8; ++j) {
@@ -235,41 +309,53 @@ inline void pack_q4_K_vec(const uint8_t* L, BlockQ4_K* y) {
   }
 }
 
-// Two super-blocks (512 values at x, their weights at qw or nullptr) -> two blocks.
-template <int kNmax>
-inline void qk45_pair(const float* x, const float* qw, uint8_t* out) {
+// 2G super-blocks (their weights at qw or nullptr) -> 2G blocks.
+template <int kNmax, int G>
+inline void qk45_group(const float* x, const float* qw, uint8_t* out) {
   constexpr size_t kBytes = kNmax == 15 ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K);
-  QkxOut o;
+  QkxOut o[G];
+  __m512 sigma2[G];
   if (qw) {
-    float s0, s1;
-    sum_sq2(x, x + kQK_K, kQK_K, &s0, &s1);
-    const float sg0 = 2 * s0 / kQK_K, sg1 = 2 * s1 / kQK_K;
-    const __m512 sigma2 = _mm512_mask_mov_ps(_mm512_set1_ps(sg0), 0xFF00, _mm512_set1_ps(sg1));
-    qkx_lanes16<kNmax, 36, true>(x, qw, sigma2, -0.9f, 0.05f, &o);
+    for (int g = 0; g < G; ++g) {
+      float s0, s1;
+      sum_sq2(x + 512 * g, x + 512 * g + kQK_K, kQK_K, &s0, &s1);
+      const float sg0 = 2 * s0 / kQK_K, sg1 = 2 * s1 / kQK_K;
+      sigma2[g] = _mm512_mask_mov_ps(_mm512_set1_ps(sg0), 0xFF00, _mm512_set1_ps(sg1));
+    }
+    qkx_lanes16<kNmax, 36, true, G>(x, qw, sigma2, -0.9f, 0.05f, o);
   } else if (kNmax == 15) {
-    qkx_lanes16<kNmax, 20, false>(x, nullptr, _mm512_setzero_ps(), -1.f, 0.1f, &o);
+    qkx_lanes16<kNmax, 20, false, G>(x, nullptr, sigma2, -1.f, 0.1f, o);
   } else {
-    qkx_lanes16<kNmax, 15, false>(x, nullptr, _mm512_setzero_ps(), -0.5f, 0.1f, &o);
+    qkx_lanes16<kNmax, 15, false, G>(x, nullptr, sigma2, -0.5f, 0.1f, o);
   }
-  for (int h = 0; h < 2; ++h) {
-    uint8_t* y = out + h * kBytes;  // d, dmin, scales[12] lead both block types
+  for (int b = 0; b < 2 * G; ++b) {
+    const QkxOut& og = o[b / 2];
+    const int h = b % 2;
+    uint8_t* y = out + b * kBytes;  // d, dmin, scales[12] lead both block types
     uint8_t* sc = y + 4;
     std::memset(sc, 0, 12);
-    if (qw) kq::qk45_codes_imatrix(o.scale + 8 * h, o.min + 8 * h, o.sw + 8 * h, y, y + 2, sc);
-    else kq::qk45_codes_ref(o.scale + 8 * h, o.min + 8 * h, y, y + 2, sc);
+    if (qw) kq::qk45_codes_imatrix(og.scale + 8 * h, og.min + 8 * h, og.sw + 8 * h, y, y + 2, sc);
+    else kq::qk45_codes_ref(og.scale + 8 * h, og.min + 8 * h, y, y + 2, sc);
     alignas(32) uint8_t L[kQK_K];
-    qk45_requantize16<kNmax>(x + h * kQK_K, y, y + 2, sc, 0, o.lis + 8 * h, o.lmn + 8 * h, L);
+    qk45_requantize16<kNmax>(x + b * kQK_K, y, y + 2, sc, og.lis + 8 * h, og.lmn + 8 * h, L);
     if (kNmax == 15) pack_q4_K_vec(L, reinterpret_cast<BlockQ4_K*>(y));
     else kq::pack_q5_K(L, reinterpret_cast<BlockQ5_K*>(y));
   }
 }
+template <int kNmax>
+inline void qk45_pair(const float* x, const float* qw, uint8_t* out) { qk45_group<kNmax, 1>(x, qw, out); }
+template <int kNmax>
+inline void qk45_quad(const float* x, const float* qw, uint8_t* out) { qk45_group<kNmax, 2>(x, qw, out); }
 
-// The kernel-table entry for a format whose blocks go two at a time: an odd last block
-// runs as a pair with a copy of itself.
-template <size_t kBlock, size_t kBytes, void (*kPair)(const float*, const float*, uint8_t*)>
+// The kernel-table entry for a format whose blocks go two at a time (four at a time
+// where kQuad is given): an odd last block runs as a pair with a copy of itself.
+template <size_t kBlock, size_t kBytes, void (*kPair)(const float*, const float*, uint8_t*),
+          void (*kQuad)(const float*, const float*, uint8_t*) = nullptr>
 bool quantize_pairs(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
   if (!finite_all(x, nblocks * kBlock)) return false;
   size_t i = 0;
+  if (kQuad)
+    for (; i + 4 <= nblocks; i += 4) kQuad(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   for (; i + 2 <= nblocks; i += 2) kPair(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   if (i < nblocks) {
     alignas(64) float xx[2 * kBlock], ww[2 * kBlock];
@@ -569,8 +655,8 @@ inline void iq4_xs_pair(const float* x, const float* qw, uint8_t* out) {
 
 const GgufKernels make_table() {
   GgufKernels t = gguf_avx2;
-  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>>;
-  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>>;
+  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, qk45_quad<15>>;
+  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, qk45_quad<31>>;
   t.quantize[kQ6_K] = quantize_q6_K_avx512;
   t.quantize[kIQ4_NL] = quantize_iq4_nl_avx512;
   t.quantize[kIQ4_XS] = quantize_pairs<kQK_K, sizeof(BlockIQ4_XS), iq4_xs_pair>;
