@@ -90,9 +90,9 @@ def imatrix_of(kind: str, n: int, seed: int = 1):
 
 
 def n_for(fmt):
-    # 17 blocks of 32 (SIMD batches of 8 and 16, and one left over); 5 super-blocks (a
-    # batch of 4, one left over)
-    return 32 * 17 if lowbit.gguf.FORMATS[fmt][0] == 32 else 256 * 5
+    # 17 blocks of 32 (SIMD batches of 8 and 16, and one left over); 7 super-blocks
+    # (batches of 4 and 2, and one left over; test_every_batch_size has wider rows)
+    return 32 * 17 if lowbit.gguf.FORMATS[fmt][0] == 32 else 256 * 7
 
 
 def assert_bytes_equal(got, want, what):
@@ -142,6 +142,18 @@ def test_encoders_match_reference(isa, fmt, kind):
 def test_encoders_with_imatrix_match_reference(isa, fmt, kind, imat):
     x, qw, want = _ref_encode(fmt, kind, imat, 2)
     assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {isa} vs reference")
+
+
+@pytest.mark.parametrize("fmt", ["Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ4_NL"])
+@pytest.mark.parametrize("imat", ["none", "random", "zeros"])
+def test_every_batch_size(isa, fmt, imat):
+    """Rows wide enough for every batch the SIMD encoders take (8, 4, 2 super-blocks and
+    one left over; 16 and 8 blocks of 32), with and without importance weights."""
+    n = 256 * 15 if fmt != "IQ4_NL" else 32 * 25
+    x = np.concatenate([rows_of(k, 1, n, seed=_seed(fmt, k, imat, "wide")) for k in ["random", "outlier", "mixed"]])
+    qw = imatrix_of(imat, n)
+    assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), ref.quantize(x, fmt, imatrix=qw),
+                       f"native {isa} vs reference")
 
 
 def _rows_input(fmt, rows, imat):

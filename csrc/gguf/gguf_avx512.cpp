@@ -187,7 +187,7 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     // how each live lane's v = iscale * (x - mn) can be rounded: where all of them lie in
     // [-0.5, kNmax + 0.5) the clamp cannot bite, where they lie in (-2^22, 2^22) the
     // float-domain rounding is exact, else ggml's integer path
-    bool fast = true, need_lo = false, need_hi = false;
+    bool fast = true, need_lo = false, need_hi = false, nonneg = true;
     for (int g = 0; g < G; ++g) {
       const __m512 range = _mm512_sub_ps(mx[g], mn[g]);
       iscale[g] = _mm512_div_ps(_mm512_set1_ps(num), range);
@@ -199,6 +199,7 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
                                  _mm512_cmp_ps_mask(vmax, _mm512_set1_ps(4194304.f), _CMP_LT_OQ);
       fast &= (in_range & live) == live;
       need_lo |= (_mm512_cmp_ps_mask(vmin, _mm512_set1_ps(-0.5f), _CMP_GE_OQ) & live) != live;
+      nonneg &= (_mm512_cmp_ps_mask(vmin, _mm512_setzero_ps(), _CMP_GE_OQ) & live) == live;
       need_hi |= (_mm512_cmp_ps_mask(vmax, _mm512_set1_ps(kNmax + 0.5f), _CMP_LT_OQ) & live) != live;
     }
     __m512 sum_l[G], sum_l2[G], sum_xl[G];
@@ -229,6 +230,11 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
         const __m512i t = _mm512_castps_si512(_mm512_add_ps(v, magic));
         return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_max_epi32(blo, t)), magic);
       });
+    } else if (nonneg) {
+      // v >= 0: one rounding instruction. It keeps the sign of a -0 (x = -0.0 with mn = +0),
+      // where the integer path gives +0; LA only enters sums that start at +0 and the error
+      // of that x = -0 ((s * LA + m) - x, a zero either way), so the results are the same.
+      sum_loop([&](__m512 v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); });
     } else {
       sum_loop([&](__m512 v) { return _mm512_sub_ps(_mm512_add_ps(v, magic), magic); });
     }
@@ -346,14 +352,19 @@ template <int kNmax>
 inline void qk45_pair(const float* x, const float* qw, uint8_t* out) { qk45_group<kNmax, 1>(x, qw, out); }
 template <int kNmax>
 inline void qk45_quad(const float* x, const float* qw, uint8_t* out) { qk45_group<kNmax, 2>(x, qw, out); }
+template <int kNmax>
+inline void qk45_oct(const float* x, const float* qw, uint8_t* out) { qk45_group<kNmax, 4>(x, qw, out); }
 
 // The kernel-table entry for a format whose blocks go two at a time (four at a time
 // where kQuad is given): an odd last block runs as a pair with a copy of itself.
 template <size_t kBlock, size_t kBytes, void (*kPair)(const float*, const float*, uint8_t*),
-          void (*kQuad)(const float*, const float*, uint8_t*) = nullptr>
+          void (*kQuad)(const float*, const float*, uint8_t*) = nullptr,
+          void (*kOct)(const float*, const float*, uint8_t*) = nullptr>
 bool quantize_pairs(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
   if (!finite_all(x, nblocks * kBlock)) return false;
   size_t i = 0;
+  if (kOct)
+    for (; i + 8 <= nblocks; i += 8) kOct(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   if (kQuad)
     for (; i + 4 <= nblocks; i += 4) kQuad(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   for (; i + 2 <= nblocks; i += 2) kPair(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
@@ -374,74 +385,84 @@ bool quantize_pairs(const float* x, size_t nblocks, const float* qw, uint8_t* ou
 
 // ---- Q6_K: make_qx_quants (rmse_type 1, nmax 32) with the 16 sub-blocks of 16 in lanes ----
 
-inline void q6_K_block(const float* x, const float* qw, uint8_t* out) {
-  __m512 X[16], W[16], WX[16];
-  gather_lanes<16>(x, 16, X);
-  if (qw) gather_lanes<16>(qw, 16, W);
-  const __m512 zero = _mm512_setzero_ps();
-  __m512 amax = zero, max = zero;
-  for (int i = 0; i < 16; ++i) {
-    if (!qw) W[i] = _mm512_mul_ps(X[i], X[i]);
-    WX[i] = _mm512_mul_ps(W[i], X[i]);
-    const __m512 ax = _mm512_abs_ps(X[i]);
-    const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
-    amax = _mm512_mask_mov_ps(amax, gt, ax);
-    max = _mm512_mask_mov_ps(max, gt, X[i]);
-  }
-  const __mmask16 zero_lane = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
-  const __m512i blo = magic_bits(-32), bhi = magic_bits(31);
-  // |iscale * x| <= 32.9 * (1 + 2^-22) for a live lane: the fast rounding is exact
-  auto sums2 = [&](__m512 is0, __m512 is1, __m512* a0, __m512* b0, __m512* a1, __m512* b1) {
-    __m512 s0 = zero, t0 = zero, s1 = zero, t1 = zero;
-    for (int i = 0; i < 16; ++i) {
-      const __m512 f0 = round_clamp_fast(_mm512_mul_ps(is0, X[i]), blo, bhi);
-      const __m512 f1 = round_clamp_fast(_mm512_mul_ps(is1, X[i]), blo, bhi);
-      s0 = _mm512_add_ps(s0, _mm512_mul_ps(WX[i], f0));
-      t0 = _mm512_add_ps(t0, _mm512_mul_ps(_mm512_mul_ps(W[i], f0), f0));
-      s1 = _mm512_add_ps(s1, _mm512_mul_ps(WX[i], f1));
-      t1 = _mm512_add_ps(t1, _mm512_mul_ps(_mm512_mul_ps(W[i], f1), f1));
-    }
-    *a0 = s0;
-    *b0 = t0;
-    *a1 = s1;
-    *b1 = t1;
-  };
-  const __m512 iscale0 = _mm512_div_ps(_mm512_set1_ps(-32.0f), max);
-  __m512 sumlx, suml2, scale, best, lis = iscale0;
-  bool have_init = false;
-  // candidates: the initial -32/max, then is = -9..9 without 0, two at a time
-  const int order[19] = {0, -9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-  for (int c = 0; c < 19; c += 2) {
-    __m512 isc[2], slx[2], sl2[2];
-    for (int k = 0; k < 2; ++k) {
-      const int is = c + k < 19 ? order[c + k] : 9;
-      isc[k] = (c + k == 0) ? iscale0
-                            : _mm512_div_ps(_mm512_set1_ps(-(32.0f + 0.1f * static_cast<float>(is))), max);
-    }
-    sums2(isc[0], isc[1], &slx[0], &sl2[0], &slx[1], &sl2[1]);
-    for (int k = 0; k < 2 && c + k < 19; ++k) {
-      if (!have_init) {
-        sumlx = slx[0];
-        suml2 = sl2[0];
-        scale = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(suml2, zero, _CMP_NEQ_UQ), sumlx, suml2);
-        best = _mm512_mul_ps(scale, sumlx);
-        have_init = true;
-        continue;
-      }
-      const __mmask16 better = _mm512_cmp_ps_mask(sl2[k], zero, _CMP_GT_OQ) &
-                               _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k], slx[k]), _mm512_mul_ps(best, sl2[k]), _CMP_GT_OQ);
-      if (!better) continue;
-      lis = _mm512_mask_mov_ps(lis, better, isc[k]);
-      scale = _mm512_mask_mov_ps(scale, better, _mm512_div_ps(slx[k], sl2[k]));
-      best = _mm512_mask_mov_ps(best, better, _mm512_mul_ps(scale, slx[k]));
-    }
-  }
-  (void)sumlx;
-  (void)suml2;
-  alignas(64) float scales[16], lis_a[16];
-  _mm512_store_ps(scales, _mm512_mask_mov_ps(scale, zero_lane, zero));
-  _mm512_store_ps(lis_a, lis);
+// Q6_K after the search (scales of the 16 sub-blocks, the iscale of each one's best
+// codes, the all-tiny sub-blocks): q6_K_finish with vector requantization.
+inline void q6_K_finish16(const float* x, const float* scales, const float* lis_a, __mmask16 zero_lane, uint8_t* out);
 
+// G super-blocks at once (x, qw: G * 256 values), each a vector of 16 sub-blocks.
+template <int G>
+inline void q6_K_group(const float* x, const float* qw, uint8_t* out) {
+  __m512 X[16][G], W[16][G], WX[16][G];
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 max[G];
+  __mmask16 zero_lane[G];
+  for (int g = 0; g < G; ++g) {
+    __m512 Xg[16], Wg[16];
+    gather_lanes<16>(x + kQK_K * g, 16, Xg);
+    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, Wg);
+    __m512 amax = zero, mx = zero;
+    for (int i = 0; i < 16; ++i) {
+      if (!qw) Wg[i] = _mm512_mul_ps(Xg[i], Xg[i]);
+      X[i][g] = Xg[i];
+      W[i][g] = Wg[i];
+      WX[i][g] = _mm512_mul_ps(Wg[i], Xg[i]);
+      const __m512 ax = _mm512_abs_ps(Xg[i]);
+      const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+      amax = _mm512_mask_mov_ps(amax, gt, ax);
+      mx = _mm512_mask_mov_ps(mx, gt, Xg[i]);
+    }
+    max[g] = mx;
+    zero_lane[g] = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
+  }
+  const __m512i blo = magic_bits(-32), bhi = magic_bits(31);
+  __m512 scale[G], best[G], lis[G];
+  // candidates: c = 0 the initial -32/max, then is = -9..9 without 0, two at a time; the
+  // sums of a candidate do not depend on the earlier ones' outcome, only the tests do
+  for (int c = 0; c < 20; c += 2) {
+    __m512 isc[2][G], slx[2][G], sl2[2][G];
+    for (int k = 0; k < 2; ++k) {
+      const int cc = c + k;
+      const int is = cc == 0 ? 0 : (cc <= 9 ? cc - 10 : (cc <= 18 ? cc - 9 : 9));
+      const __m512 num = _mm512_set1_ps(cc == 0 ? -32.0f : -(32.0f + 0.1f * static_cast<float>(is)));
+      for (int g = 0; g < G; ++g) {
+        isc[k][g] = _mm512_div_ps(num, max[g]);
+        slx[k][g] = sl2[k][g] = zero;
+      }
+    }
+    // |iscale * x| <= 32.9 * (1 + 2^-22) in a live lane: the fast rounding is exact
+    for (int i = 0; i < 16; ++i)
+      for (int g = 0; g < G; ++g)
+        for (int k = 0; k < 2; ++k) {
+          const __m512 f = round_clamp_fast(_mm512_mul_ps(isc[k][g], X[i][g]), blo, bhi);
+          slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(WX[i][g], f));
+          sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(W[i][g], f), f));
+        }
+    for (int g = 0; g < G; ++g)
+      for (int k = 0; k < 2 && c + k < 19; ++k) {
+        if (c + k == 0) {
+          scale[g] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sl2[0][g], zero, _CMP_NEQ_UQ), slx[0][g], sl2[0][g]);
+          best[g] = _mm512_mul_ps(scale[g], slx[0][g]);
+          lis[g] = isc[0][g];
+          continue;
+        }
+        const __mmask16 better =
+            _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
+            _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(best[g], sl2[k][g]), _CMP_GT_OQ);
+        if (!better) continue;
+        lis[g] = _mm512_mask_mov_ps(lis[g], better, isc[k][g]);
+        scale[g] = _mm512_mask_mov_ps(scale[g], better, _mm512_div_ps(slx[k][g], sl2[k][g]));
+        best[g] = _mm512_mask_mov_ps(best[g], better, _mm512_mul_ps(scale[g], slx[k][g]));
+      }
+  }
+  for (int g = 0; g < G; ++g) {
+    alignas(64) float scales[16], lis_a[16];
+    _mm512_store_ps(scales, _mm512_mask_mov_ps(scale[g], zero_lane[g], zero));
+    _mm512_store_ps(lis_a, lis[g]);
+    q6_K_finish16(x + kQK_K * g, scales, lis_a, zero_lane[g], out + sizeof(BlockQ6_K) * g);
+  }
+}
+
+inline void q6_K_finish16(const float* x, const float* scales, const float* lis_a, __mmask16 zero_lane, uint8_t* out) {
   // q6_K_finish with vector requantization
   BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
   float max_scale = 0, max_abs_scale = 0;
@@ -492,8 +513,12 @@ inline void q6_K_block(const float* x, const float* qw, uint8_t* out) {
 
 bool quantize_q6_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
   if (!finite_all(x, nblocks * kQK_K)) return false;
-  for (size_t i = 0; i < nblocks; ++i)
-    q6_K_block(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  size_t i = 0;
+  for (; i + 4 <= nblocks; i += 4)
+    q6_K_group<4>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i + 2 <= nblocks; i += 2)
+    q6_K_group<2>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i < nblocks; ++i) q6_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
   return true;
 }
 
@@ -655,8 +680,8 @@ inline void iq4_xs_pair(const float* x, const float* qw, uint8_t* out) {
 
 const GgufKernels make_table() {
   GgufKernels t = gguf_avx2;
-  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, qk45_quad<15>>;
-  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, qk45_quad<31>>;
+  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, qk45_quad<15>, qk45_oct<15>>;
+  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, qk45_quad<31>, qk45_oct<31>>;
   t.quantize[kQ6_K] = quantize_q6_K_avx512;
   t.quantize[kIQ4_NL] = quantize_iq4_nl_avx512;
   t.quantize[kIQ4_XS] = quantize_pairs<kQK_K, sizeof(BlockIQ4_XS), iq4_xs_pair>;
