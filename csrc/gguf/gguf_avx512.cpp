@@ -121,37 +121,43 @@ struct QkxOut {
   alignas(64) float lmn[16];
 };
 
-// G groups of 16 lanes (2G super-blocks at x, 512 values per group) interleaved: each
-// candidate's sums are long chains of dependent adds, and the next candidate depends on
-// this one's outcome, so a second independent group is what fills the pipelines.
-template <int kNmax, int kNstep, bool kX3, int G>
+// make_qkx2_quants / make_qkx3_quants on G groups of 16 lanes, lane j of group g = the
+// sub-block of kN values at x + kN * (16 g + j). Q4_K/Q5_K: kN 32 (a group is two
+// super-blocks), weights av_x + |x| (kAvX) or the imatrix's; Q2_K: kN 16 (a group is one
+// super-block), weights |x| and the absolute error (kMad), or the imatrix's. The groups
+// are interleaved: each candidate's sums are long chains of dependent adds, and the next
+// candidate depends on this one's outcome, so independent groups are what fill the pipes.
+template <int kNmax, int kNstep, bool kX3, int G, int kN = 32, bool kMad = false, bool kAvX = true>
 inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, float rmin, float rdelta,
                         QkxOut* o) {
-  __m512 X[32][G], W[32][G], XM[32][G], LA[32][G];
+  __m512 X[kN][G], W[kN][G], XM[kN][G], LA[kN][G];
   const __m512 zero = _mm512_setzero_ps();
   __m512 mn[G], mx[G], sum_w[G], sum_x[G], data_min[G], min0[G], scale[G], lis[G], lmn[G], best[G];
   __mmask16 degenerate[G];
+  auto err = [](__m512 diff) { return kMad ? _mm512_abs_ps(diff) : _mm512_mul_ps(diff, diff); };
   const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
   const __m512i blo = magic_bits(0), bhi = magic_bits(kNmax);
   for (int g = 0; g < G; ++g) {
-    __m512 Xg[32], Wg[32];
-    gather_lanes<32>(x + 512 * g, 32, Xg);
+    __m512 Xg[kN], Wg[kN];
+    gather_lanes<kN>(x + 16 * kN * g, kN, Xg);
     if (kX3) {
-      gather_lanes<32>(qw + 512 * g, 32, Wg);
+      gather_lanes<kN>(qw + 16 * kN * g, kN, Wg);
       __m512 sw = zero;
-      for (int i = 0; i < 32; ++i) {
+      for (int i = 0; i < kN; ++i) {
         Wg[i] = _mm512_mul_ps(Wg[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2[g], _mm512_mul_ps(Xg[i], Xg[i]))));
         sw = _mm512_add_ps(sw, Wg[i]);
       }
       _mm512_store_ps(o[g].sw, sw);
-    } else {
+    } else if (kAvX) {
       __m512 sx2 = zero;
-      for (int i = 0; i < 32; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg[i], Xg[i]));
-      const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(32.f)));
-      for (int i = 0; i < 32; ++i) Wg[i] = _mm512_add_ps(av_x, _mm512_abs_ps(Xg[i]));
+      for (int i = 0; i < kN; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg[i], Xg[i]));
+      const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(static_cast<float>(kN))));
+      for (int i = 0; i < kN; ++i) Wg[i] = _mm512_add_ps(av_x, _mm512_abs_ps(Xg[i]));
+    } else {
+      for (int i = 0; i < kN; ++i) Wg[i] = _mm512_abs_ps(Xg[i]);
     }
     __m512 n = Xg[0], m = Xg[0], sw = Wg[0], sx = _mm512_mul_ps(Wg[0], Xg[0]);
-    for (int i = 1; i < 32; ++i) {
+    for (int i = 1; i < kN; ++i) {
       n = _mm512_min_ps(Xg[i], n);
       m = _mm512_max_ps(Xg[i], m);
       sw = _mm512_add_ps(sw, Wg[i]);
@@ -169,13 +175,13 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     lis[g] = iscale;
     lmn[g] = n;
     __m512 b = zero;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < kN; ++i) {
       const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(Xg[i], n)), lo, hi);
       const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], fl), n), Xg[i]);
-      b = _mm512_add_ps(b, _mm512_mul_ps(Wg[i], _mm512_mul_ps(diff, diff)));
+      b = _mm512_add_ps(b, _mm512_mul_ps(Wg[i], err(diff)));
     }
     best[g] = b;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < kN; ++i) {
       X[i][g] = Xg[i];
       W[i][g] = Wg[i];
       XM[i][g] = _mm512_sub_ps(Xg[i], n);
@@ -205,7 +211,7 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     __m512 sum_l[G], sum_l2[G], sum_xl[G];
     for (int g = 0; g < G; ++g) sum_l[g] = sum_l2[g] = sum_xl[g] = zero;
     auto sum_loop = [&](auto round) {
-      for (int i = 0; i < 32; ++i)
+      for (int i = 0; i < kN; ++i)
         for (int g = 0; g < G; ++g) {
           const __m512 fl = round(_mm512_mul_ps(iscale[g], XM[i][g]));
           LA[i][g] = fl;
@@ -254,11 +260,11 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     if (!any) continue;
     __m512 cur[G];
     for (int g = 0; g < G; ++g) cur[g] = zero;
-    for (int i = 0; i < 32; ++i)
+    for (int i = 0; i < kN; ++i)
       for (int g = 0; g < G; ++g) {
         const __m512 diff =
             _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(this_scale[g], LA[i][g]), this_min[g]), X[i][g]);
-        cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(W[i][g], _mm512_mul_ps(diff, diff)));
+        cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(W[i][g], err(diff)));
       }
     for (int g = 0; g < G; ++g) {
       const __mmask16 better = okD[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
@@ -268,7 +274,7 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
       lis[g] = _mm512_mask_mov_ps(lis[g], better, iscale[g]);
       lmn[g] = _mm512_mask_mov_ps(lmn[g], better, mn[g]);
       mn[g] = _mm512_mask_mov_ps(mn[g], better, this_min[g]);
-      for (int i = 0; i < 32; ++i) XM[i][g] = _mm512_sub_ps(X[i][g], mn[g]);
+      for (int i = 0; i < kN; ++i) XM[i][g] = _mm512_sub_ps(X[i][g], mn[g]);
     }
   }
   for (int g = 0; g < G; ++g) {
@@ -380,6 +386,60 @@ bool quantize_pairs(const float* x, size_t nblocks, const float* qw, uint8_t* ou
     kPair(xx, qw ? ww : nullptr, yy);
     std::memcpy(out + i * kBytes, yy, kBytes);
   }
+  return true;
+}
+
+// ---- Q2_K: make_qkx2_quants (nmax 3, absolute error) / make_qkx3_quants, 16 sub-blocks of 16 ----
+
+// G super-blocks, one group of 16 lanes each.
+template <int G>
+inline void q2_K_group(const float* x, const float* qw, uint8_t* out) {
+  QkxOut o[G];
+  __m512 sigma2[G];
+  if (qw) {
+    for (int g = 0; g < G; ++g) sigma2[g] = _mm512_set1_ps(kq::sum_sq(x + kQK_K * g, kQK_K) / kQK_K);
+    qkx_lanes16<3, 36, true, G, 16, false, false>(x, qw, sigma2, -0.9f, 0.05f, o);
+  } else {
+    qkx_lanes16<3, 15, false, G, 16, true, false>(x, nullptr, sigma2, -0.5f, 0.1f, o);
+  }
+  const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(3);
+  for (int g = 0; g < G; ++g) {
+    BlockQ2_K* y = reinterpret_cast<BlockQ2_K*>(out + sizeof(BlockQ2_K) * g);
+    const float* xs = x + kQK_K * g;
+    if (qw) kq::q2_K_codes_imatrix(o[g].scale, o[g].min, o[g].sw, y);
+    else kq::q2_K_codes_ref(o[g].scale, o[g].min, y);
+    // q2k_requantize; a sub-block whose scale is 0 keeps the search's codes
+    const float dm_all = load_fp16(y->d), mm_all = load_fp16(y->dmin);
+    alignas(32) uint8_t L[kQK_K];
+    for (int j = 0; j < 16; ++j) {
+      const float d = dm_all * static_cast<float>(y->scales[j] & 0xF);
+      if (!d) {
+        for (int i = 0; i < 16; ++i)
+          L[16 * j + i] = static_cast<uint8_t>(
+              kq::imax(0, kq::imin(3, kq::nearest_int(o[g].lis[j] * (xs[16 * j + i] - o[g].lmn[j])))));
+        continue;
+      }
+      const float m = mm_all * static_cast<float>(y->scales[j] >> 4);
+      const __m512 v = _mm512_div_ps(_mm512_add_ps(_mm512_loadu_ps(xs + 16 * j), _mm512_set1_ps(m)), _mm512_set1_ps(d));
+      _mm_store_si128(reinterpret_cast<__m128i*>(L + 16 * j),
+                      _mm512_cvtepi32_epi8(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v)))));
+    }
+    for (int h = 0; h < 2; ++h) {  // pack_2bit: codes j, j+32, j+64, j+96 of each half in one byte
+      const __m256i* p = reinterpret_cast<const __m256i*>(L + 128 * h);
+      const __m256i q = _mm256_or_si256(
+          _mm256_or_si256(_mm256_load_si256(p), _mm256_slli_epi16(_mm256_load_si256(p + 1), 2)),
+          _mm256_or_si256(_mm256_slli_epi16(_mm256_load_si256(p + 2), 4), _mm256_slli_epi16(_mm256_load_si256(p + 3), 6)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qs + 32 * h), q);
+    }
+  }
+}
+
+bool quantize_q2_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!finite_all(x, nblocks * kQK_K)) return false;
+  size_t i = 0;
+  for (; i + 4 <= nblocks; i += 4)
+    q2_K_group<4>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ2_K));
+  for (; i < nblocks; ++i) q2_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ2_K));
   return true;
 }
 
@@ -680,6 +740,7 @@ inline void iq4_xs_pair(const float* x, const float* qw, uint8_t* out) {
 
 const GgufKernels make_table() {
   GgufKernels t = gguf_avx2;
+  t.quantize[kQ2_K] = quantize_q2_K_avx512;
   t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, qk45_quad<15>, qk45_oct<15>>;
   t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, qk45_quad<31>, qk45_oct<31>>;
   t.quantize[kQ6_K] = quantize_q6_K_avx512;
