@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +48,11 @@ def main():
         sys.exit("llama.cpp's libggml-base.so not found (pip install llama-cpp-python==0.3.36)")
     x = np.random.default_rng(0).standard_normal(a.values).astype(np.float32)
     x2 = x.reshape(-1, 4096)
-    print(f"{a.values} values, best of {a.rounds}, one thread, lowbit ISA {lowbit.get_isa()}, oracle {o.path}")
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"{when}, load average {load}")
+    print(f"{a.values} values, best of {a.rounds}, one thread, lowbit kernels "
+          f"{lowbit.cpu_info()['kernels']['gguf']}, oracle {o.path}")
     print(f"{'format':7s} {'enc llama.cpp':>14s} {'enc lowbit':>11s} {'ratio':>6s}   "
           f"{'dec llama.cpp':>14s} {'dec lowbit':>11s} {'ratio':>6s}   (M values/s)")
     for fmt in FORMATS:

@@ -144,7 +144,7 @@ def test_encoders_with_imatrix_match_reference(isa, fmt, kind, imat):
     assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {isa} vs reference")
 
 
-@pytest.mark.parametrize("fmt", ["Q2_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ4_NL"])
+@pytest.mark.parametrize("fmt", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ4_NL"])
 @pytest.mark.parametrize("imat", ["none", "random", "zeros"])
 def test_every_batch_size(isa, fmt, imat):
     """Rows wide enough for every batch the SIMD encoders take (8, 4, 2 super-blocks and

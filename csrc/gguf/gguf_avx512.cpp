@@ -443,6 +443,139 @@ bool quantize_q2_K_avx512(const float* x, size_t nblocks, const float* qw, uint8
   return true;
 }
 
+// ---- Q3_K: make_q3_quants (nmax 4, sweeps of one-code refinement), 16 sub-blocks of 16 ----
+
+// G super-blocks, one group of 16 lanes each: make_q3_quants's scales (0 for an all-tiny
+// sub-block) and codes 0..7. Each lane runs ggml's sweeps in order (its running sums
+// change code by code); a lane stops where ggml's loop breaks (a sweep without change).
+template <int G>
+inline void q3_K_search(const float* x, float* scales, uint8_t* L) {
+  __m512 X[16][G], W[16][G], WX[16][G], LF[16][G];
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i lo = _mm512_set1_epi32(-4), hi = _mm512_set1_epi32(3);
+  const __m512i blo = magic_bits(-4), bhi = magic_bits(3);
+  __m512 sumlx[G], suml2[G];
+  __mmask16 live[G], active[G];
+  for (int g = 0; g < G; ++g) {
+    __m512 Xg[16];
+    gather_lanes<16>(x + kQK_K * g, 16, Xg);
+    __m512 amax = zero, max = zero;
+    for (int i = 0; i < 16; ++i) {
+      const __m512 ax = _mm512_abs_ps(Xg[i]);
+      const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
+      amax = _mm512_mask_mov_ps(amax, gt, ax);
+      max = _mm512_mask_mov_ps(max, gt, Xg[i]);
+    }
+    live[g] = active[g] = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_NLT_UQ);
+    const __m512 iscale = _mm512_div_ps(_mm512_set1_ps(-4.0f), max);
+    __m512 a = zero, b = zero;
+    for (int i = 0; i < 16; ++i) {
+      X[i][g] = Xg[i];
+      W[i][g] = _mm512_mul_ps(Xg[i], Xg[i]);
+      WX[i][g] = _mm512_mul_ps(W[i][g], Xg[i]);
+      // |iscale * x| <= 4 in a live lane: the fast rounding is exact
+      const __m512 fl = round_clamp_fast(_mm512_mul_ps(iscale, Xg[i]), blo, bhi);
+      LF[i][g] = fl;
+      a = _mm512_add_ps(a, _mm512_mul_ps(WX[i][g], fl));
+      b = _mm512_add_ps(b, _mm512_mul_ps(_mm512_mul_ps(W[i][g], fl), fl));
+    }
+    sumlx[g] = a;
+    suml2[g] = b;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    __mmask16 changed[G];
+    unsigned any = 0;
+    for (int g = 0; g < G; ++g) changed[g] = 0;
+    for (int i = 0; i < 16; ++i)
+      for (int g = 0; g < G; ++g) {
+        const __m512 li = LF[i][g];
+        const __m512 slx = _mm512_sub_ps(sumlx[g], _mm512_mul_ps(WX[i][g], li));
+        __mmask16 m = active[g] & _mm512_cmp_ps_mask(slx, zero, _CMP_GT_OQ);
+        const __m512 sl2 = _mm512_sub_ps(suml2[g], _mm512_mul_ps(_mm512_mul_ps(W[i][g], li), li));
+        const __m512 nl = round_clamp_exact(_mm512_div_ps(_mm512_mul_ps(X[i][g], sl2), slx), lo, hi);
+        m &= _mm512_cmp_ps_mask(nl, li, _CMP_NEQ_OQ);
+        const __m512 slx2 = _mm512_add_ps(slx, _mm512_mul_ps(WX[i][g], nl));
+        const __m512 sl22 = _mm512_add_ps(sl2, _mm512_mul_ps(_mm512_mul_ps(W[i][g], nl), nl));
+        m &= _mm512_cmp_ps_mask(sl22, zero, _CMP_GT_OQ) &
+             _mm512_cmp_ps_mask(_mm512_mul_ps(_mm512_mul_ps(slx2, slx2), suml2[g]),
+                                _mm512_mul_ps(_mm512_mul_ps(sumlx[g], sumlx[g]), sl22), _CMP_GT_OQ);
+        LF[i][g] = _mm512_mask_mov_ps(li, m, nl);
+        sumlx[g] = _mm512_mask_mov_ps(sumlx[g], m, slx2);
+        suml2[g] = _mm512_mask_mov_ps(suml2[g], m, sl22);
+        changed[g] |= m;
+      }
+    for (int g = 0; g < G; ++g) {
+      active[g] &= changed[g];
+      any |= active[g];
+    }
+    if (!any) break;
+  }
+  const __m512i off = _mm512_set1_epi32(4);
+  for (int g = 0; g < G; ++g) {
+    const __mmask16 use = live[g] & _mm512_cmp_ps_mask(suml2[g], zero, _CMP_GT_OQ);
+    _mm512_storeu_ps(scales + 16 * g, _mm512_maskz_div_ps(use, sumlx[g], suml2[g]));
+    alignas(64) int32_t codes[16][16];
+    for (int i = 0; i < 16; ++i)
+      _mm512_store_si512(codes[i], _mm512_maskz_add_epi32(live[g], _mm512_cvtps_epi32(LF[i][g]), off));
+    for (int j = 0; j < 16; ++j)
+      for (int i = 0; i < 16; ++i) L[kQK_K * g + 16 * j + i] = static_cast<uint8_t>(codes[i][j]);
+  }
+}
+
+// The second pass of Q3_K (codes from the 6-bit scales; a sub-block whose scale is 0
+// keeps the search's codes in L) and the packing: hmask bit k of byte m = bit 2 of code
+// 32 k + m, qs = the low two bits as Q2_K packs them.
+inline void q3_K_finish(const float* x, BlockQ3_K* y, uint8_t* L) {
+  const float d_all = load_fp16(y->d);
+  const __m512i lo = _mm512_set1_epi32(-4), hi = _mm512_set1_epi32(3), off = _mm512_set1_epi32(4);
+  for (int j = 0; j < 16; ++j) {
+    const float d = d_all * static_cast<float>(kq::unpack_scale_q3(j, y->scales));
+    if (!d) continue;
+    const __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + 16 * j), _mm512_set1_ps(d));
+    const __m512i l = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(L + 16 * j), _mm512_cvtepi32_epi8(l));
+  }
+  const __m256i one = _mm256_set1_epi8(1), three = _mm256_set1_epi8(3);
+  __m256i hm = _mm256_setzero_si256(), u[8];
+  for (int k = 0; k < 8; ++k) {
+    const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(L + 32 * k));
+    hm = _mm256_or_si256(hm, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(r, 2), one), k));
+    u[k] = _mm256_and_si256(r, three);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->hmask), hm);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i q = _mm256_or_si256(_mm256_or_si256(u[4 * h], _mm256_slli_epi16(u[4 * h + 1], 2)),
+                                      _mm256_or_si256(_mm256_slli_epi16(u[4 * h + 2], 4), _mm256_slli_epi16(u[4 * h + 3], 6)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qs + 32 * h), q);
+  }
+}
+
+template <int G>
+inline void q3_K_group(const float* x, uint8_t* out) {
+  alignas(64) float scales[16 * G];
+  alignas(64) uint8_t L[kQK_K * G];
+  q3_K_search<G>(x, scales, L);
+  for (int g = 0; g < G; ++g) {
+    BlockQ3_K* y = reinterpret_cast<BlockQ3_K*>(out + sizeof(BlockQ3_K) * g);
+    std::memset(y->scales, 0, 12);
+    kq::q3_K_codes_ref(scales + 16 * g, y);
+    q3_K_finish(x + kQK_K * g, y, L + kQK_K * g);
+  }
+}
+
+// The imatrix path (quantize_row_q3_K_impl) stays the scalar code.
+bool quantize_q3_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
+  if (!finite_all(x, nblocks * kQK_K)) return false;
+  if (qw) {
+    for (size_t i = 0; i < nblocks; ++i) kq::quantize_block_q3_K(x + i * kQK_K, qw + i * kQK_K, out + i * sizeof(BlockQ3_K));
+    return true;
+  }
+  size_t i = 0;
+  for (; i + 4 <= nblocks; i += 4) q3_K_group<4>(x + i * kQK_K, out + i * sizeof(BlockQ3_K));
+  for (; i < nblocks; ++i) q3_K_group<1>(x + i * kQK_K, out + i * sizeof(BlockQ3_K));
+  return true;
+}
+
 // ---- Q6_K: make_qx_quants (rmse_type 1, nmax 32) with the 16 sub-blocks of 16 in lanes ----
 
 // Q6_K after the search (scales of the 16 sub-blocks, the iscale of each one's best
@@ -741,6 +874,7 @@ inline void iq4_xs_pair(const float* x, const float* qw, uint8_t* out) {
 const GgufKernels make_table() {
   GgufKernels t = gguf_avx2;
   t.quantize[kQ2_K] = quantize_q2_K_avx512;
+  t.quantize[kQ3_K] = quantize_q3_K_avx512;
   t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, qk45_quad<15>, qk45_oct<15>>;
   t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, qk45_quad<31>, qk45_oct<31>>;
   t.quantize[kQ6_K] = quantize_q6_K_avx512;

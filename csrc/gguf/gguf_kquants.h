@@ -428,29 +428,34 @@ inline void dequantize_block_q2_K(const uint8_t* in, float* y) {
 
 // ---- Q3_K ---------------------------------------------------------------------
 
+// The ref path's 6-bit codes of the 16 sub-block scales, and d (y->scales zeroed).
+inline void q3_K_codes_ref(const float* scales, BlockQ3_K* y) {
+  float max_scale = 0, amax = 0;
+  for (int j = 0; j < 16; ++j) {
+    const float scale = std::fabs(scales[j]);
+    if (scale > amax) { amax = scale; max_scale = scales[j]; }
+  }
+  if (max_scale) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; ++j) {
+      int8_t l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
+      l = static_cast<int8_t>(imax(-32, imin(31, l)) + 32);
+      pack_scale_q3(j, l, y->scales);
+    }
+    store_fp16(y->d, 1 / iscale);
+  } else {
+    store_fp16(y->d, 0.f);
+  }
+}
+
 inline void quantize_block_q3_K(const float* x, const float* qw, uint8_t* out) {
   BlockQ3_K* y = reinterpret_cast<BlockQ3_K*>(out);
   int8_t L[kQK_K];
   float scales[16];
   std::memset(y->scales, 0, 12);
   if (!qw) {  // quantize_row_q3_K_ref
-    float max_scale = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-      const float scale = std::fabs(scales[j]);
-      if (scale > amax) { amax = scale; max_scale = scales[j]; }
-    }
-    if (max_scale) {
-      const float iscale = -32.f / max_scale;
-      for (int j = 0; j < 16; ++j) {
-        int8_t l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
-        l = static_cast<int8_t>(imax(-32, imin(31, l)) + 32);
-        pack_scale_q3(j, l, y->scales);
-      }
-      store_fp16(y->d, 1 / iscale);
-    } else {
-      store_fp16(y->d, 0.f);
-    }
+    for (int j = 0; j < 16; ++j) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+    q3_K_codes_ref(scales, y);
   } else {  // quantize_row_q3_K_impl
     float weight[16], sw[16];
     int8_t Ls[16];
