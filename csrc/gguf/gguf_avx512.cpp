@@ -130,7 +130,7 @@ struct QkxOut {
 template <int kNmax, int kNstep, bool kX3, int G, int kN = 32, bool kMad = false, bool kAvX = true>
 inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, float rmin, float rdelta,
                         QkxOut* o) {
-  __m512 X[kN][G], W[kN][G], XM[kN][G], LA[kN][G];
+  __m512 X[kN][G], W[kN][G], LA[kN][G];
   const __m512 zero = _mm512_setzero_ps();
   __m512 mn[G], mx[G], sum_w[G], sum_x[G], data_min[G], min0[G], scale[G], lis[G], lmn[G], best[G];
   __mmask16 degenerate[G];
@@ -184,7 +184,6 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     for (int i = 0; i < kN; ++i) {
       X[i][g] = Xg[i];
       W[i][g] = Wg[i];
-      XM[i][g] = _mm512_sub_ps(Xg[i], n);
     }
   }
   for (int is = 0; is <= kNstep; ++is) {
@@ -213,7 +212,7 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     auto sum_loop = [&](auto round) {
       for (int i = 0; i < kN; ++i)
         for (int g = 0; g < G; ++g) {
-          const __m512 fl = round(_mm512_mul_ps(iscale[g], XM[i][g]));
+          const __m512 fl = round(_mm512_mul_ps(iscale[g], _mm512_sub_ps(X[i][g], mn[g])));
           LA[i][g] = fl;
           const __m512 wl = _mm512_mul_ps(W[i][g], fl);
           sum_l[g] = _mm512_add_ps(sum_l[g], wl);
@@ -274,7 +273,6 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
       lis[g] = _mm512_mask_mov_ps(lis[g], better, iscale[g]);
       lmn[g] = _mm512_mask_mov_ps(lmn[g], better, mn[g]);
       mn[g] = _mm512_mask_mov_ps(mn[g], better, this_min[g]);
-      for (int i = 0; i < kN; ++i) XM[i][g] = _mm512_sub_ps(X[i][g], mn[g]);
     }
   }
   for (int g = 0; g < G; ++g) {
