@@ -28,6 +28,7 @@
 #include <immintrin.h>
 
 #include <cfloat>
+#include <type_traits>
 
 #include "gguf/gguf.h"
 #include "gguf/gguf_kquants.h"
@@ -136,7 +137,6 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
   __mmask16 degenerate[G];
   auto err = [](__m512 diff) { return kMad ? _mm512_abs_ps(diff) : _mm512_mul_ps(diff, diff); };
   const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
-  const __m512i blo = magic_bits(0), bhi = magic_bits(kNmax);
   for (int g = 0; g < G; ++g) {
     __m512 Xg[kN], Wg[kN];
     gather_lanes<kN>(x + 16 * kN * g, kN, Xg);
@@ -192,7 +192,7 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     // how each live lane's v = iscale * (x - mn) can be rounded: where all of them lie in
     // [-0.5, kNmax + 0.5) the clamp cannot bite, where they lie in (-2^22, 2^22) the
     // float-domain rounding is exact, else ggml's integer path
-    bool fast = true, need_lo = false, need_hi = false, nonneg = true;
+    bool fast = true, need_lo = false, need_hi = false;
     for (int g = 0; g < G; ++g) {
       const __m512 range = _mm512_sub_ps(mx[g], mn[g]);
       iscale[g] = _mm512_div_ps(_mm512_set1_ps(num), range);
@@ -204,7 +204,6 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
                                  _mm512_cmp_ps_mask(vmax, _mm512_set1_ps(4194304.f), _CMP_LT_OQ);
       fast &= (in_range & live) == live;
       need_lo |= (_mm512_cmp_ps_mask(vmin, _mm512_set1_ps(-0.5f), _CMP_GE_OQ) & live) != live;
-      nonneg &= (_mm512_cmp_ps_mask(vmin, _mm512_setzero_ps(), _CMP_GE_OQ) & live) == live;
       need_hi |= (_mm512_cmp_ps_mask(vmax, _mm512_set1_ps(kNmax + 0.5f), _CMP_LT_OQ) & live) != live;
     }
     __m512 sum_l[G], sum_l2[G], sum_xl[G];
@@ -220,28 +219,22 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
           sum_xl[g] = _mm512_add_ps(sum_xl[g], _mm512_mul_ps(wl, X[i][g]));
         }
     };
-    const __m512 magic = _mm512_set1_ps(kMagic);
+    // The float rounding (to nearest even, as the magic add) then a float clamp where one
+    // can bite. It keeps the sign of a zero where ggml's int gives +0 (-0.5 < v <= -0):
+    // such a code adds only zeros to sums that start at +0, and its error term
+    // ((s * L + m) - x)^2 or |.| is the same (the two can differ only in a zero's sign).
+    const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m512 flo = zero, fhi = _mm512_set1_ps(static_cast<float>(kNmax));
     if (!fast) {
       sum_loop([&](__m512 v) { return round_clamp_exact(v, lo, hi); });
     } else if (need_lo && need_hi) {
-      sum_loop([&](__m512 v) { return round_clamp_fast(v, blo, bhi); });
+      sum_loop([&](__m512 v) { return _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(v, rn), flo), fhi); });
     } else if (need_hi) {
-      sum_loop([&](__m512 v) {
-        const __m512i t = _mm512_castps_si512(_mm512_add_ps(v, magic));
-        return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_min_epi32(bhi, t)), magic);
-      });
+      sum_loop([&](__m512 v) { return _mm512_min_ps(_mm512_roundscale_ps(v, rn), fhi); });
     } else if (need_lo) {
-      sum_loop([&](__m512 v) {
-        const __m512i t = _mm512_castps_si512(_mm512_add_ps(v, magic));
-        return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_max_epi32(blo, t)), magic);
-      });
-    } else if (nonneg) {
-      // v >= 0: one rounding instruction. It keeps the sign of a -0 (x = -0.0 with mn = +0),
-      // where the integer path gives +0; LA only enters sums that start at +0 and the error
-      // of that x = -0 ((s * LA + m) - x, a zero either way), so the results are the same.
-      sum_loop([&](__m512 v) { return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); });
+      sum_loop([&](__m512 v) { return _mm512_max_ps(_mm512_roundscale_ps(v, rn), flo); });
     } else {
-      sum_loop([&](__m512 v) { return _mm512_sub_ps(_mm512_add_ps(v, magic), magic); });
+      sum_loop([&](__m512 v) { return _mm512_roundscale_ps(v, rn); });
     }
     __mmask16 okD[G];
     __m512 this_scale[G], this_min[G];
@@ -605,7 +598,7 @@ inline void q6_K_group(const float* x, const float* qw, uint8_t* out) {
     max[g] = mx;
     zero_lane[g] = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
   }
-  const __m512i blo = magic_bits(-32), bhi = magic_bits(31);
+  const __m512 flo = _mm512_set1_ps(-32.f), fhi = _mm512_set1_ps(31.f);
   __m512 scale[G], best[G], lis[G];
   // candidates: c = 0 the initial -32/max, then is = -9..9 without 0, two at a time; the
   // sums of a candidate do not depend on the earlier ones' outcome, only the tests do
@@ -620,14 +613,25 @@ inline void q6_K_group(const float* x, const float* qw, uint8_t* out) {
         slx[k][g] = sl2[k][g] = zero;
       }
     }
-    // |iscale * x| <= 32.9 * (1 + 2^-22) in a live lane: the fast rounding is exact
-    for (int i = 0; i < 16; ++i)
-      for (int g = 0; g < G; ++g)
-        for (int k = 0; k < 2; ++k) {
-          const __m512 f = round_clamp_fast(_mm512_mul_ps(isc[k][g], X[i][g]), blo, bhi);
-          slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(WX[i][g], f));
-          sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(W[i][g], f), f));
-        }
+    // The codes: float(clamp(nearest_int(v), -32, 31)) is the float rounding of v (to
+    // nearest even, as the magic add) clamped as a float. v = iscale * x is finite in a
+    // live lane, |v| <= (32 + 0.1 is)(1 + 2^-22), so for is <= 4 (the initial candidate and
+    // is = -9..4) it cannot round below -32. The float rounding keeps the sign of a zero (x = -0, or
+    // -0.5 < v < 0) where ggml's int gives +0: such a code only adds zeros to sums that
+    // start at +0, and the codes themselves are recomputed from the best iscale below.
+    auto sums = [&](auto clamp_lo) {
+      for (int i = 0; i < 16; ++i)
+        for (int g = 0; g < G; ++g)
+          for (int k = 0; k < 2; ++k) {
+            __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(isc[k][g], X[i][g]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            if (decltype(clamp_lo)::value) f = _mm512_max_ps(f, flo);
+            f = _mm512_min_ps(f, fhi);
+            slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(WX[i][g], f));
+            sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(W[i][g], f), f));
+          }
+    };
+    if (c + 1 <= 14) sums(std::false_type());
+    else sums(std::true_type());
     for (int g = 0; g < G; ++g)
       for (int k = 0; k < 2 && c + k < 19; ++k) {
         if (c + k == 0) {
