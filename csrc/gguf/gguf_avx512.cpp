@@ -30,6 +30,12 @@
 #include <cfloat>
 #include <type_traits>
 
+// GCC 12's AVX-512 intrinsics (unpack, shuffle, min/max, roundscale, vpmovdb in their
+// unmasked forms) start from _mm512_undefined_*() and then warn -W(maybe-)uninitialized
+// where they are inlined: a false positive of the headers, not of this code.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include "gguf/gguf.h"
 #include "gguf/gguf_kquants.h"
 #include "gguf/gguf_ops.h"
@@ -352,18 +358,18 @@ inline void qk45_quad(const float* x, const float* qw, uint8_t* out) { qk45_grou
 template <int kNmax>
 inline void qk45_oct(const float* x, const float* qw, uint8_t* out) { qk45_group<kNmax, 4>(x, qw, out); }
 
-// The kernel-table entry for a format whose blocks go two at a time (four at a time
-// where kQuad is given): an odd last block runs as a pair with a copy of itself.
-template <size_t kBlock, size_t kBytes, void (*kPair)(const float*, const float*, uint8_t*),
-          void (*kQuad)(const float*, const float*, uint8_t*) = nullptr,
-          void (*kOct)(const float*, const float*, uint8_t*) = nullptr>
+// The kernel-table entry for a format whose blocks go two at a time (and eight, then
+// four at a time where kWide): an odd last block runs as a pair with a copy of itself.
+using BlocksFn = void (*)(const float*, const float*, uint8_t*);
+template <size_t kBlock, size_t kBytes, BlocksFn kPair, bool kWide = false, BlocksFn kQuad = kPair,
+          BlocksFn kOct = kPair>
 bool quantize_pairs(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
   if (!finite_all(x, nblocks * kBlock)) return false;
   size_t i = 0;
-  if (kOct)
+  if (kWide) {
     for (; i + 8 <= nblocks; i += 8) kOct(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
-  if (kQuad)
     for (; i + 4 <= nblocks; i += 4) kQuad(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
+  }
   for (; i + 2 <= nblocks; i += 2) kPair(x + i * kBlock, qw ? qw + i * kBlock : nullptr, out + i * kBytes);
   if (i < nblocks) {
     alignas(64) float xx[2 * kBlock], ww[2 * kBlock];
@@ -877,8 +883,8 @@ const GgufKernels make_table() {
   GgufKernels t = gguf_avx2;
   t.quantize[kQ2_K] = quantize_q2_K_avx512;
   t.quantize[kQ3_K] = quantize_q3_K_avx512;
-  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, qk45_quad<15>, qk45_oct<15>>;
-  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, qk45_quad<31>, qk45_oct<31>>;
+  t.quantize[kQ4_K] = quantize_pairs<kQK_K, sizeof(BlockQ4_K), qk45_pair<15>, true, qk45_quad<15>, qk45_oct<15>>;
+  t.quantize[kQ5_K] = quantize_pairs<kQK_K, sizeof(BlockQ5_K), qk45_pair<31>, true, qk45_quad<31>, qk45_oct<31>>;
   t.quantize[kQ6_K] = quantize_q6_K_avx512;
   t.quantize[kIQ4_NL] = quantize_iq4_nl_avx512;
   t.quantize[kIQ4_XS] = quantize_pairs<kQK_K, sizeof(BlockIQ4_XS), iq4_xs_pair>;
