@@ -82,7 +82,7 @@ struct TernaryKernels {
 };
 
 // Variants: one file each (ternary_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(ternary, TernaryKernels, scalar, avx2, neon, dotprod, i8mm);
+LOWBIT_KERNEL_FAMILY(ternary, TernaryKernels, scalar, avx2, avx512vnni, neon, dotprod, i8mm);
 
 // ---- driver (ternary.cpp) --------------------------------------------------
 //
