@@ -34,6 +34,11 @@
 // -W(maybe-)uninitialized where they are inlined: a false positive of the headers.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
 #include "ternary/ternary.h"
 #include "ternary/ternary_ops.h"
 
@@ -206,26 +211,74 @@ void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, s
   else reg_rows_bits<1>(x, ldx, mr, w, ldw, nrows, nblocks, U, ldu);
 }
 
-// ---- large M: decode once per panel, int8 dot-product tiles ------------------
+// ---- large M: decode once per panel, broadcast int8 tiles -------------------
+//
+// The decoded panel is this variant's own layout (ternary.h lets decode and dec_tile agree
+// on it), the int8 avx512vnni kernel's: for each group g of 4 consecutive inputs, NV * 64
+// bytes, the codes u(row r, k = 4g .. 4g + 3) at bytes 4r .. 4r + 3, r < 16 NV (rows past
+// the panel's are zero). A tile row takes NV vpdpbusd per group: the group's vectors
+// against the row's 4 activations broadcast to every lane (a memory operand), one int32
+// lane per weight row, so no horizontal sums are left at the end.
+//
+// Decoding: the packed byte j of a block holds plane i of input 32 i + j, so dword d of a
+// block (bytes 4d .. 4d + 3) holds, in its plane i, the codes of the 4 inputs 32 i + 4d ..
+// + 3: one lane of group 8 i + d (ternary: 32 groups per block; binary 64). A dword
+// transpose of 16 rows' blocks gives one vector per d, and a shift and a mask per plane
+// the group vectors.
+constexpr int kDecNV = 2;                  // group vectors per panel: 32 weight rows
+constexpr size_t kDecRows = 16 * kDecNV;
+constexpr size_t kDecChunk = 2048;         // K values per decoded chunk: a 64 KiB panel
+constexpr int kDecMR = 12;                 // 24 accumulators, 2 weight vectors, a broadcast
 
-constexpr size_t kDecChunk = 2048;  // 16 decoded rows = 32 KiB: in L1 with 6 activation rows
-constexpr int kDecMR = 6, kDecNR = 4;
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Codes u in activation order: the block in both halves, a per-half word shift and a
-// mask give 64 consecutive codes per store.
+// Rows [0, rows) of w (rows <= 16) as group vectors, vector g at out + g * stride.
+template <int BITS>
+inline void decode16(const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* out, size_t stride) {
+  constexpr int P = 8 / BITS;
+  constexpr size_t GB = 8 * P;  // groups per block
+  const __m512i mask = _mm512_set1_epi8((1 << BITS) - 1);
+  // qword indices of the last transpose step: 128-bit lanes [a0, b0, a2, b2], [a1, b1, a3, b3]
+  const __m512i ia = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i ib = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  const __m256i zero = _mm256_setzero_si256();
+  for (size_t b = 0; b < nblocks; ++b) {
+    // r[p]: row p in the low 256 bits, row p + 8 in the high ones
+    __m512i r[8];
+    for (size_t p = 0; p < 8; ++p) {
+      const __m256i lo = p < rows ? load32(w + p * ldw + 32 * b) : zero;
+      const __m256i hi = p + 8 < rows ? load32(w + (p + 8) * ldw + 32 * b) : zero;
+      r[p] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    // 8 x 8 dword transposes in both halves: z[d] lane q = dword d of row q
+    __m512i t[8], u[8], z[8];
+    for (int p = 0; p < 8; p += 2) {
+      t[p] = _mm512_unpacklo_epi32(r[p], r[p + 1]);
+      t[p + 1] = _mm512_unpackhi_epi32(r[p], r[p + 1]);
+    }
+    for (int p = 0; p < 8; p += 4) {
+      u[p] = _mm512_unpacklo_epi64(t[p], t[p + 2]);          // dwords 0, 4 of rows p .. p + 3
+      u[p + 1] = _mm512_unpackhi_epi64(t[p], t[p + 2]);      // 1, 5
+      u[p + 2] = _mm512_unpacklo_epi64(t[p + 1], t[p + 3]);  // 2, 6
+      u[p + 3] = _mm512_unpackhi_epi64(t[p + 1], t[p + 3]);  // 3, 7
+    }
+    for (int d = 0; d < 4; ++d) {
+      z[d] = _mm512_permutex2var_epi64(u[d], ia, u[d + 4]);
+      z[d + 4] = _mm512_permutex2var_epi64(u[d], ib, u[d + 4]);
+    }
+    uint8_t* o = out + b * GB * stride;
+    for (int i = 0; i < P; ++i)
+      for (int d = 0; d < 8; ++d)
+        _mm512_storeu_si512(o + (8 * i + d) * stride,
+                            _mm512_and_si512(i ? _mm512_srli_epi32(z[d], BITS * i) : z[d], mask));
+  }
+}
+
 template <int BITS>
 void decode_bits(const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb) {
-  constexpr int S = 4 / BITS;  // 64-code stores per block (2 ternary, 4 binary)
-  const __m512i mask = _mm512_set1_epi8((1 << BITS) - 1);
-  __m512i sh[S];
-  for (int s = 0; s < S; ++s) sh[s] = halves16(2 * s * BITS, (2 * s + 1) * BITS);
-  for (size_t r = 0; r < rows; ++r) {
-    uint8_t* out = wb + r * kDecChunk;
-    for (size_t b = 0; b < nblocks; ++b) {
-      const __m512i v = bcast_block(w + r * ldw + 32 * b);
-      for (int s = 0; s < S; ++s)
-        _mm512_storeu_si512(out + b * 32 * 8 / BITS + 64 * s, _mm512_and_si512(_mm512_srlv_epi16(v, sh[s]), mask));
-    }
+  for (size_t h = 0; h < kDecNV; ++h) {
+    const size_t r0 = 16 * h, n = rows > r0 ? std::min<size_t>(16, rows - r0) : 0;
+    decode16<BITS>(w + r0 * ldw, ldw, n, nblocks, wb + 64 * h, 64 * kDecNV);
   }
 }
 
@@ -234,76 +287,87 @@ void decode(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks,
   else decode_bits<1>(w, ldw, rows, nblocks, wb);
 }
 
-// MR activation rows x NR decoded rows; one zmm of int32 lanes per output, added into the
-// accumulators at the end.
-template <int MR, int NR>
-inline void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t len, __m512i* acc, size_t ldacc) {
-  __m512i c[MR][NR];
+inline __m512i bcast_quad(const int8_t* p) {
+  int32_t quad;
+  std::memcpy(&quad, p, sizeof quad);
+  return _mm512_set1_epi32(quad);
+}
+
+// MR activation rows x 16 NV weight rows over ngroups groups, added into acc[i * ldacc + j]
+// (all 16 NV columns: ldacc >= kDecRows, and padded rows add 0).
+template <int MR>
+void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, int32_t* acc, size_t ldacc) {
+  constexpr int NV = kDecNV;
+  __m512i c[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int h = 0; h < NV; ++h) c[i][h] = _mm512_setzero_si512();
+  size_t g = 0;
+  if constexpr (MR <= 2) {
+    // few rows: a second set of accumulators for odd groups hides vpdpbusd's latency
+    __m512i o[MR][NV];
 #pragma GCC unroll 32
-    for (int j = 0; j < NR; ++j) c[i][j] = _mm512_setzero_si512();
-  for (size_t k = 0; k < len; k += 64) {
-    __m512i u[NR];
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int h = 0; h < NV; ++h) o[i][h] = _mm512_setzero_si512();
+    for (; g + 2 <= ngroups; g += 2) {
+      __m512i w0[NV], w1[NV];
+#pragma GCC unroll 4
+      for (int h = 0; h < NV; ++h) w0[h] = load64(wb + 64 * (NV * g + h)), w1[h] = load64(wb + 64 * (NV * g + NV + h));
 #pragma GCC unroll 32
-    for (int j = 0; j < NR; ++j) u[j] = load64(wb + j * kDecChunk + k);
+      for (int i = 0; i < MR; ++i) {
+        const __m512i a0 = bcast_quad(x + i * ldx + 4 * g), a1 = bcast_quad(x + i * ldx + 4 * g + 4);
+#pragma GCC unroll 4
+        for (int h = 0; h < NV; ++h) {
+          c[i][h] = _mm512_dpbusd_epi32(c[i][h], w0[h], a0);
+          o[i][h] = _mm512_dpbusd_epi32(o[i][h], w1[h], a1);
+          pin(c[i][h]);
+          pin(o[i][h]);
+        }
+      }
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int h = 0; h < NV; ++h) c[i][h] = _mm512_add_epi32(c[i][h], o[i][h]);
+  }
+  for (; g < ngroups; ++g) {
+    __m512i wv[NV];
+#pragma GCC unroll 4
+    for (int h = 0; h < NV; ++h) wv[h] = load64(wb + 64 * (NV * g + h));
 #pragma GCC unroll 32
     for (int i = 0; i < MR; ++i) {
-      const __m512i xv = load64(x + i * ldx + k);
-#pragma GCC unroll 32
-      for (int j = 0; j < NR; ++j) {
-        c[i][j] = _mm512_dpbusd_epi32(c[i][j], u[j], xv);
-        pin(c[i][j]);
+      const __m512i a = bcast_quad(x + i * ldx + 4 * g);
+#pragma GCC unroll 4
+      for (int h = 0; h < NV; ++h) {
+        c[i][h] = _mm512_dpbusd_epi32(c[i][h], wv[h], a);
+        pin(c[i][h]);
       }
     }
   }
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 32
-    for (int j = 0; j < NR; ++j) acc[i * ldacc + j] = _mm512_add_epi32(acc[i * ldacc + j], c[i][j]);
+#pragma GCC unroll 4
+    for (int h = 0; h < NV; ++h) {
+      int32_t* a = acc + i * ldacc + 16 * h;
+      _mm512_storeu_si512(a, _mm512_add_epi32(load64(a), c[i][h]));
+    }
 }
 
-template <int MR>
-void dec_tile_mr(const int8_t* x, size_t ldx, const uint8_t* wb, size_t nr, size_t len, __m512i* acc, size_t ldacc) {
-  size_t r = 0;
-  for (; r + kDecNR <= nr; r += kDecNR) tile_dec<MR, kDecNR>(x, ldx, wb + r * kDecChunk, len, acc + r, ldacc);
-  switch (nr - r) {
-    case 3: return tile_dec<MR, 3>(x, ldx, wb + r * kDecChunk, len, acc + r, ldacc);
-    case 2: return tile_dec<MR, 2>(x, ldx, wb + r * kDecChunk, len, acc + r, ldacc);
-    case 1: return tile_dec<MR, 1>(x, ldx, wb + r * kDecChunk, len, acc + r, ldacc);
-    default: return;
-  }
+template <size_t... I>
+constexpr auto dec_tiles(std::index_sequence<I...>) {
+  using Fn = void (*)(const int8_t*, size_t, const uint8_t*, size_t, int32_t*, size_t);
+  return std::array<Fn, sizeof...(I)>{tile_dec<static_cast<int>(I) + 1>...};
 }
+constexpr auto kDecTiles = dec_tiles(std::make_index_sequence<kDecMR>());
 
-void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc_,
+void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t /*nr*/, size_t len, void* acc,
               size_t ldacc) {
-  __m512i* acc = static_cast<__m512i*>(acc_);
-  switch (mr) {
-    case 1: return dec_tile_mr<1>(x, ldx, wb, nr, len, acc, ldacc);
-    case 2: return dec_tile_mr<2>(x, ldx, wb, nr, len, acc, ldacc);
-    case 3: return dec_tile_mr<3>(x, ldx, wb, nr, len, acc, ldacc);
-    case 4: return dec_tile_mr<4>(x, ldx, wb, nr, len, acc, ldacc);
-    case 5: return dec_tile_mr<5>(x, ldx, wb, nr, len, acc, ldacc);
-    default: return dec_tile_mr<6>(x, ldx, wb, nr, len, acc, ldacc);
-  }
+  kDecTiles[static_cast<size_t>(mr - 1)](x, ldx, wb, len / 4, static_cast<int32_t*>(acc), ldacc);
 }
 
-// Lane r of the result = sum of the lanes of v[r], r < 8 (each zmm folded to 256 bits).
-inline __m256i hsum8_fold(const __m512i* v) {
-  __m256i f[8];
-  for (int r = 0; r < 8; ++r) f[r] = _mm256_add_epi32(_mm512_castsi512_si256(v[r]), _mm512_extracti64x4_epi64(v[r], 1));
-  const __m256i t0 = _mm256_hadd_epi32(f[0], f[1]), t1 = _mm256_hadd_epi32(f[2], f[3]);
-  const __m256i t2 = _mm256_hadd_epi32(f[4], f[5]), t3 = _mm256_hadd_epi32(f[6], f[7]);
-  const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
-  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
-}
-
-void dec_reduce(const void* acc_, size_t n, int32_t* U) {
-  const __m512i* acc = static_cast<const __m512i*>(acc_);
-  size_t r = 0;
-  for (; r + 8 <= n; r += 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(U + r), hsum8_fold(acc + r));
-  for (; r < n; ++r) U[r] = _mm512_reduce_add_epi32(acc[r]);
-}
+void dec_reduce(const void* acc, size_t n, int32_t* U) { std::memcpy(U, acc, n * sizeof(int32_t)); }
 
 void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw_stride, const float* bias,
               float* y) {
@@ -326,8 +390,8 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 
 const TernaryKernels ternary_avx512vnni = {
     /*reg_max_rows=*/kRegMaxRows, /*reg_k_blocks=*/1, /*dec_max_rows=*/kDecMR, /*dec_chunk=*/kDecChunk,
-    /*dec_acc_bytes=*/sizeof(__m512i),
+    /*dec_acc_bytes=*/sizeof(int32_t),
     /*dec_min_rows=*/14,
-    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue};
+    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows};
 
 }  // namespace lowbit
