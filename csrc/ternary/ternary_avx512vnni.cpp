@@ -242,7 +242,13 @@ inline void decode16(const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, 
   const __m512i ia = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
   const __m512i ib = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
   const __m256i zero = _mm256_setzero_si256();
+  const size_t next_panel = kDecRows * ldw;
   for (size_t b = 0; b < nblocks; ++b) {
+    if ((b & 1) == 0)
+      for (size_t p = 0; p < rows; ++p) {
+        _mm_prefetch(reinterpret_cast<const char*>(w + p * ldw + 32 * b + 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + p * ldw + 32 * b + next_panel), _MM_HINT_T2);
+      }
     // r[p]: row p in the low 256 bits, row p + 8 in the high ones
     __m512i r[8];
     for (size_t p = 0; p < 8; ++p) {
