@@ -81,6 +81,14 @@ struct Planes {
   }
 };
 
+// Lane r of the result = sum of the lanes of v[r], r < 8.
+inline __m256i hsum8(const __m256i* v) {
+  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
 int32_t sum_s8(const int8_t* q, size_t n) {
   const __m512i ones = _mm512_set1_epi8(1);
   __m512i acc = _mm512_setzero_si512();
@@ -147,43 +155,79 @@ void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nro
   else reg_1x4_bits<1>(x, w, ldw, nrows, nblocks, U);
 }
 
-constexpr int kRegMaxRows = 12;          // 24 accumulators + 3 temporaries + 2 masks of 32 zmm
-constexpr size_t kRegPrefetchRows = 2;  // weight rows fetched ahead of the MR x 1 tile
+constexpr int kRegMaxRows = 12;          // 24 accumulators + 6 temporaries + a mask of 32 zmm
+constexpr size_t kRegPrefetchRows = 2;  // weight rows fetched ahead of the MR x 2 tile
 
-// MR activation rows against one weight row at a time: a block is decoded once for the
-// MR rows, whose activations are memory operands of vpdpbusd.
-template <int BITS, int MR>
-void reg_rows_mr(const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
-                 int32_t* U, size_t ldu) {
-  const Planes<BITS> P;
-  constexpr int G = Planes<BITS>::G;
-  constexpr size_t KB = Planes<BITS>::KB;
+// MR activation rows against two weight rows at a time (NW = 1 for the last odd one): each
+// activation vector is loaded once for both weight rows. One accumulator per output: the
+// block in both halves, shifted right by 2 BITS s for s < 4 / BITS, under one mask
+// ([0x03 | 0x0C], binary [0x01 | 0x02]) gives codes scaled [1 | 4] ([1 | 2]) against
+// activations 64 s .. 64 s + 63 of the block, so every step has the same lane scales.
+template <int BITS, int MR, int NW>
+inline void reg_rows_tile(const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, size_t nblocks, int32_t* U,
+                          size_t ldu) {
+  constexpr int S = 4 / BITS;                 // steps of 64 codes per block
+  constexpr size_t KB = 32 * 8 / BITS;        // codes per block
+  const __m512i mask = BITS == 2 ? halves8(0x03, 0x0C) : halves8(0x01, 0x02);
+  const __m512i scale = halves32(0, BITS);    // per-lane scale as a shift count
   const size_t ahead = kRegPrefetchRows * ldw;
-  for (size_t n = 0; n < nrows; ++n) {
-    const uint8_t* wr = w + n * ldw;
-    __m512i A[MR], B[MR];
+  __m512i C[NW][MR];
+#pragma GCC unroll 4
+  for (int j = 0; j < NW; ++j)
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) A[i] = B[i] = _mm512_setzero_si512();
-    for (size_t b = 0; b < nblocks; ++b) {
-      if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(wr + ahead + 32 * b), _MM_HINT_T1);
-      __m512i v = bcast_block(wr + 32 * b);
-#pragma GCC unroll 2
-      for (int g = 0; g < G; ++g) {
-        if (g) v = _mm512_srli_epi16(v, 4);
-        const __m512i lo = _mm512_and_si512(v, P.m1), hi = _mm512_and_si512(v, P.m2);
-        const int8_t* xg = x + b * KB + 128 * g;
+    for (int i = 0; i < MR; ++i) C[j][i] = _mm512_setzero_si512();
+  for (size_t b = 0; b < nblocks; ++b) {
+    __m512i v[NW];
+#pragma GCC unroll 4
+    for (int j = 0; j < NW; ++j) {
+      if ((b & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(w + j * ldw + ahead + 32 * b), _MM_HINT_T1);
+      v[j] = bcast_block(w + j * ldw + 32 * b);
+    }
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) {
+      __m512i d[NW];
+#pragma GCC unroll 4
+      for (int j = 0; j < NW; ++j) d[j] = _mm512_and_si512(s ? _mm512_srli_epi16(v[j], 2 * BITS * s) : v[j], mask);
+      const int8_t* xs = x + b * KB + 64 * s;
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; ++i) {
-          A[i] = _mm512_dpbusd_epi32(A[i], lo, load64(xg + i * ldx));
-          B[i] = _mm512_dpbusd_epi32(B[i], hi, load64(xg + i * ldx + 64));
-          pin(A[i]);
-          pin(B[i]);
+      for (int i = 0; i < MR; ++i) {
+        __m512i xv = load64(xs + i * ldx);
+        if constexpr (NW > 1) pin(xv);  // one load for the NW rows, not a memory operand each
+#pragma GCC unroll 4
+        for (int j = 0; j < NW; ++j) {
+          C[j][i] = _mm512_dpbusd_epi32(C[j][i], d[j], xv);
+          pin(C[j][i]);
         }
       }
     }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) U[i * ldu + n] = P.finish(A[i], B[i]);
   }
+  // U: each lane divided by its scale (exact), the lanes summed, 8 outputs per tree
+#pragma GCC unroll 4
+  for (int j = 0; j < NW; ++j) {
+    int i = 0;
+    for (; i + 8 <= MR; i += 8) {
+      __m256i f[8];
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r)
+        f[r] = _mm256_add_epi32(_mm512_castsi512_si256(C[j][i + r]),
+                                _mm256_srai_epi32(_mm512_extracti64x4_epi64(C[j][i + r], 1), BITS));
+      alignas(32) int32_t sums[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sums), hsum8(f));
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) U[(i + r) * ldu + j] = sums[r];
+    }
+    for (; i < MR; ++i) U[i * ldu + j] = _mm512_reduce_add_epi32(_mm512_srav_epi32(C[j][i], scale));
+  }
+}
+
+// Weight rows per tile: at least 8 accumulator chains in flight (vpdpbusd's latency).
+template <int BITS, int MR>
+void reg_rows_mr(const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, size_t nrows, size_t nblocks,
+                 int32_t* U, size_t ldu) {
+  constexpr int NW = MR <= 5 ? 4 : 2;
+  size_t n = 0;
+  for (; n + NW <= nrows; n += NW) reg_rows_tile<BITS, MR, NW>(x, ldx, w + n * ldw, ldw, nblocks, U + n, ldu);
+  for (; n < nrows; ++n) reg_rows_tile<BITS, MR, 1>(x, ldx, w + n * ldw, ldw, nblocks, U + n, ldu);
 }
 
 template <int BITS>
