@@ -14,19 +14,19 @@
 //   binary:  masks [0x01 | 0x02] and [0x04 | 0x08] give the first 128 codes of the
 //            block scaled [1 | 2] and [4 | 8]; the block shifted right by 4 gives the next
 //            128 under the same masks and scales.
-// So 64 codes cost one AND (no shift), and the scaled codes (<= 128) are still bytes. Each
-// output keeps two accumulators, A (lanes scaled [1 | 4], binary [1 | 2]) and B ([16 |
-// 64], binary [4 | 8]); at the end each lane is divided by its scale with an arithmetic
-// shift, exact because every product added to it is a multiple of the scale. No lane
-// overflows for K <= 2^22: a lane takes one vpdpbusd of four products per block, at most
-// 4 * 128 * 128 = 2^16 in magnitude (64 u <= 128), over at most 2^15 blocks (ternary;
-// binary 2^14 blocks at 4 * 8 * 128 per block), and -2^31 is representable.
+// The scaled codes (<= 128) are still bytes. At the end each lane is divided by its scale
+// with an arithmetic shift, exact because every product added to it is a multiple of the
+// scale. The M = 1 tile (1 x 8) keeps two accumulators per output (A: lanes [1 | 4],
+// binary [1 | 2]; B: [16 | 64], binary [4 | 8]), so 64 codes cost one AND and no shift.
+// The MR x NW tiles (2..12 rows x 2 or 4 weight rows) keep one per output: the block
+// shifted right by 2 BITS s under the first mask gives every step the same scales [1 | 4]
+// ([1 | 2]), and each activation vector is loaded once for the NW weight rows. No lane
+// overflows for K <= 2^22: a lane takes at most 4 products of |64 u q| <= 2^14 per block,
+// over at most 2^15 blocks (ternary; binary 2^14 blocks), and -2^31 is representable.
 //
-// Decoded panels (large M): decode writes plain codes u (a per-half variable shift and a
-// mask give 64 codes in activation order per store), and an MR x NR tile of dot products
-// runs vpdpbusd on 64 decoded codes against 64 activations per instruction: 6 activation
-// rows x 4 decoded rows = 24 zmm accumulators (16 int32 lanes per output), 4 code
-// registers, one activation register: 10 loads per 24 vpdpbusd (1536 multiply-adds).
+// Decoded panels (large M) use the int8 avx512vnni kernel's layout and tile (below): 32
+// weight rows decoded once per chunk of K into groups of 4 inputs across the rows, then
+// 12 x 32 tiles of broadcast activations, one vpdpbusd per 16 outputs x 4 inputs.
 #include <immintrin.h>
 
 // GCC 12's AVX-512 intrinsics (broadcast, insert/extract, vpsravd, the reductions, in
@@ -59,9 +59,6 @@ inline __m512i halves8(int lo, int hi) {
 }
 inline __m512i halves32(int lo, int hi) {
   return _mm512_inserti64x4(_mm512_set1_epi32(lo), _mm256_set1_epi32(hi), 1);
-}
-inline __m512i halves16(int lo, int hi) {
-  return _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(lo)), _mm256_set1_epi16(static_cast<short>(hi)), 1);
 }
 
 // The masks, the per-lane scales (as shift counts) and the groups of 128 codes per block.
@@ -155,14 +152,14 @@ void reg_1x4(int bits, const int8_t* x, const uint8_t* w, size_t ldw, size_t nro
   else reg_1x4_bits<1>(x, w, ldw, nrows, nblocks, U);
 }
 
-constexpr int kRegMaxRows = 12;          // 24 accumulators + 6 temporaries + a mask of 32 zmm
-constexpr size_t kRegPrefetchRows = 2;  // weight rows fetched ahead of the MR x 2 tile
+constexpr int kRegMaxRows = 12;  // 24 accumulators + 6 temporaries + a mask of 32 zmm
 
-// MR activation rows against two weight rows at a time (NW = 1 for the last odd one): each
-// activation vector is loaded once for both weight rows. One accumulator per output: the
-// block in both halves, shifted right by 2 BITS s for s < 4 / BITS, under one mask
-// ([0x03 | 0x0C], binary [0x01 | 0x02]) gives codes scaled [1 | 4] ([1 | 2]) against
-// activations 64 s .. 64 s + 63 of the block, so every step has the same lane scales.
+// MR activation rows against NW weight rows at a time: each activation vector is loaded
+// once for the NW weight rows. One accumulator per output: the block in both halves,
+// shifted right by 2 BITS s for s < 4 / BITS, under one mask ([0x03 | 0x0C], binary
+// [0x01 | 0x02]) gives codes scaled [1 | 4] ([1 | 2]) against activations 64 s .. 64 s + 63
+// of the block, so every step has the same lane scales. The next NW weight rows are
+// fetched into L2 meanwhile.
 template <int BITS, int MR, int NW>
 inline void reg_rows_tile(const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, size_t nblocks, int32_t* U,
                           size_t ldu) {
@@ -170,7 +167,7 @@ inline void reg_rows_tile(const int8_t* x, size_t ldx, const uint8_t* w, size_t 
   constexpr size_t KB = 32 * 8 / BITS;        // codes per block
   const __m512i mask = BITS == 2 ? halves8(0x03, 0x0C) : halves8(0x01, 0x02);
   const __m512i scale = halves32(0, BITS);    // per-lane scale as a shift count
-  const size_t ahead = kRegPrefetchRows * ldw;
+  const size_t ahead = NW * ldw;
   __m512i C[NW][MR];
 #pragma GCC unroll 4
   for (int j = 0; j < NW; ++j)
