@@ -369,17 +369,19 @@ def test_s32_strips_and_chunks(isa, rng, bits, M):
 def test_s32_max_k_extremes(isa, bits):
     """K at the exact-int32 limit (2^22) with every product at its extreme: the widest
     sums any tile keeps (the VNNI register tiles hold codes scaled by up to 64 in their
-    int32 lanes over the whole row), against the closed form fill * code * K. M = 1 (the
-    1 x 8 and 1 x 4 tiles), 3 and 12 (MR x 4 and MR x 2), 20 (decoded panels)."""
+    int32 lanes over the whole row), against the closed form fill * code * K. M = 1 with
+    12 outputs (the 1 x 8 and 1 x 4 tiles), 3 and 7 (MR x 4 and MR x 2 tiles) and 20
+    (decoded panels) with 4."""
     K = 1 << 22
     W, _, mm32, _, _ = KINDS[bits]
     q = {fill: np.full((20, K), fill, np.int8) for fill in (-128, 127)}
     for code in (1, -1):  # the largest code (u = 2 or 1) and u = 0 (acc = -sum q)
-        w = W.from_codes(np.full((12, K), code, np.int8), 1.0)
-        for M in (1, 3, 12, 20):
+        w12 = W.from_codes(np.full((12, K), code, np.int8), 1.0)
+        w4 = W.from_codes(np.full((4, K), code, np.int8), 1.0)
+        for M, w in ((1, w12), (3, w4), (7, w4), (20, w4)):
             for fill in (-128, 127):
                 acc = mm32(q[fill][:M], w)
-                assert acc.shape == (M, 12) and (acc == fill * code * K).all(), (M, code, fill)
+                assert acc.shape == (M, w.shape[0]) and (acc == fill * code * K).all(), (M, code, fill)
 
 
 @pytest.mark.parametrize("bits", [2, 1])
