@@ -107,7 +107,8 @@ def assert_close_spec7(y, yr):
 
 @pytest.mark.parametrize("bits", [2, 1])
 @pytest.mark.parametrize("axis", [None, 0])
-@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (1, 64, 4096), (3, 17, 300), (17, 2, 129), (8, 33, 1000)])
+@pytest.mark.parametrize("M,N,K", [(1, 1, 1), (1, 64, 4096), (3, 17, 300), (17, 2, 129), (8, 33, 1000),
+                                   (25, 77, 300)])
 def test_float_matches_reference(isa, rng, bits, axis, M, N, K):
     W, mm, _, rmm, _ = KINDS[bits]
     w = W.from_float(rng.standard_normal((N, K)).astype(F32), axis=axis)
@@ -362,6 +363,35 @@ def test_s32_strips_and_chunks(isa, rng, bits, M):
     call in the int32 path, 16 decoded rows per panel) over chunks of K: many strips, a
     remainder strip, several K chunks."""
     check_s32(rng, M, 1203, 9000, bits)
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+def test_s32_max_k_extremes(isa, bits):
+    """K at the exact-int32 limit (2^22) with every product at its extreme: the widest
+    sums any tile keeps (the VNNI register tiles hold codes scaled by up to 64 in their
+    int32 lanes over the whole row), against the closed form fill * code * K. M = 1 with
+    12 outputs (the 1 x 8 and 1 x 4 tiles), 3 and 7 (MR x 4 and MR x 2 tiles) and 20
+    (decoded panels) with 4."""
+    K = 1 << 22
+    W, _, mm32, _, _ = KINDS[bits]
+    q = {fill: np.full((20, K), fill, np.int8) for fill in (-128, 127)}
+    for code in (1, -1):  # the largest code (u = 2 or 1) and u = 0 (acc = -sum q)
+        w12 = W.from_codes(np.full((12, K), code, np.int8), 1.0)
+        w4 = W.from_codes(np.full((4, K), code, np.int8), 1.0)
+        for M, w in ((1, w12), (3, w4), (7, w4), (20, w4)):
+            for fill in (-128, 127):
+                acc = mm32(q[fill][:M], w)
+                assert acc.shape == (M, w.shape[0]) and (acc == fill * code * K).all(), (M, code, fill)
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+@pytest.mark.parametrize("M,N", [(20, 31), (21, 33), (25, 63), (31, 65), (44, 100)])
+def test_s32_decoded_panel_edges(isa, rng, bits, M, N):
+    """Decoded-panel heights (16 rows on AVX2 and scalar, 32 on AVX-512 VNNI) and their
+    remainders: panels cut in either half, one row past a panel, tiles of 12 + 8, 12 + 9,
+    12 + 12 + 1, 12 + 12 + 7, 12 x 3 + 8 rows; K over two chunks with a short last one."""
+    check_s32(rng, M, N, 2048 + 129, bits)
+    check_s32(rng, M, N, 384, bits, fill=-128)
 
 
 def test_constructor_checks_kernel_bytes(rng):

@@ -28,10 +28,10 @@ constexpr size_t kNBlock = 64;   // output channels per int32 staging block (flo
 // cut into chunks of K of at most kRegActBytes (all MR rows together), each chunk
 // passing over every weight row of the work item.
 constexpr size_t kRegActBytes = 24 << 10;
-// Decoded panels (large M): weight rows decoded per panel (one dec_chunk of K each),
-// then swept by every activation row, which streams from L2/L3 once per panel: 16 rows
-// (32 KiB at dec_chunk = 2048) halve that traffic against 8 (docs/ternary.md).
-constexpr size_t kDecRows = 16;
+// Decoded panels (large M): the ISA's dec_rows weight rows are decoded per panel (one
+// dec_chunk of K each), then swept by every activation row, which streams from L2/L3
+// once per panel: 16 rows (32 KiB at dec_chunk = 2048) halve that traffic against 8
+// (docs/ternary.md).
 // Sums one reg_rows call may return: strips of kRegSums / MR weight rows per call.
 constexpr size_t kRegSums = 1024;
 
@@ -63,7 +63,7 @@ bool use_decoded(const TernaryKernels& k, size_t M) { return M >= k.dec_min_rows
 // Bytes of per-task scratch the tiles need for M activation rows (64-byte aligned).
 size_t tiles_scratch_bytes(const TernaryKernels& k, size_t M) {
   if (!use_decoded(k, M)) return 0;
-  return kDecRows * k.dec_chunk + round_up(M * kDecRows * k.dec_acc_bytes, 64);
+  return k.dec_rows * k.dec_chunk + round_up(M * k.dec_rows * k.dec_acc_bytes, 64);
 }
 
 struct Gemm {
@@ -122,21 +122,30 @@ struct Gemm {
     }
   }
 
-  // Panels of kDecRows weight rows by dec_chunk values of K decoded into scratch, then
-  // swept by tiles of activation rows; accumulators [M][kDecRows] after the panel.
+  // Panels of dec_rows weight rows by dec_chunk values of K decoded into scratch, then
+  // swept by tiles of activation rows; accumulators [M][dec_rows] after the panel.
+  // (dec_rows 16 and 32 get compile-time copies: reading it at run time cost 1-2 % of
+  // the time at M = 14-20 on AVX2.)
   void decoded(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch) const {
+    if (k.dec_rows == 16) return decoded_p<16>(n0, n1, acc, ldc, scratch);
+    if (k.dec_rows == 32) return decoded_p<32>(n0, n1, acc, ldc, scratch);
+    decoded_p<0>(n0, n1, acc, ldc, scratch);
+  }
+  template <size_t kP>  // k.dec_rows, or 0: read it
+  void decoded_p(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch) const {
     const size_t KB = tl_block(bits), CB = k.dec_chunk / KB, ab = k.dec_acc_bytes;
     uint8_t* wb = scratch;
-    unsigned char* vacc = scratch + kDecRows * k.dec_chunk;
+    const size_t P = kP ? kP : k.dec_rows;
+    unsigned char* vacc = scratch + P * k.dec_chunk;
     const size_t R = static_cast<size_t>(k.dec_max_rows);
-    for (size_t nb = n0; nb < n1; nb += kDecRows) {
-      const size_t rows = std::min(kDecRows, n1 - nb);
-      std::memset(vacc, 0, M * kDecRows * ab);
+    for (size_t nb = n0; nb < n1; nb += P) {
+      const size_t rows = std::min(P, n1 - nb);
+      std::memset(vacc, 0, M * P * ab);
       for (size_t c0 = 0; c0 < nblocks; c0 += CB) {
         const size_t c1 = std::min(nblocks, c0 + CB), k0 = c0 * KB, len = (c1 - c0) * KB;
         k.decode(bits, w + nb * ldw + c0 * 32, ldw, rows, c1 - c0, wb);
         auto panel = [&](size_t m, size_t mr) {
-          k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * kDecRows * ab, kDecRows);
+          k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * P * ab, P);
         };
         // Tiles of R rows; when R + 2 or R + 3 rows would be left, two near-equal tiles
         // (4 + 4, 4 + 5 for R = 6) instead of R and a sliver of 2 or 3.
@@ -147,7 +156,7 @@ struct Gemm {
       }
       for (size_t m = 0; m < M; ++m) {
         int32_t* out = acc + m * ldc + (nb - n0);
-        k.dec_reduce(vacc + m * kDecRows * ab, rows, out);
+        k.dec_reduce(vacc + m * P * ab, rows, out);
         finish(bits, out, rows, qsum[m], out);
       }
     }

@@ -65,13 +65,16 @@ struct TernaryKernels {
   // the strip may be prefetched (prefetching past the end of the weights is fine).
   void (*reg_rows)(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, size_t ldw, size_t nrows,
                    size_t nblocks, int32_t* U, size_t ldu);
-  // Decoded panels (large M): decode writes the codes u of weight rows w + r * ldw, r < rows,
-  // blocks [0, nblocks) (nblocks * 32 * 8 / bits <= dec_chunk), as bytes in activation
-  // order, row r at wb + r * dec_chunk (wb 64-byte aligned).
+  // Decoded panels (large M): decode writes the codes u of weight rows w + r * ldw,
+  // r < rows <= dec_rows, blocks [0, nblocks) (nblocks * 32 * 8 / bits <= dec_chunk), into
+  // wb (64-byte aligned, dec_rows * dec_chunk bytes) in the variant's own layout, which
+  // only its dec_tile reads (scalar, AVX2, NEON: bytes in activation order, row r at
+  // wb + r * dec_chunk; AVX-512 VNNI: groups of 4 inputs across the rows).
   void (*decode)(int bits, const uint8_t* w, size_t ldw, size_t rows, size_t nblocks, uint8_t* wb);
-  // Adds U (activation rows x + i * ldx, i < mr <= dec_max_rows; decoded rows
-  // wb + j * dec_chunk, j < nr; len K values, a multiple of 128, <= dec_chunk) into the
-  // accumulator acc + (i * ldacc + j) * dec_acc_bytes (acc dec_acc_bytes-aligned).
+  // Adds U (activation rows x + i * ldx, i < mr <= dec_max_rows; the decoded rows j < nr
+  // of the panel at wb; len K values, a multiple of 128, <= dec_chunk) into the
+  // accumulator acc + (i * ldacc + j) * dec_acc_bytes (acc dec_acc_bytes-aligned; ldacc
+  // >= dec_rows: a tile may add 0 to the accumulators of panel rows nr .. dec_rows - 1).
   void (*dec_tile)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, void* acc,
                    size_t ldacc);
   // U[r] = the value of accumulator r (acc + r * dec_acc_bytes), r < n.
@@ -79,10 +82,14 @@ struct TernaryKernels {
   // y[n] = float(acc[n]) * (gw[n * gw_stride] / sx) (+ bias[n] if bias), n < N.
   void (*epilogue)(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw_stride,
                    const float* bias, float* y);
+
+  // -- description, continued (last, so that tables which leave it out get the default) --
+  size_t dec_rows = 16;  // weight rows per decoded panel (>= 1): what
+                         // one decode call takes and one dec_tile call may get
 };
 
 // Variants: one file each (ternary_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(ternary, TernaryKernels, scalar, avx2, neon, dotprod, i8mm);
+LOWBIT_KERNEL_FAMILY(ternary, TernaryKernels, scalar, avx2, avx512vnni, neon, dotprod, i8mm);
 
 // ---- driver (ternary.cpp) --------------------------------------------------
 //
