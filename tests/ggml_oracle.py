@@ -1,7 +1,8 @@
 """llama.cpp's own encoders and decoders through ctypes on libggml-base.so (the oracle).
 
 Where the library comes from, first found wins:
-- ``LOWBIT_GGML_LIB``: a path to libggml-base.so;
+- ``LOWBIT_GGML_LIB``: a path to libggml-base.so (``none``: no oracle, to see what runs
+  without one, as under qemu);
 - the ``llama_cpp`` package (``pip install llama-cpp-python==0.3.36``): ``llama_cpp/lib/``;
 - a local llama.cpp build in /tmp/peers/llama-build/bin.
 
@@ -38,6 +39,8 @@ class _Traits(ctypes.Structure):  # struct ggml_type_traits (ggml.h)
 
 def _candidates():
     env = os.environ.get("LOWBIT_GGML_LIB")
+    if env and env.lower() == "none":
+        return
     if env:
         yield Path(env)
     spec = importlib.util.find_spec("llama_cpp")

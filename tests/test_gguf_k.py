@@ -1,9 +1,14 @@
 """llama.cpp's super-block formats (K-quants, IQ4_NL, IQ4_XS, Q8_K): lowbit's native
 encoders and decoders == the NumPy reference == llama.cpp itself (ctypes on
-libggml-base.so: ggml_quantize_chunk and the types' to_float), byte for byte,
-on every ISA variant. The oracle must load in CI (see ggml_oracle.py)."""
+libggml-base.so: ggml_quantize_chunk and the types' to_float), byte for byte.
+
+Two halves: native == reference on every ISA variant (the `isa` fixture), which runs
+everywhere (under qemu too, where there is no llama.cpp); and reference == llama.cpp
+(plus the default variant == llama.cpp), which needs the oracle: skipped without it,
+failed under CI=true (see ggml_oracle.py)."""
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numpy as np
@@ -85,7 +90,9 @@ def imatrix_of(kind: str, n: int, seed: int = 1):
 
 
 def n_for(fmt):
-    return 288 if lowbit.gguf.FORMATS[fmt][0] == 32 else 512  # 9 blocks of 32: 8 in SIMD lanes + 1
+    # 17 blocks of 32 (SIMD batches of 8 and 16, and one left over); 7 super-blocks
+    # (batches of 4 and 2, and one left over; test_every_batch_size has wider rows)
+    return 32 * 17 if lowbit.gguf.FORMATS[fmt][0] == 32 else 256 * 7
 
 
 def assert_bytes_equal(got, want, what):
@@ -104,69 +111,153 @@ def assert_floats_identical(got, want, what):
                              f"{got.reshape(-1)[i[0]]!r} vs {want.reshape(-1)[i[0]]!r}")
 
 
+# ---- native == NumPy reference, on every ISA variant (no llama.cpp needed) ----------------
+# The reference is computed once per input (it does not depend on the variant) and shared
+# by the variants' runs: under qemu (the aarch64 job) it is the slow part.
+
+@functools.lru_cache(maxsize=None)
+def _ref_encode(fmt, kind, imat, rows):
+    n = n_for(fmt)
+    seed = _seed(fmt, kind) if imat == "none" else _seed(fmt, kind, imat)
+    x = rows_of(kind, rows, n, seed=seed)
+    qw = imatrix_of(imat, n)
+    want = ref.quantize(x, fmt, imatrix=qw)
+    want.setflags(write=False)
+    return x, qw, want
+
+
 @pytest.mark.parametrize("fmt", K_FORMATS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_encoders_match_llama_cpp(isa, fmt, kind):
-    o = oracle()
-    n = n_for(fmt)
-    x = rows_of(kind, 3, n, seed=_seed(fmt, kind))
-    want = o.quantize(x, fmt)
-    assert_bytes_equal(lowbit.gguf.quantize(x, fmt), want, f"native {isa}")
-    assert_bytes_equal(ref.quantize(x, fmt), want, "reference")
-    # decoders: ggml's to_float on the same bytes
-    y = np.stack([o.dequantize(want[r], fmt, n) for r in range(want.shape[0])])
-    assert_floats_identical(lowbit.gguf.dequantize(want, fmt, x.shape), y, f"native decode {isa}")
-    assert_floats_identical(ref.dequantize(want, fmt, x.shape), y, "reference decode")
+def test_encoders_match_reference(isa, fmt, kind):
+    x, _, want = _ref_encode(fmt, kind, "none", 3)
+    assert_bytes_equal(lowbit.gguf.quantize(x, fmt), want, f"native {isa} vs reference")
+    # decoders on the same bytes
+    assert_floats_identical(lowbit.gguf.dequantize(want, fmt, x.shape), ref.dequantize(want, fmt, x.shape),
+                            f"native decode {isa} vs reference")
 
 
 @pytest.mark.parametrize("fmt", IMATRIX_FORMATS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("imat", ["random", "zeros", "allzero", "huge"])
-def test_encoders_with_imatrix_match_llama_cpp(isa, fmt, kind, imat):
-    o = oracle()
-    n = n_for(fmt)
-    x = rows_of(kind, 2, n, seed=_seed(fmt, kind, imat))
+def test_encoders_with_imatrix_match_reference(isa, fmt, kind, imat):
+    x, qw, want = _ref_encode(fmt, kind, imat, 2)
+    assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {isa} vs reference")
+
+
+@pytest.mark.parametrize("fmt", ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ4_NL"])
+@pytest.mark.parametrize("imat", ["none", "random", "zeros"])
+def test_every_batch_size(isa, fmt, imat):
+    """Rows wide enough for every batch the SIMD encoders take (8, 4, 2 super-blocks and
+    one left over; 16 and 8 blocks of 32), with and without importance weights."""
+    n = 256 * 15 if fmt != "IQ4_NL" else 32 * 25
+    x = np.concatenate([rows_of(k, 1, n, seed=_seed(fmt, k, imat, "wide")) for k in ["random", "outlier", "mixed"]])
     qw = imatrix_of(imat, n)
-    want = o.quantize(x, fmt, qw)
-    assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {isa}")
-    assert_bytes_equal(ref.quantize(x, fmt, imatrix=qw), want, "reference")
+    assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), ref.quantize(x, fmt, imatrix=qw),
+                       f"native {isa} vs reference")
+
+
+def _rows_input(fmt, rows, imat):
+    n = 256 * 3 if fmt != "IQ4_NL" else 32 * 21
+    x = rows_of("random", rows, n, seed=rows)
+    qw = imatrix_of(imat, n) if fmt in IMATRIX_FORMATS else None
+    return x, qw
 
 
 @pytest.mark.parametrize("fmt", K_FORMATS)
 @pytest.mark.parametrize("rows", [1, 5, 40])
 @pytest.mark.parametrize("imat", ["none", "random"])
 def test_row_counts_and_threads(isa, fmt, rows, imat):
-    """Many rows (the driver splits them over threads, pieces of rows included)."""
-    o = oracle()
-    n = 256 * 3 if fmt != "IQ4_NL" else 32 * 21
-    x = rows_of("random", rows, n, seed=rows)
-    qw = imatrix_of(imat, n) if fmt in IMATRIX_FORMATS else None
-    want = o.quantize(x, fmt, qw)
-    assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {isa}")
-    if rows <= 5:
-        assert_bytes_equal(ref.quantize(x, fmt, imatrix=qw), want, "reference")
+    """Many rows (the driver splits them over threads, pieces of rows included): the same
+    bytes as one row at a time, and as the reference (on the first rows)."""
+    x, qw = _rows_input(fmt, rows, imat)
+    got = lowbit.gguf.quantize(x, fmt, imatrix=qw)
+    for r in range(rows):
+        assert_bytes_equal(got[r:r + 1], lowbit.gguf.quantize(x[r:r + 1], fmt, imatrix=qw), f"native {isa} row {r}")
+    k = min(rows, 5)
+    assert_bytes_equal(got[:k], ref.quantize(x[:k], fmt, imatrix=qw), f"native {isa} vs reference")
+
+
+def _threaded_input():
+    return rows_of("random", 64, 256 * 5, seed=7), imatrix_of("zeros", 256 * 5)
 
 
 def test_many_rows_threaded_imatrix(isa):
     """A tensor big enough for several threads: the importance weights follow each row's columns."""
-    o = oracle()
-    x = rows_of("random", 64, 256 * 5, seed=7)
-    qw = imatrix_of("zeros", 256 * 5)
+    x, qw = _threaded_input()
     for fmt in ["Q4_K", "IQ4_XS"]:
-        want = o.quantize(x, fmt, qw)
-        assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {isa} {fmt}")
+        got = lowbit.gguf.quantize(x, fmt, imatrix=qw)
+        for r in range(0, 64, 9):
+            assert_bytes_equal(got[r:r + 1], ref.quantize(x[r:r + 1], fmt, imatrix=qw),
+                               f"native {isa} {fmt} row {r} vs reference")
+        for r in range(64):
+            assert_bytes_equal(got[r:r + 1], lowbit.gguf.quantize(x[r:r + 1], fmt, imatrix=qw),
+                               f"native {isa} {fmt} row {r} alone")
+
+
+def _random_blob(fmt, rows=4, blocks=2, seed=3):
+    ts = lowbit.gguf.FORMATS[fmt][1]
+    return np.random.default_rng(seed).integers(0, 256, (rows, blocks * ts), dtype=np.uint8)
 
 
 @pytest.mark.parametrize("fmt", K_FORMATS)
 def test_decoders_on_random_bytes(isa, fmt):
-    """Any bytes decode as ggml decodes them (scales of every float16 value, NaN/Inf included)."""
+    """Any bytes (scales of every float16 value, NaN/Inf included) decode as the reference decodes them."""
+    bs = lowbit.gguf.FORMATS[fmt][0]
+    blob = _random_blob(fmt)
+    assert_floats_identical(lowbit.gguf.dequantize(blob, fmt, (4, 2 * bs)), ref.dequantize(blob, fmt, (4, 2 * bs)),
+                            f"native {isa} vs reference")
+
+
+# ---- the reference (and so every variant above) == llama.cpp: these need the oracle ---------
+
+@pytest.mark.parametrize("fmt", K_FORMATS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_encoders_match_llama_cpp(fmt, kind):
     o = oracle()
-    bs, ts = lowbit.gguf.FORMATS[fmt]
-    rng = np.random.default_rng(3)
-    blob = rng.integers(0, 256, (4, 2 * ts), dtype=np.uint8)
+    x, _, want_ref = _ref_encode(fmt, kind, "none", 3)
+    want = o.quantize(x, fmt)
+    assert_bytes_equal(want_ref, want, "reference vs llama.cpp")
+    assert_bytes_equal(lowbit.gguf.quantize(x, fmt), want, f"native {lowbit.get_isa()} vs llama.cpp")
+    # decoders: ggml's to_float on the same bytes
+    y = np.stack([o.dequantize(want[r], fmt, x.shape[1]) for r in range(want.shape[0])])
+    assert_floats_identical(ref.dequantize(want, fmt, x.shape), y, "reference decode vs llama.cpp")
+
+
+@pytest.mark.parametrize("fmt", IMATRIX_FORMATS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("imat", ["random", "zeros", "allzero", "huge"])
+def test_encoders_with_imatrix_match_llama_cpp(fmt, kind, imat):
+    o = oracle()
+    x, qw, want_ref = _ref_encode(fmt, kind, imat, 2)
+    want = o.quantize(x, fmt, qw)
+    assert_bytes_equal(want_ref, want, "reference vs llama.cpp")
+    assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), want, f"native {lowbit.get_isa()} vs llama.cpp")
+
+
+@pytest.mark.parametrize("fmt", K_FORMATS)
+@pytest.mark.parametrize("imat", ["none", "random"])
+def test_row_counts_match_llama_cpp(fmt, imat):
+    for rows in (1, 5, 40):
+        x, qw = _rows_input(fmt, rows, imat)
+        assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), oracle().quantize(x, fmt, qw),
+                           f"native {lowbit.get_isa()} vs llama.cpp, {rows} rows")
+
+
+def test_many_rows_threaded_imatrix_match_llama_cpp():
+    o = oracle()
+    x, qw = _threaded_input()
+    for fmt in ["Q4_K", "IQ4_XS"]:
+        assert_bytes_equal(lowbit.gguf.quantize(x, fmt, imatrix=qw), o.quantize(x, fmt, qw),
+                           f"native {lowbit.get_isa()} {fmt} vs llama.cpp")
+
+
+@pytest.mark.parametrize("fmt", K_FORMATS)
+def test_decoders_on_random_bytes_match_llama_cpp(fmt):
+    o = oracle()
+    bs = lowbit.gguf.FORMATS[fmt][0]
+    blob = _random_blob(fmt)
     y = np.stack([o.dequantize(blob[r], fmt, 2 * bs) for r in range(4)])
-    assert_floats_identical(lowbit.gguf.dequantize(blob, fmt, (4, 2 * bs)), y, f"native {isa}")
-    assert_floats_identical(ref.dequantize(blob, fmt, (4, 2 * bs)), y, "reference")
+    assert_floats_identical(ref.dequantize(blob, fmt, (4, 2 * bs)), y, "reference vs llama.cpp")
 
 
 def test_imatrix_ignored_where_llama_cpp_ignores_it():
@@ -220,20 +311,30 @@ def test_shapes_and_empty():
 READ_ONLY = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "MXFP4", "F16", "BF16"]
 
 
-@pytest.mark.parametrize("fmt", READ_ONLY)
-def test_read_only_decoders_match_llama_cpp(isa, fmt):
-    """Random bytes (every grid index, sign pattern and scale, NaN/Inf scales too) decode as ggml's to_float."""
-    o = oracle()
+def _read_only_blob(fmt):
+    """Random bytes (every grid index, sign pattern and scale, NaN/Inf scales too); for F16
+    every float16 bit pattern, NaNs (quiet and signalling) included."""
     bs, ts = lowbit.gguf.FORMATS[fmt]
+    if fmt == "F16":
+        return np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(2, -1), 32768 * bs
     nblk = 4096 if bs == 1 else 64
     rng = np.random.default_rng(zlib.crc32(fmt.encode()))
-    blob = rng.integers(0, 256, (2, nblk * ts), dtype=np.uint8)
-    if fmt == "F16":  # every float16 bit pattern, NaNs (quiet and signalling) included
-        blob = np.arange(65536, dtype=np.uint16).view(np.uint8).reshape(2, -1)
-        nblk = 32768
-    y = np.stack([o.dequantize(blob[r], fmt, nblk * bs) for r in range(2)])
-    assert_floats_identical(lowbit.gguf.dequantize(blob, fmt, (2, nblk * bs)), y, f"native {isa}")
-    assert_floats_identical(ref.dequantize(blob, fmt, (2, nblk * bs)), y, "reference")
+    return rng.integers(0, 256, (2, nblk * ts), dtype=np.uint8), nblk * bs
+
+
+@pytest.mark.parametrize("fmt", READ_ONLY)
+def test_read_only_decoders_match_reference(isa, fmt):
+    blob, n = _read_only_blob(fmt)
+    assert_floats_identical(lowbit.gguf.dequantize(blob, fmt, (2, n)), ref.dequantize(blob, fmt, (2, n)),
+                            f"native {isa} vs reference")
+
+
+@pytest.mark.parametrize("fmt", READ_ONLY)
+def test_read_only_decoders_match_llama_cpp(fmt):
+    o = oracle()
+    blob, n = _read_only_blob(fmt)
+    y = np.stack([o.dequantize(blob[r], fmt, n) for r in range(2)])
+    assert_floats_identical(ref.dequantize(blob, fmt, (2, n)), y, "reference vs llama.cpp")
 
 
 def test_read_only_formats_refuse_encoding():
@@ -247,22 +348,26 @@ def test_read_only_formats_refuse_encoding():
 SEARCH_FORMATS = ["Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ4_NL"]
 
 
-@pytest.mark.parametrize("fmt", SEARCH_FORMATS)
-@pytest.mark.parametrize("imat", ["none", "zeros"])
-def test_search_is_never_worse_and_valid(isa, fmt, imat):
-    """search=True: llama.cpp decodes the bytes (its to_float = ours), every block's weighted
-    error is <= llama.cpp's encoder's, and the total is lower."""
-    o = oracle()
+def _search_input(fmt, imat):
     n = 512 if fmt != "IQ4_NL" else 288
     kinds = ["random", "outlier", "mixed", "lowrank", "zero", "constant", "tiny"]
     x = np.concatenate([rows_of(k, 8 if k == "random" else 2, n, seed=_seed(fmt, k, "s")) for k in kinds])
-    qw = imatrix_of(imat, n)
-    base = o.quantize(x, fmt, qw)
+    return x, imatrix_of(imat, n)
+
+
+@pytest.mark.parametrize("fmt", SEARCH_FORMATS)
+@pytest.mark.parametrize("imat", ["none", "zeros"])
+def test_search_is_never_worse_and_valid(isa, fmt, imat):
+    """search=True: every block's weighted error is <= that of llama.cpp's encoder (the
+    reference's bytes, == llama.cpp's by the tests above), and the total is lower."""
+    x, qw = _search_input(fmt, imat)
+    n = x.shape[1]
+    base = ref.quantize(x, fmt, imatrix=qw)
     got = lowbit.gguf.quantize(x, fmt, imatrix=qw, search=True)
     assert got.shape == base.shape
-    y0 = np.stack([o.dequantize(base[r], fmt, n) for r in range(x.shape[0])])
-    y1 = np.stack([o.dequantize(got[r], fmt, n) for r in range(x.shape[0])])
-    assert_floats_identical(lowbit.gguf.dequantize(got, fmt, x.shape), y1, "decode of search bytes")
+    y0 = ref.dequantize(base, fmt, x.shape)
+    y1 = ref.dequantize(got, fmt, x.shape)
+    assert_floats_identical(lowbit.gguf.dequantize(got, fmt, x.shape), y1, f"native {isa} decode of search bytes")
     w = np.ones(n) if qw is None else qw.astype(np.float64)
     e0 = w * (x.astype(np.float64) - y0) ** 2
     e1 = w * (x.astype(np.float64) - y1) ** 2
@@ -272,6 +377,16 @@ def test_search_is_never_worse_and_valid(isa, fmt, imat):
     # on plain Gaussian rows (the first eight) the search gains at least 3% (0.13 dB)
     r0, r1 = e0[:8].sum(), e1[:8].sum()
     assert r1 < 0.97 * r0
+
+
+@pytest.mark.parametrize("fmt", SEARCH_FORMATS)
+def test_search_bytes_decode_in_llama_cpp(fmt):
+    """llama.cpp reads search=True's bytes as lowbit does (its to_float == ours)."""
+    o = oracle()
+    x, qw = _search_input(fmt, "zeros")
+    got = lowbit.gguf.quantize(x, fmt, imatrix=qw, search=True)
+    y = np.stack([o.dequantize(got[r], fmt, x.shape[1]) for r in range(x.shape[0])])
+    assert_floats_identical(ref.dequantize(got, fmt, x.shape), y, "reference decode vs llama.cpp")
 
 
 def test_search_same_on_every_isa():

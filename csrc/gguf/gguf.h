@@ -110,7 +110,7 @@ struct GgufKernels {
 };
 
 // Variants: one file each (gguf_<isa>.cpp), one word each here (core/dispatch.h).
-LOWBIT_KERNEL_FAMILY(gguf, GgufKernels, scalar, avx2, neon);
+LOWBIT_KERNEL_FAMILY(gguf, GgufKernels, scalar, avx2, avx512, neon);
 
 // ---- driver (gguf.cpp) ------------------------------------------------------
 // Threaded over blocks. x / out / in are C-contiguous, nblocks * block values

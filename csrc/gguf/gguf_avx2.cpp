@@ -630,31 +630,35 @@ inline __m256i nearest_int8(__m256 v) {  // ggml's nearest_int on 8 lanes
 
 // kX3: make_qkx3_quants (the imatrix path: weights qw * sqrt(sigma2 + x^2), its sums
 // in sw_out; a sub-block is degenerate when !(max > min)); else make_qkx2_quants
-// with ggml's ref weights av_x + |x|.
-template <int kNmax, int kNstep, bool kX3>
+// with ggml's ref weights: av_x + |x| (kAvX, Q4_K/Q5_K) or |x| (Q2_K). Sub-blocks of kN
+// values (lane j: x + kN * j); kMad: the absolute error (Q2_K's ref) instead of the square.
+template <int kNmax, int kNstep, bool kX3, int kN = 32, bool kMad = false, bool kAvX = true>
 inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, float* mins, uint8_t* L,
                        const float* qw = nullptr, float sigma2 = 0, float* sw_out = nullptr) {
-  const __m256i idx = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
-  __m256 X[32], W[32];
-  for (int i = 0; i < 32; ++i) X[i] = _mm256_i32gather_ps(x + i, idx, 4);
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(kN));
+  __m256 X[kN], W[kN];
+  for (int i = 0; i < kN; ++i) X[i] = _mm256_i32gather_ps(x + i, idx, 4);
   const __m256 zero = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
   if (kX3) {
     __m256 sw = zero;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < kN; ++i) {
       W[i] = _mm256_mul_ps(_mm256_i32gather_ps(qw + i, idx, 4),
                            _mm256_sqrt_ps(_mm256_add_ps(_mm256_set1_ps(sigma2), _mm256_mul_ps(X[i], X[i]))));
       sw = _mm256_add_ps(sw, W[i]);
     }
     _mm256_storeu_ps(sw_out, sw);
-  } else {
-    // weights: av_x + |x|, av_x = sqrt(sum x^2 / 32)
+  } else if (kAvX) {
+    // weights: av_x + |x|, av_x = sqrt(sum x^2 / kN)
     __m256 sx2 = zero;
-    for (int i = 0; i < 32; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
-    const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(32.f)));
-    for (int i = 0; i < 32; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+    for (int i = 0; i < kN; ++i) sx2 = _mm256_add_ps(sx2, _mm256_mul_ps(X[i], X[i]));
+    const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sx2, _mm256_set1_ps(static_cast<float>(kN))));
+    for (int i = 0; i < kN; ++i) W[i] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, X[i]));
+  } else {
+    for (int i = 0; i < kN; ++i) W[i] = _mm256_andnot_ps(sign, X[i]);
   }
+  auto err = [&](__m256 diff) { return kMad ? _mm256_andnot_ps(sign, diff) : _mm256_mul_ps(diff, diff); };
   __m256 mn = X[0], mx = X[0], sum_w = W[0], sum_x = _mm256_mul_ps(W[0], X[0]);
-  for (int i = 1; i < 32; ++i) {
+  for (int i = 1; i < kN; ++i) {
     mn = _mm256_min_ps(X[i], mn);
     mx = _mm256_max_ps(X[i], mx);
     sum_w = _mm256_add_ps(sum_w, W[i]);
@@ -666,19 +670,19 @@ inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, 
   const __m256i top = _mm256_set1_epi32(kNmax), izero = _mm256_setzero_si256();
   __m256 iscale = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(kNmax)), _mm256_sub_ps(mx, mn));
   __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
-  __m256i Lv[32], La[32];
+  __m256i Lv[kN], La[kN];
   __m256 best = zero;
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < kN; ++i) {
     const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn)))));
     Lv[i] = l;
     __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), mn), X[i]);
-    best = _mm256_add_ps(best, _mm256_mul_ps(W[i], _mm256_mul_ps(diff, diff)));
+    best = _mm256_add_ps(best, _mm256_mul_ps(W[i], err(diff)));
   }
   for (int is = 0; is <= kNstep; ++is) {
     const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
     iscale = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(mx, mn));
     __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < kN; ++i) {
       const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(_mm256_mul_ps(iscale, _mm256_sub_ps(X[i], mn)))));
       La[i] = l;
       const __m256 wl = _mm256_mul_ps(W[i], _mm256_cvtepi32_ps(l));
@@ -695,15 +699,15 @@ inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, 
     this_min = _mm256_blendv_ps(this_min, zero, pos);
     this_scale = _mm256_blendv_ps(this_scale, _mm256_div_ps(sum_xl, sum_l2), pos);
     __m256 cur = zero;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < kN; ++i) {
       __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(this_scale, _mm256_cvtepi32_ps(La[i])), this_min), X[i]);
-      cur = _mm256_add_ps(cur, _mm256_mul_ps(W[i], _mm256_mul_ps(diff, diff)));
+      cur = _mm256_add_ps(cur, _mm256_mul_ps(W[i], err(diff)));
     }
     const __m256 better = _mm256_and_ps(okD, _mm256_cmp_ps(cur, best, _CMP_LT_OQ));
     const int bm = _mm256_movemask_ps(better);
     if (!bm) continue;
     const __m256i bi = _mm256_castps_si256(better);
-    for (int i = 0; i < 32; ++i) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], bi);
+    for (int i = 0; i < kN; ++i) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], bi);
     best = _mm256_blendv_ps(best, cur, better);
     scale = _mm256_blendv_ps(scale, this_scale, better);
     mn = _mm256_blendv_ps(mn, this_min, better);
@@ -714,9 +718,9 @@ inline void qkx2_lanes(const float* x, float rmin, float rdelta, float* scales, 
   _mm256_storeu_ps(mins, _mm256_xor_ps(mn, sign));  // the_min = -min
   alignas(32) int32_t lanes[8];
   const __m256i dz = _mm256_castps_si256(degenerate);
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < kN; ++i) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_andnot_si256(dz, Lv[i]));
-    for (int j = 0; j < 8; ++j) L[32 * j + i] = static_cast<uint8_t>(lanes[j]);
+    for (int j = 0; j < 8; ++j) L[kN * j + i] = static_cast<uint8_t>(lanes[j]);
   }
 }
 
@@ -769,6 +773,41 @@ void quantize_block_q5_K_avx2(const float* x, const float* qw, uint8_t* out) {
   uint8_t L[kQK_K];
   qk45_fit_avx2<31>(x, qw, L, y->d, y->dmin, y->scales);
   kq::pack_q5_K(L, y);
+}
+
+// ---- Q2_K: make_qkx2_quants (nmax 3, absolute error) / make_qkx3_quants, 8 sub-blocks of 16 in the lanes ----
+
+void quantize_block_q2_K_avx2(const float* x, const float* qw, uint8_t* out) {
+  BlockQ2_K* y = reinterpret_cast<BlockQ2_K*>(out);
+  alignas(32) uint8_t L[kQK_K];
+  float scales[16], mins[16];
+  if (qw) {
+    float sw[16];
+    const float sigma2 = kq::sum_sq(x, kQK_K) / kQK_K;
+    for (int h = 0; h < 2; ++h)
+      qkx2_lanes<3, 36, true, 16, false, false>(x + 128 * h, -0.9f, 0.05f, scales + 8 * h, mins + 8 * h, L + 128 * h,
+                                                 qw + 128 * h, sigma2, sw + 8 * h);
+    kq::q2_K_codes_imatrix(scales, mins, sw, y);
+  } else {
+    for (int h = 0; h < 2; ++h)
+      qkx2_lanes<3, 15, false, 16, true, false>(x + 128 * h, -0.5f, 0.1f, scales + 8 * h, mins + 8 * h, L + 128 * h);
+    kq::q2_K_codes_ref(scales, mins, y);
+  }
+  // q2k_requantize (a sub-block whose scale is 0 keeps the search's codes)
+  const float dm_all = load_fp16(y->d), mm_all = load_fp16(y->dmin);
+  const __m256i top = _mm256_set1_epi32(3), izero = _mm256_setzero_si256();
+  for (int j = 0; j < 16; ++j) {
+    const float d = dm_all * static_cast<float>(y->scales[j] & 0xF);
+    if (!d) continue;
+    const __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(mm_all * static_cast<float>(y->scales[j] >> 4));
+    for (int k = 0; k < 16; k += 8) {
+      const __m256 v = _mm256_div_ps(_mm256_add_ps(_mm256_loadu_ps(x + 16 * j + k), mv), dv);
+      const __m256i l = _mm256_max_epi32(izero, _mm256_min_epi32(top, nearest_int8(v)));
+      const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(L + 16 * j + k), _mm_packus_epi16(p16, p16));
+    }
+  }
+  kq::pack_2bit(L, y->qs);
 }
 
 // ---- Q6_K: ggml's make_qx_quants (rmse_type 1) with 8 sub-blocks of 16 in the lanes ----
@@ -1040,7 +1079,7 @@ const GgufKernels gguf_avx2 = {
         kq::legacy_with_imatrix<no_qw<quantize_q5_0>, kq::quantize_row_legacy_imatrix<16, false>>,
         kq::legacy_with_imatrix<no_qw<quantize_q5_1>, kq::quantize_row_legacy_imatrix<31, true>>,
         no_qw<quantize_tq1_0>, no_qw<quantize_tq2_0>,
-        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), kq::quantize_block_q2_K>,
+        kq::quantize_blocks_w<kQK_K, sizeof(BlockQ2_K), quantize_block_q2_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ3_K), kq::quantize_block_q3_K>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ4_K), quantize_block_q4_K_avx2>,
         kq::quantize_blocks_w<kQK_K, sizeof(BlockQ5_K), quantize_block_q5_K_avx2>,

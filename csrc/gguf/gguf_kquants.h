@@ -344,42 +344,58 @@ inline void q2k_requantize(const float* x, BlockQ2_K* y, float dm_all, float mm_
   pack_2bit(L, y->qs);
 }
 
+// The ref path's 4-bit codes of the 16 sub-block scales and mins, and d, dmin.
+inline void q2_K_codes_ref(const float* scales, const float* mins, BlockQ2_K* y) {
+  const float q4scale = 15.f;
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 16; ++j) {
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  if (max_scale > 0) {
+    const float iscale = q4scale / max_scale;
+    for (int j = 0; j < 16; ++j) y->scales[j] = static_cast<uint8_t>(nearest_int(iscale * scales[j]));
+    store_fp16(y->d, max_scale / q4scale);
+  } else {
+    for (int j = 0; j < 16; ++j) y->scales[j] = 0;
+    store_fp16(y->d, 0.f);
+  }
+  if (max_min > 0) {
+    const float iscale = q4scale / max_min;
+    for (int j = 0; j < 16; ++j)  // (unsigned: a garbage negative code shifts without UB, same byte)
+      y->scales[j] |= static_cast<uint8_t>(static_cast<unsigned>(nearest_int(iscale * mins[j])) << 4);
+    store_fp16(y->dmin, max_min / q4scale);
+  } else {
+    store_fp16(y->dmin, 0.f);
+  }
+}
+
+// The imatrix path's codes (make_qp_quants on the scales and mins, weighted by sw).
+inline void q2_K_codes_imatrix(const float* scales, const float* mins, const float* sw, BlockQ2_K* y) {
+  uint8_t Ls[16], Lm[16];
+  const float dm = make_qp_quants(16, 15, scales, Ls, sw);
+  const float mm = make_qp_quants(16, 15, mins, Lm, sw);
+  store_fp16(y->d, dm);
+  store_fp16(y->dmin, mm);
+  for (int j = 0; j < 16; ++j) y->scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
+}
+
 inline void quantize_block_q2_K(const float* x, const float* qw, uint8_t* out) {
   BlockQ2_K* y = reinterpret_cast<BlockQ2_K*>(out);
   uint8_t L[kQK_K], Laux[16];
   float mins[16], scales[16], weights[16];
   if (!qw) {  // quantize_row_q2_K_ref
-    const float q4scale = 15.f;
-    float max_scale = 0, max_min = 0;
     for (int j = 0; j < 16; ++j) {
       for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
       scales[j] = make_qkx_quants<false, true>(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
                                                0.1f, 15);
-      if (scales[j] > max_scale) max_scale = scales[j];
-      if (mins[j] > max_min) max_min = mins[j];
     }
-    if (max_scale > 0) {
-      const float iscale = q4scale / max_scale;
-      for (int j = 0; j < 16; ++j) y->scales[j] = static_cast<uint8_t>(nearest_int(iscale * scales[j]));
-      store_fp16(y->d, max_scale / q4scale);
-    } else {
-      for (int j = 0; j < 16; ++j) y->scales[j] = 0;
-      store_fp16(y->d, 0.f);
-    }
-    if (max_min > 0) {
-      const float iscale = q4scale / max_min;
-      for (int j = 0; j < 16; ++j)  // (unsigned: a garbage negative code shifts without UB, same byte)
-        y->scales[j] |= static_cast<uint8_t>(static_cast<unsigned>(nearest_int(iscale * mins[j])) << 4);
-      store_fp16(y->dmin, max_min / q4scale);
-    } else {
-      store_fp16(y->dmin, 0.f);
-    }
+    q2_K_codes_ref(scales, mins, y);
     q2k_requantize(x, y, load_fp16(y->d), load_fp16(y->dmin), L);
     return;
   }
   // quantize_row_q2_K_impl
   float sw[16] = {0};
-  uint8_t Ls[16], Lm[16];
   const float sigma2 = sum_sq(x, kQK_K) / kQK_K;
   for (int j = 0; j < 16; ++j) {
     for (int l = 0; l < 16; ++l) weights[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
@@ -387,11 +403,7 @@ inline void quantize_block_q2_K(const float* x, const float* qw, uint8_t* out) {
     scales[j] = make_qkx_quants<true, false>(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f,
                                              0.05f, 36);
   }
-  const float dm = make_qp_quants(16, 15, scales, Ls, sw);
-  const float mm = make_qp_quants(16, 15, mins, Lm, sw);
-  store_fp16(y->d, dm);
-  store_fp16(y->dmin, mm);
-  for (int j = 0; j < 16; ++j) y->scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
+  q2_K_codes_imatrix(scales, mins, sw, y);
   q2k_requantize(x, y, load_fp16(y->d), load_fp16(y->dmin), L);
 }
 
@@ -416,29 +428,34 @@ inline void dequantize_block_q2_K(const uint8_t* in, float* y) {
 
 // ---- Q3_K ---------------------------------------------------------------------
 
+// The ref path's 6-bit codes of the 16 sub-block scales, and d (y->scales zeroed).
+inline void q3_K_codes_ref(const float* scales, BlockQ3_K* y) {
+  float max_scale = 0, amax = 0;
+  for (int j = 0; j < 16; ++j) {
+    const float scale = std::fabs(scales[j]);
+    if (scale > amax) { amax = scale; max_scale = scales[j]; }
+  }
+  if (max_scale) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < 16; ++j) {
+      int8_t l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
+      l = static_cast<int8_t>(imax(-32, imin(31, l)) + 32);
+      pack_scale_q3(j, l, y->scales);
+    }
+    store_fp16(y->d, 1 / iscale);
+  } else {
+    store_fp16(y->d, 0.f);
+  }
+}
+
 inline void quantize_block_q3_K(const float* x, const float* qw, uint8_t* out) {
   BlockQ3_K* y = reinterpret_cast<BlockQ3_K*>(out);
   int8_t L[kQK_K];
   float scales[16];
   std::memset(y->scales, 0, 12);
   if (!qw) {  // quantize_row_q3_K_ref
-    float max_scale = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-      const float scale = std::fabs(scales[j]);
-      if (scale > amax) { amax = scale; max_scale = scales[j]; }
-    }
-    if (max_scale) {
-      const float iscale = -32.f / max_scale;
-      for (int j = 0; j < 16; ++j) {
-        int8_t l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
-        l = static_cast<int8_t>(imax(-32, imin(31, l)) + 32);
-        pack_scale_q3(j, l, y->scales);
-      }
-      store_fp16(y->d, 1 / iscale);
-    } else {
-      store_fp16(y->d, 0.f);
-    }
+    for (int j = 0; j < 16; ++j) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+    q3_K_codes_ref(scales, y);
   } else {  // quantize_row_q3_K_impl
     float weight[16], sw[16];
     int8_t Ls[16];
