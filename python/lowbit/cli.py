@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--imatrix", metavar="FILE", help="GGUF model input: llama-imatrix's importance matrix (.gguf/.dat)")
     q.add_argument("--search", action="store_true", help="GGUF model input: search scales harder (not llama.cpp bytes)")
     q.add_argument("--no-stats", action="store_true", help="GGUF model input: no SQNR/MSE per tensor (skips a decode)")
+    # llama-quantize's per-tensor overrides (GGUF model input; docs/cli.md)
+    q.add_argument("--pure", action="store_true", help="GGUF model input: every tensor gets the preset's type "
+                                                       "(no k-quant mixture; llama-quantize --pure)")
+    q.add_argument("--leave-output-tensor", action="store_true", help="GGUF model input: keep output.weight as is")
+    q.add_argument("--output-tensor-type", metavar="TYPE", help="GGUF model input: ggml type of output.weight")
+    q.add_argument("--token-embedding-type", metavar="TYPE", help="GGUF model input: ggml type of token_embd.weight")
+    q.add_argument("--tensor-type", action="append", metavar="PATTERN=TYPE",
+                   help="GGUF model input: tensors whose name matches the regex PATTERN get TYPE (repeatable; "
+                        "the first match wins)")
+    q.add_argument("--tensor-type-file", action="append", dest="tensor_type", metavar="FILE",
+                   type=lambda path: ("file", path), help="GGUF model input: PATTERN=TYPE entries from FILE")
 
     i = sub.add_parser("inspect", help="list what a checkpoint holds")
     i.add_argument("file", metavar="FILE")
@@ -123,14 +134,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
 
 
+def _gguf_overrides(args) -> list:
+    """The llama-quantize override options given (they need a GGUF model input)."""
+    given = [("--pure", args.pure), ("--leave-output-tensor", args.leave_output_tensor),
+             ("--output-tensor-type", args.output_tensor_type), ("--token-embedding-type", args.token_embedding_type),
+             ("--tensor-type", args.tensor_type)]
+    return [name for name, v in given if v]
+
+
 def cmd_quantize(args) -> int:
     bar = Progress(force=args.progress) if not args.quiet else None
     try:
         if args.input.lower().endswith(".gguf"):   # a llama.cpp model: llama-quantize's presets (docs/gguf.md)
             from .io.gguf_model import quantize_gguf_cli
             rep = quantize_gguf_cli(args, bar)
-        elif args.imatrix or args.search or args.no_stats:
-            raise ValueError("--imatrix, --search and --no-stats apply to a GGUF model input (IN.gguf)")
+        elif args.imatrix or args.search or args.no_stats or _gguf_overrides(args):
+            given = [n for n, v in (("--imatrix", args.imatrix), ("--search", args.search),
+                                    ("--no-stats", args.no_stats)) if v] + _gguf_overrides(args)
+            raise ValueError(f"{', '.join(given)}: these options apply to a GGUF model input (IN.gguf)")
         else:
             rep = ckpt.quantize_checkpoint(args.input, args.output, args.scheme, granularity=args.granularity,
                                            clip=args.clip, include=args.include, exclude=args.exclude,

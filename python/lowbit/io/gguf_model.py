@@ -35,8 +35,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["GGUFError", "GGUFFile", "GGML_TYPES", "PRESETS", "TensorPlan", "plan_types", "quantize_model",
-           "read_tensor_f32"]
+__all__ = ["GGUFError", "GGUFFile", "GGML_TYPES", "PRESETS", "TensorPlan", "plan_types", "parse_tensor_types",
+           "quantize_model", "read_tensor_f32"]
 
 from .gguf_file import (  # noqa: F401  (the file format; re-exported)
     T_STRING,
@@ -200,10 +200,12 @@ def _fallback(name: str, ncols: int, target: str) -> Tuple[str, str]:
 class _TypeChooser:
     """llama_tensor_get_type_impl and its state (the per-category counters)."""
 
-    def __init__(self, hp: _Hparams, ftype_name: str, names: Sequence[str], has_imatrix: bool):
+    def __init__(self, hp: _Hparams, ftype_name: str, names: Sequence[str], has_imatrix: bool,
+                 output_tensor_type: Optional[str] = None):
         self.hp = hp
         self.ft = ftype_name
         self.has_imatrix = has_imatrix
+        self.output_tensor_type = output_tensor_type
         cats = [tensor_category(n) for n in names]
         self.n_attention_wv = sum(_attn_v_like(c) for c in cats)
         self.has_tied = "OUTPUT" not in cats
@@ -232,7 +234,9 @@ class _TypeChooser:
                 return "Q8_0"
         if cat == "OUTPUT" or (self.has_tied and cat == "TOKEN_EMBD"):
             nx, qk = ne[0], _blck(new)
-            if arch == "falcon" or nx % qk:
+            if self.output_tensor_type is not None:   # --output-tensor-type (here: a tied token_embd)
+                new = self.output_tensor_type
+            elif arch == "falcon" or nx % qk:
                 new = "Q8_0"
             elif new != "Q8_0":
                 new = "Q6_K"
@@ -318,29 +322,121 @@ def _weight_order_key(name: str):
     return (layer, name.encode("utf-8"))
 
 
+def ggml_type_name(name, what: str = "type") -> str:
+    """A ggml type name as llama-quantize parses one (case-insensitive: q4_k, Q8_0, f16...) -> ours."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a ggml type name (a str), got {type(name).__name__}")
+    for t in GGML_TYPES:
+        if t.lower() == name.lower():
+            return t
+    raise ValueError(f"{what}: invalid ggml type {name!r} (one of {', '.join(GGML_TYPES)})")
+
+
+def parse_tensor_types(items) -> List[Tuple[str, str]]:
+    """llama-quantize's ``--tensor-type PATTERN=TYPE`` list: [(pattern, type)], pattern lowercased.
+
+    Also takes (pattern, type) pairs or a dict (as given: the C API's tt_overrides)."""
+    if items is None:
+        return []
+    if isinstance(items, Mapping):
+        items = list(items.items())
+    elif isinstance(items, str):
+        items = [items]
+    out = []
+    for it in items:
+        if isinstance(it, str):
+            name, sep, typ = it.partition("=")
+            if not sep:
+                raise ValueError(f"--tensor-type {it!r}: malformed, expected PATTERN=TYPE")
+            if not name:
+                raise ValueError(f"--tensor-type {it!r}: missing tensor name")
+            if not typ:
+                raise ValueError(f"--tensor-type {it!r}: missing quantization type")
+            name = name.lower()
+        else:
+            name, typ = it
+        try:
+            rx = re.compile(name)
+        except re.error as e:
+            raise ValueError(f"--tensor-type {name!r}: not a regular expression ({e})") from None
+        out.append((rx.pattern, ggml_type_name(typ, f"--tensor-type {name}")))
+    return out
+
+
 def plan_types(f: GGUFFile, preset: str, *, has_imatrix: bool = False, pure: bool = False,
-               quantize_output: bool = True) -> List[TensorPlan]:
-    """Each tensor's output type under ``preset``, in llama-quantize's output order."""
+               quantize_output: bool = True, output_tensor_type: Optional[str] = None,
+               token_embedding_type: Optional[str] = None,
+               tensor_types: Sequence[Tuple[str, str]] = ()) -> List[TensorPlan]:
+    """Each tensor's output type under ``preset``, in llama-quantize's output order.
+
+    The overrides are llama-quantize's (llama_tensor_get_type in src/llama-quant.cpp):
+    ``quantize_output=False`` is ``--leave-output-tensor`` (output.weight kept);
+    ``token_embedding_type`` / ``output_tensor_type`` set token_embd / output.weight
+    outright (no fallback; a tied token_embd follows ``output_tensor_type``);
+    ``tensor_types`` [(regex, type)]: the first pattern found in a tensor's name
+    (re.search) gives its type and skips the preset's rules (quantized presets only;
+    the row-length fallback still applies); ``pure``: no preset rules at all.
+    """
     preset = preset_name(preset)
     ftype, default = PRESETS[preset]
+    out_t = None if output_tensor_type is None else ggml_type_name(output_tensor_type, "output_tensor_type")
+    tok_t = None if token_embedding_type is None else ggml_type_name(token_embedding_type, "token_embedding_type")
+    patterns = [(re.compile(p), ggml_type_name(t, f"tensor type {p!r}")) for p, t in tensor_types]
     hp = read_hparams(f)
     infos = sorted(f.tensors, key=lambda t: _weight_order_key(t.name))
     names = [t.name for t in infos]
-    chooser = _TypeChooser(hp, preset, names, has_imatrix)
+    chooser = _TypeChooser(hp, preset, names, has_imatrix, out_t)
     quantized_default = default not in NOT_QUANTIZED
     plans = []
     for t in infos:
         note = ""
-        if tensor_allows_quantization(t.name, t.ne, hp.arch, quantize_output=quantize_output):
+        cat = tensor_category(t.name)
+        if not tensor_allows_quantization(t.name, t.ne, hp.arch, quantize_output=quantize_output):
+            new = t.type
+        elif tok_t is not None and cat == "TOKEN_EMBD" and not (
+                t.name == "per_layer_token_embd.weight" and any(rx.search(t.name) for rx, _ in patterns)):
+            new, note = _override(t, tok_t, "token_embedding_type")
+        elif out_t is not None and cat == "OUTPUT":
+            new, note = _override(t, out_t, "output_tensor_type")
+        else:
             new = default
             if quantized_default:
-                if not pure:
-                    new = chooser.choose(new, t.name, t.ne, tensor_category(t.name))
-                new, note = _fallback(t.name, t.ne[0], new)
-        else:
-            new = t.type
+                manual = False
+                for rx, typ in patterns:
+                    if rx.search(t.name):
+                        if typ != new:
+                            note = f"manual override: {new} -> {typ}"
+                        new, manual = typ, True
+                        break
+                if not manual and not pure:
+                    new = chooser.choose(new, t.name, t.ne, cat)
+                new, fb = _fallback(t.name, t.ne[0], new)
+                note = "; ".join(n for n in (note, fb) if n)
         plans.append(TensorPlan(t.name, t.ne, t.type, new, new != t.type, note))
     return plans
+
+
+def _override_options(ov) -> Dict[str, object]:
+    """The overrides given, for the report's options (llama-quantize's option names)."""
+    out: Dict[str, object] = {}
+    if ov["pure"]:
+        out["pure"] = True
+    if not ov["quantize_output"]:
+        out["leave_output_tensor"] = True
+    for k in ("output_tensor_type", "token_embedding_type"):
+        if ov[k] is not None:
+            out[k] = ov[k]
+    if ov["tensor_types"]:
+        out["tensor_types"] = [f"{p}={t}" for p, t in ov["tensor_types"]]
+    return out
+
+
+def _override(t, typ: str, what: str) -> Tuple[str, str]:
+    """--output-tensor-type / --token-embedding-type: taken as given (llama.cpp applies no fallback)."""
+    if t.ne[0] % _blck(typ):
+        raise ValueError(f"tensor {t.name!r}: {what} {typ} needs rows that are a multiple of {_blck(typ)}, "
+                         f"its rows have {t.ne[0]} values (llama-quantize has no fallback here)")
+    return typ, f"{what} {typ}"
 
 
 # ---------------------------------------------------------------------------
@@ -524,6 +620,8 @@ def _pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
 
 def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path: Optional[str] = None,
                    search: bool = False, force: bool = False, stats: bool = True, pure: bool = False,
+                   leave_output_tensor: bool = False, output_tensor_type: Optional[str] = None,
+                   token_embedding_type: Optional[str] = None, tensor_types=None,
                    report: Optional[str] = None, progress: Optional[ProgressFn] = None):
     """Requantize the GGUF model ``src`` into ``out`` with llama-quantize's ``preset``.
 
@@ -536,7 +634,11 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
     ``imatrix_path`` is the text recorded in ``quantize.imatrix.file`` (default:
     the path given). ``search``: lowbit's harder search for scales (same formats,
     not byte-identical to llama.cpp). ``stats``: SQNR/MSE per tensor in the report
-    (one decode per tensor). ``pure``: llama-quantize's ``--pure``.
+    (one decode per tensor). llama-quantize's per-tensor overrides: ``pure``
+    (``--pure``), ``leave_output_tensor`` (``--leave-output-tensor``),
+    ``output_tensor_type`` / ``token_embedding_type`` (ggml type names, any case),
+    ``tensor_types`` (``--tensor-type``: "PATTERN=TYPE" strings, (regex, type) pairs
+    or a dict; see :func:`plan_types`).
     Returns a :class:`lowbit.checkpoint.Report`.
     """
     from ..checkpoint import Report, tensor_error_stats   # the report shared with the safetensors path
@@ -545,6 +647,12 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
 
     preset = preset_name(preset)
     ftype, default = PRESETS[preset]
+    overrides = dict(pure=bool(pure), quantize_output=not leave_output_tensor,
+                     output_tensor_type=None if output_tensor_type is None else
+                     ggml_type_name(output_tensor_type, "output_tensor_type"),
+                     token_embedding_type=None if token_embedding_type is None else
+                     ggml_type_name(token_embedding_type, "token_embedding_type"),
+                     tensor_types=parse_tensor_types(tensor_types))
     src = os.fspath(src)
     out = os.path.abspath(os.fspath(out))
     if not out.lower().endswith(".gguf"):
@@ -575,7 +683,7 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
         guard.check()
         if report is not None:
             atomic_output(report, force=True).check()
-        plans = plan_types(f, preset, has_imatrix=imat is not None, pure=pure)
+        plans = plan_types(f, preset, has_imatrix=imat is not None, **overrides)
         # everything that could fail is checked before the first byte is written
         missing = sorted({p.dst_type for p in plans if p.quantize and p.dst_type not in can_encode})
         if missing:
@@ -615,7 +723,8 @@ def quantize_model(src, out, preset: str = "Q8_0", *, imatrix=None, imatrix_path
 
         rep = Report(input=src, output=out, scheme=f"gguf:{preset}",
                      options={"preset": preset, "imatrix": imatrix_path if imat is not None else None,
-                              "search": bool(search), "arch": f.arch})
+                              "search": bool(search), "arch": f.arch,
+                              **_override_options(overrides)})
         total_bytes = sum(f.info(p.name).nbytes for p in plans)
         done_bytes = 0
         loader = _Prefetcher(f, [(p, r0, r1) for p in plans if p.quantize for r0, r1 in _slabs(p)])
@@ -704,4 +813,23 @@ def quantize_gguf_cli(args, progress=None):
         raise ValueError("--clip does not apply to a GGUF model")
     return quantize_model(args.input, args.output, scheme, imatrix=args.imatrix, search=args.search,
                           force=args.force, report=args.report, progress=progress,
-                          stats=not getattr(args, "no_stats", False))
+                          stats=not getattr(args, "no_stats", False), pure=getattr(args, "pure", False),
+                          leave_output_tensor=getattr(args, "leave_output_tensor", False),
+                          output_tensor_type=getattr(args, "output_tensor_type", None),
+                          token_embedding_type=getattr(args, "token_embedding_type", None),
+                          tensor_types=_tensor_type_args(args))
+
+
+def _tensor_type_args(args) -> List[str]:
+    """--tensor-type PATTERN=TYPE (repeatable) and --tensor-type-file FILE (whitespace-separated)."""
+    items: List[str] = []
+    for it in getattr(args, "tensor_type", None) or []:   # in command-line order: the first match wins
+        if isinstance(it, tuple):
+            try:
+                with open(it[1], encoding="utf-8") as fh:
+                    items += fh.read().split()
+            except OSError as e:
+                raise ValueError(f"--tensor-type-file {it[1]}: {e.strerror or e}") from None
+        else:
+            items.append(it)
+    return items

@@ -28,7 +28,7 @@ import numpy as np
 from .. import _args
 from .._gguf_formats import (ENCODABLE, FORMATS, as_blob, block_size, check_format,  # noqa: F401
                              check_imatrix, check_row_length, check_search, check_shape, row_bytes, type_size)
-from . import gguf_k, gguf_iq
+from . import gguf_k, gguf_iq, gguf_search
 
 __all__ = ["quantize", "dequantize", "FORMATS", "ENCODABLE", "block_size", "type_size", "row_bytes"]
 
@@ -250,15 +250,14 @@ def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
     """Raw GGUF blocks of ``x``: uint8 of shape ``x.shape[:-1] + (row_bytes,)``.
 
     ``imatrix``: per-column importance (the rows' length), for the formats whose
-    ggml encoder uses one. ``search=True`` is the native layer's harder search
-    (lowbit.gguf); the reference has only ggml's encoders and raises for it.
+    ggml encoder uses one. ``search=True``: lowbit's harder search for scales
+    (Q4_K, Q5_K, Q6_K, IQ4_XS, IQ4_NL; ``gguf_search``), byte-identical to lowbit.gguf's.
     """
     fmt = check_format(fmt, encode=True)
     x = _args.as_float32(x)
     check_row_length(x.shape, fmt)
     qw = check_imatrix(imatrix, fmt, x.shape[-1])
-    if check_search(search, fmt):
-        raise NotImplementedError("the reference has ggml's encoders only; search=True is lowbit.gguf's")
+    search = check_search(search, fmt)
     _args.check_finite(x)
     bs, ts = FORMATS[fmt]
     out_shape = x.shape[:-1] + (x.shape[-1] // bs * ts,)
@@ -272,6 +271,8 @@ def quantize(x, fmt: str, *, imatrix=None, search: bool = False) -> np.ndarray:
             xb = x.reshape(-1, bs)
             w = None if qw is None else np.broadcast_to(qw.reshape(1, -1), x.reshape(-1, x.shape[-1]).shape)
             w = None if w is None else np.ascontiguousarray(w).reshape(-1, bs)
+            if search:   # lowbit's search encoder (gguf_search.py, the twin of csrc/gguf/gguf_search.h)
+                return gguf_search.encode(xb, w, fmt).reshape(out_shape)
             return gguf_k.QUANT[fmt](xb, w).reshape(out_shape)
         return _QUANT[fmt](x.reshape(-1, bs)).reshape(out_shape)
 
