@@ -86,6 +86,16 @@ class Pool {
     t_in_pool = true;
     drain(0);
     t_in_pool = false;
+    if (helpers > 0) {
+      // Every chunk is taken: helpers that have not joined yet (no free core to wake on:
+      // another thread pool spinning, another process) are not waited for; they will find
+      // wanted_ == 0 and go back to sleep. Only the helpers that joined may still be running.
+      std::lock_guard<std::mutex> lock(m_);
+      if (wanted_ > 0) {
+        active_.fetch_sub(wanted_, std::memory_order_relaxed);
+        wanted_ = 0;
+      }
+    }
     while (active_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
