@@ -4,98 +4,23 @@ worse than llama.cpp's encoder's, and llama.cpp (ctypes on libggml-base.so, see 
 decodes the bytes as lowbit does. Only that last test needs the oracle (it must load in CI)."""
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pytest
 
 import lowbit
 import lowbit.reference.gguf as ref
 from ggml_oracle import require as oracle
+from test_gguf_k import KINDS, _seed, assert_bytes_equal, imatrix_of, rows_of  # the row kinds of the encoder tests
 
 KERNEL_FAMILIES = ("gguf",)  # the `isa` fixture runs each of their variants
 
 F32 = np.float32
 SEARCH_FORMATS = ["Q4_K", "Q5_K", "Q6_K", "IQ4_XS", "IQ4_NL"]
-KINDS = ["random", "constant", "zero", "sign", "outlier", "tiny", "subnormal", "huge", "max", "mixed",
-         "ties", "lowrank"]
 IMATRICES = ["none", "random", "zeros", "allzero", "huge"]
-
-
-def _seed(*parts) -> int:
-    return zlib.crc32("/".join(parts).encode())
-
-
-def rows_of(kind: str, rows: int, n: int, seed: int = 0) -> np.ndarray:
-    """Row kinds: Gaussian at random scales, constant, zeros (with -0.0), signs only, one outlier
-    per row, tiny (1e-20), subnormal, huge (1e30), near FLT_MAX, mixed sub-blocks, rounding ties,
-    rank one."""
-    rng = np.random.default_rng(seed)
-    g = rng.standard_normal((rows, n)).astype(F32)
-    if kind == "random":
-        return (g * rng.uniform(1e-3, 10, (rows, 1))).astype(F32)
-    if kind == "constant":
-        return np.repeat(rng.uniform(-3, 3, (rows, 1)), n, axis=1).astype(F32)
-    if kind == "zero":
-        x = np.zeros((rows, n), F32)
-        x[:, ::7] = -0.0
-        return x
-    if kind == "sign":
-        return np.where(g >= 0, F32(1), F32(-1)).astype(F32)
-    if kind == "outlier":
-        x = g.copy()
-        x[np.arange(rows), rng.integers(0, n, rows)] = rng.choice([-1e3, 1e3], rows)
-        return x
-    if kind == "tiny":
-        return (g * F32(1e-20)).astype(F32)
-    if kind == "subnormal":
-        return (g * F32(1e-40)).astype(F32)
-    if kind == "huge":
-        return (g * F32(1e30)).astype(F32)
-    if kind == "max":
-        return (np.clip(g, -1, 1) * F32(3.4e38)).astype(F32)
-    if kind == "mixed":
-        x = g.copy()
-        x[:, :32] = 0
-        x[:, 32:64] = np.abs(x[:, 32:64])
-        x[:, 64:96] = -np.abs(x[:, 64:96])
-        x[:, 96:128] *= F32(1e-16)
-        return x
-    if kind == "ties":
-        return (rng.integers(-8, 9, (rows, n)) * F32(0.5)).astype(F32)
-    if kind == "lowrank":
-        return (rng.standard_normal((rows, 1)) * rng.standard_normal((1, n))).astype(F32)
-    raise AssertionError(kind)
-
-
-def imatrix_of(kind: str, n: int, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    if kind == "none":
-        return None
-    if kind == "random":
-        return (rng.uniform(0, 3, n) ** 2).astype(F32)
-    if kind == "zeros":  # some columns never active
-        w = (rng.uniform(0, 3, n) ** 2).astype(F32)
-        w[rng.random(n) < 0.3] = 0
-        w[:40] = 0
-        return w
-    if kind == "allzero":
-        return np.zeros(n, F32)
-    if kind == "huge":
-        return rng.uniform(0, 1e30, n).astype(F32)
-    raise AssertionError(kind)
 
 
 def n_for(fmt):
     return 288 if fmt == "IQ4_NL" else 512
-
-
-def assert_bytes_equal(got, want, what):
-    if not np.array_equal(got, want):
-        rows = np.flatnonzero((got != want).reshape(want.shape[0], -1).any(axis=1))
-        r = rows[0]
-        cols = np.flatnonzero(got[r] != want[r])
-        raise AssertionError(f"{what}: {len(rows)} row(s) differ, first row {r} at bytes {cols[:8].tolist()}")
 
 
 # ---- native == reference ------------------------------------------------------------
