@@ -189,7 +189,8 @@ def _oracle_imatrix_meta(path):
 # test models (llama architecture, random weights; llama.cpp's loader accepts them)
 
 def make_model(path, *, n_embd=256, n_ff=512, n_layer=2, n_vocab=64, n_head=4, n_head_kv=4, tied=False,
-               dtype=np.float32, seed=0, arch="llama", extra=None):
+               dtype=np.float32, seed=0, arch="llama", extra=None, vocab=None):
+    """vocab: None (tokens t0.. of normal type) or (tokens, token types, {bos, eos, unk ids})."""
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_context_length(128)
@@ -202,9 +203,13 @@ def make_model(path, *, n_embd=256, n_ff=512, n_layer=2, n_vocab=64, n_head=4, n
     w.add_rope_dimension_count(n_embd // n_head)
     w.add_file_type(0 if dtype == np.float32 else 1)
     w.add_tokenizer_model("llama")
-    w.add_token_list([f"t{i}".encode() for i in range(n_vocab)])
+    tokens, types, special = vocab or ([f"t{i}".encode() for i in range(n_vocab)], [1] * n_vocab, {})
+    n_vocab = len(tokens)
+    w.add_token_list(tokens)
     w.add_token_scores([0.0] * n_vocab)
-    w.add_token_types([1] * n_vocab)
+    w.add_token_types(types)
+    for kind, tid in special.items():
+        getattr(w, f"add_{kind}_token_id")(tid)
     for k, v in (extra or {}).items():
         w.add_string(k, v)
 

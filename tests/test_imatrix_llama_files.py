@@ -24,7 +24,8 @@ from lowbit.io import gguf_model as GM
 
 gguf = pytest.importorskip("gguf", reason="the gguf package writes the test models: pip install gguf")
 
-from test_gguf_model import _oracle_imatrix, _oracle_imatrix_meta, encodable, imatrix_encodable, llama_quantize  # noqa: E402
+from test_gguf_model import (_oracle_imatrix, _oracle_imatrix_meta, encodable, imatrix_encodable,  # noqa: E402
+                             llama_quantize, make_model)
 
 DATA = pathlib.Path(__file__).parent / "data" / "imatrix"
 GGUF_FILE = DATA / "tiny-llama.imatrix.gguf"
@@ -43,44 +44,8 @@ def tiny_llama(path, seed=0):
     toks = [b"<unk>", b"<s>", b"</s>"] + [f"<0x{b:02X}>".encode() for b in range(256)]
     toks += [f"\u2581w{i}".encode() for i in range(61)]
     types = [2, 3, 3] + [6] * 256 + [1] * 61     # unknown, control, byte, normal
-    n_vocab = len(toks)
-    rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_context_length(128)
-    w.add_embedding_length(N_EMBD)
-    w.add_block_count(N_LAYER)
-    w.add_feed_forward_length(N_FF)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_dimension_count(N_EMBD // N_HEAD)
-    w.add_file_type(0)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(toks)
-    w.add_token_scores([0.0] * n_vocab)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-
-    def t(name, shape):
-        w.add_tensor(name, (rng.standard_normal(shape) * 0.05).astype(np.float32))
-    t("token_embd.weight", (n_vocab, N_EMBD))
-    w.add_tensor("output_norm.weight", np.ones(N_EMBD, np.float32))
-    t("output.weight", (n_vocab, N_EMBD))
-    for i in range(N_LAYER):
-        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(N_EMBD, np.float32))
-        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            t(f"blk.{i}.{name}.weight", (N_EMBD, N_EMBD))
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(N_EMBD, np.float32))
-        t(f"blk.{i}.ffn_gate.weight", (N_FF, N_EMBD))
-        t(f"blk.{i}.ffn_up.weight", (N_FF, N_EMBD))
-        t(f"blk.{i}.ffn_down.weight", (N_EMBD, N_FF))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return make_model(path, n_embd=N_EMBD, n_ff=N_FF, n_layer=N_LAYER, n_head=N_HEAD, n_head_kv=N_HEAD,
+                      seed=seed, vocab=(toks, types, {"bos": 1, "eos": 2, "unk": 0}))
 
 
 @pytest.fixture(scope="module")
