@@ -119,6 +119,6 @@ constexpr Int8Layout kLayout = {"u8x4.n32", kNR, kMR, 4, 128, -128, 127, Int8Ope
 
 }  // namespace
 
-const Int8Kernels int8_avx512vnni = {{kLayout, tile}, {kLayout, tile}, int8_epilogue, rowsum};
+const Int8Kernels int8_avx512vnni = {{kLayout, tile}, {kLayout, tile}, int8_epilogue<kNR>, rowsum};
 
 }  // namespace lowbit

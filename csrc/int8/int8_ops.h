@@ -8,11 +8,15 @@
 namespace lowbit {
 namespace {
 
-// Int8EpilogueFn (int8.h). Branch-free inner loops over the tile's channels, so that the
-// compiler vectorizes them with the variant's instructions; the arithmetic is the
-// scalar one: wrapping int32 via uint32, one float32 multiply for the scale, one for the
-// value, one add for the bias (no FMA: -ffp-contract=off).
-[[maybe_unused]] void int8_epilogue(const Int8Epilogue& e, const int32_t* c, size_t ldc, size_t m0, int mr, size_t n0, size_t nc) {
+// The epilogue (Int8Epilogue, int8.h) on a tile's rows for nc channels: NC if NC > 0 (the
+// full panel: fixed trip counts, so the loops vectorize without remainders), else nc.
+// Branch-free inner loops; the arithmetic is the scalar one: wrapping int32 via uint32,
+// one float32 multiply for the scale, one for the value, one add for the bias (no FMA:
+// -ffp-contract=off).
+template <size_t NC>
+inline void int8_epilogue_rows(const Int8Epilogue& e, const int32_t* c, size_t ldc, size_t m0, int mr, size_t n0,
+                               size_t nc_) {
+  const size_t nc = NC > 0 ? NC : nc_;
   const int32_t* __restrict colcorr = e.colcorr ? e.colcorr + n0 : nullptr;
   const float* __restrict sb = e.sb_per_channel ? e.sb + n0 : nullptr;
   const float* __restrict bias = e.bias ? e.bias + n0 : nullptr;
@@ -45,6 +49,14 @@ namespace {
       }
     }
   }
+}
+
+// Int8EpilogueFn (int8.h) for a variant whose panels hold NR channels.
+template <size_t NR>
+void int8_epilogue(const Int8Epilogue& e, const int32_t* c, size_t ldc, size_t m0, int mr, size_t n0, size_t nc) {
+  static_assert(NR <= kInt8MaxNR, "panel wider than kInt8MaxNR");
+  if (nc == NR) return int8_epilogue_rows<NR>(e, c, ldc, m0, mr, n0, nc);
+  int8_epilogue_rows<0>(e, c, ldc, m0, mr, n0, nc);
 }
 
 // Int8RowSumFn (int8.h): a plain loop the compiler vectorizes (wrapping via uint32).
