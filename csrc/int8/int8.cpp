@@ -37,7 +37,8 @@ struct Prepared {
 // a (M, K) int8 (a_signed) or uint8 -> the layout's operand (int8.h):
 //  kI16: a - za as int16; kS8: a (int8) or a - 128 (uint8). Row sums of what is stored.
 // A kS8 copy is skipped when a is int8 and K is already a multiple of kgroup.
-void prepare(const Int8Layout& l, const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za, Prepared& p) {
+void prepare(const Int8Layout& l, Int8RowSumFn rowsum, const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za,
+             Prepared& p) {
   const size_t Kg = int8_kgroups(l, K) * l.kgroup;
   p.rowsum.resize(M);
   p.lda = Kg;
@@ -77,60 +78,20 @@ void prepare(const Int8Layout& l, const uint8_t* a, bool a_signed, size_t M, siz
           for (size_t k = 0; k < K; ++k) dst[k] = static_cast<int8_t>(src[k] ^ 0x80u);  // a - 128
         }
         std::memset(dst + K, 0, Kg - K);
-        for (size_t k = 0; k < K; ++k) s += dst[k];
+        s = rowsum(dst, K);
       } else {
-        const int8_t* s8 = reinterpret_cast<const int8_t*>(src);
-        for (size_t k = 0; k < K; ++k) s += s8[k];
+        s = rowsum(reinterpret_cast<const int8_t*>(src), K);
       }
       p.rowsum[m] = s;
     }
   });
 }
 
-// What to do with a finished tile of accumulators.
-struct Epilogue {
-  size_t N = 0;
-  int32_t rowfactor = 0;               // acc -= rowfactor * rowsum[m]
-  const int32_t* rowsum = nullptr;
-  const int32_t* colcorr = nullptr;    // acc += colcorr[n] (or null)
-  int32_t* acc = nullptr;              // (M, N) int32 out, or null
-  float* y = nullptr;                  // (M, N) float32 out, or null
-  const float* sa = nullptr;           // (M,)
-  const float* sb = nullptr;           // (N,) or (1,)
-  bool sb_per_channel = false;
-  const float* bias = nullptr;         // (N,) or null
-
-  void apply(const int32_t* c, size_t ldc, size_t m0, int mr, size_t n0, size_t nc) const {
-    for (int r = 0; r < mr; ++r) {
-      size_t m = m0 + r;
-      const int32_t* cr = c + r * ldc;
-      // wrapping int32 arithmetic (via uint32)
-      uint32_t corr = rowfactor ? static_cast<uint32_t>(rowfactor) * static_cast<uint32_t>(rowsum[m]) : 0u;
-      int32_t vals[kInt8MaxNR];
-      if (colcorr) {
-        for (size_t j = 0; j < nc; ++j)
-          vals[j] = static_cast<int32_t>(static_cast<uint32_t>(cr[j]) - corr + static_cast<uint32_t>(colcorr[n0 + j]));
-      } else {
-        for (size_t j = 0; j < nc; ++j) vals[j] = static_cast<int32_t>(static_cast<uint32_t>(cr[j]) - corr);
-      }
-      if (acc) std::memcpy(acc + m * N + n0, vals, nc * sizeof(int32_t));
-      if (y) {
-        float* yr = y + m * N + n0;
-        float am = sa[m];
-        for (size_t j = 0; j < nc; ++j) {
-          float scale = am * (sb_per_channel ? sb[n0 + j] : sb[0]);
-          float v = scale * static_cast<float>(vals[j]);
-          yr[j] = bias ? v + bias[n0 + j] : v;
-        }
-      }
-    }
-  }
-};
-
 // C = A x packed B, tile by tile, results handed to the epilogue. Work items are
 // (n-block x m-block) pairs, channel-major, so a thread keeps its weight block in L2
 // while it sweeps the rows; each m-block is cut into tiles of near-equal height <= mr.
-void gemm(const Int8Tile& t, const Prepared& p, size_t M, size_t K, const uint8_t* packed, const Epilogue& ep) {
+void gemm(const Int8Tile& t, Int8EpilogueFn epilogue, const Prepared& p, size_t M, size_t K, const uint8_t* packed,
+          const Int8Epilogue& ep) {
   const Int8Layout& l = t.layout;
   const size_t N = ep.N, nr = l.nr, mrmax = l.mr;
   const size_t kgroups = int8_kgroups(l, K), panel_bytes = nr * kgroups * l.kgroup;
@@ -152,7 +113,7 @@ void gemm(const Int8Tile& t, const Prepared& p, size_t M, size_t K, const uint8_
         for (size_t pi = p0; pi < p1; ++pi) {
           t.fn(A + m * p.lda * esize, p.lda, mr, packed + pi * panel_bytes, kgroups, c);
           size_t n0 = pi * nr;
-          ep.apply(c, nr, m, mr, n0, std::min(nr, N - n0));
+          epilogue(ep, c, nr, m, mr, n0, std::min(nr, N - n0));
         }
         m += mr;
       }
@@ -216,8 +177,8 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
   AlignedVector<uint8_t> packed(int8_packed_bytes(l, N, K));  // written in full by the packer
   int8_pack_weights(l, b, N, K, packed.data());
   Prepared p;
-  prepare(l, a, a_signed, M, K, za, p);
-  Epilogue ep;
+  prepare(l, kernels.rowsum, a, a_signed, M, K, za, p);
+  Int8Epilogue ep;
   ep.N = N;
   ep.acc = out;
   ep.rowfactor = l.woffset + zb;
@@ -234,12 +195,13 @@ void int8_matmul(const uint8_t* a, bool a_signed, size_t M, size_t K, int32_t za
     }
     ep.colcorr = colcorr.data();
   }
-  gemm(t, p, M, K, packed.data(), ep);
+  gemm(t, kernels.epilogue, p, M, K, packed.data(), ep);
 }
 
 void int8_linear(const float* x, size_t M, size_t K, const uint8_t* packed, const std::string& layout, size_t N,
                  const float* sb, bool sb_per_channel, const float* bias, float* y, int32_t* acc, float* s_out) {
-  const Int8Tile* t = &int8_require(int8_kernels(), layout);
+  const Int8Kernels& kernels = int8_kernels();
+  const Int8Tile* t = &int8_require(kernels, layout);
   if (M == 0) return;
   AlignedVector<int8_t> q(M * K);  // written in full by quantize_rows_s8
   std::vector<float> s(M), sa(M);
@@ -248,8 +210,8 @@ void int8_linear(const float* x, size_t M, size_t K, const uint8_t* packed, cons
   if (s_out) std::memcpy(s_out, s.data(), M * sizeof(float));
   if (N == 0) return;
   Prepared p;
-  prepare(t->layout, reinterpret_cast<const uint8_t*>(q.data()), true, M, K, 0, p);
-  Epilogue ep;
+  prepare(t->layout, kernels.rowsum, reinterpret_cast<const uint8_t*>(q.data()), true, M, K, 0, p);
+  Int8Epilogue ep;
   ep.N = N;
   ep.acc = acc;
   ep.y = y;
@@ -259,7 +221,7 @@ void int8_linear(const float* x, size_t M, size_t K, const uint8_t* packed, cons
   ep.bias = bias;
   ep.rowfactor = t->layout.woffset;
   ep.rowsum = p.rowsum.data();
-  gemm(*t, p, M, K, packed, ep);
+  gemm(*t, kernels.epilogue, p, M, K, packed, ep);
 }
 
 }  // namespace lowbit

@@ -6,7 +6,9 @@
 // Each variant (int8_<isa>.cpp) provides register tiles and declares, for each of them,
 // the weight layout it reads (Int8Layout). The driver (int8.cpp) packs weights for the
 // layout of the active variant, prepares the activations the way the layout says, tiles
-// and threads the GEMM, and applies the corrections and the epilogue. Accumulation is
+// and threads the GEMM; the variant's epilogue and row sums (the shared code of
+// int8_ops.h compiled with the variant's flags, or the variant's own) apply the
+// corrections, scales and bias, vectorized. Accumulation is
 // modular int32 everywhere, so the result is exact whenever the true sum fits in int32;
 // the Python layer rejects inputs for which it might not (K * max|A - za| * max|B - zb|
 // >= 2^31).
@@ -75,10 +77,38 @@ struct Int8Tile {
   Int8TileFn fn;
 };
 
+// What the driver does with a finished tile of accumulators c (rows m0 .. m0 + mr - 1,
+// channels n0 .. n0 + nc - 1, rows ldc apart): for each element, in wrapping int32,
+//   v = c - rowfactor * rowsum[m] (+ colcorr[n] if colcorr is not null)
+// then acc[m, n] = v if acc is not null, and y[m, n] = (sa[m] * sb[n or 0]) * float(v)
+// (+ bias[n]) in float32 (no FMA) if y is not null. acc and y are (M, N) row-major.
+struct Int8Epilogue {
+  size_t N = 0;
+  int32_t rowfactor = 0;
+  const int32_t* rowsum = nullptr;
+  const int32_t* colcorr = nullptr;  // (N,) or null
+  int32_t* acc = nullptr;            // (M, N) int32 out, or null
+  float* y = nullptr;                // (M, N) float32 out, or null
+  const float* sa = nullptr;         // (M,)
+  const float* sb = nullptr;         // (N,) or (1,)
+  bool sb_per_channel = false;
+  const float* bias = nullptr;       // (N,) or null
+};
+
+// Applies `ep` to one tile (nc <= kInt8MaxNR); each variant compiles the shared one
+// (int8_ops.h) with its own ISA flags, so the epilogue runs vectorized.
+using Int8EpilogueFn = void (*)(const Int8Epilogue& ep, const int32_t* c, size_t ldc, size_t m0, int mr, size_t n0,
+                                size_t nc);
+
+// sum of a[0 .. n - 1] (int8), wrapping int32.
+using Int8RowSumFn = int32_t (*)(const int8_t* a, size_t n);
+
 struct Int8Kernels {
   Int8Tile wide;    // any int8 weight (wmin = -128, wmax = 127)
   Int8Tile narrow;  // weights whose codes lie in narrow.layout's range, when a faster tile
                     // needs that (e.g. 7-bit weights on AVX2); else the same as wide
+  Int8EpilogueFn epilogue;
+  Int8RowSumFn rowsum;  // the row sums of int8 activations (layouts with operand kS8)
 };
 
 // Variants: one file each (int8_<isa>.cpp), one word each here (core/dispatch.h).

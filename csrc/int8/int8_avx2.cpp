@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "int8/int8.h"
+#include "int8/int8_ops.h"
 
 namespace lowbit {
 namespace {
@@ -162,6 +163,8 @@ void tile(const void* a_, size_t lda, int mr, const uint8_t* panel_, size_t kpai
 const Int8Kernels int8_avx2 = {
     {{"i16x2.n16", 16, 6, 2, 0, -128, 127, Int8Operand::kI16}, tile},
     {{"u7x4.n16", 16, 6, 4, 64, -64, 63, Int8Operand::kS8}, tile_u7},
+    int8_epilogue<kNR>,
+    int8_rowsum,
 };
 
 }  // namespace lowbit

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "int8/int8.h"
+#include "int8/int8_ops.h"
 
 namespace lowbit {
 namespace {
@@ -92,10 +93,32 @@ void tile(const void* a_, size_t lda, int mr, const uint8_t* panel, size_t kgrou
   }
 }
 
+// Int8RowSumFn: one vpdpbusd of the ones vector per 64 bytes (four bytes summed into each
+// int32 lane, wrapping), the tail under a byte mask.
+int32_t rowsum(const int8_t* a, size_t n) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i acc = _mm512_setzero_si512(), acc2 = _mm512_setzero_si512();
+  size_t k = 0;
+  for (; k + 128 <= n; k += 128) {
+    acc = _mm512_dpbusd_epi32(acc, ones, _mm512_loadu_si512(a + k));
+    acc2 = _mm512_dpbusd_epi32(acc2, ones, _mm512_loadu_si512(a + k + 64));
+  }
+  for (; k + 64 <= n; k += 64) acc = _mm512_dpbusd_epi32(acc, ones, _mm512_loadu_si512(a + k));
+  if (k < n) {
+    const __mmask64 tail = (uint64_t{1} << (n - k)) - 1;  // n - k < 64
+    acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(tail, a + k));
+  }
+  alignas(64) uint32_t lanes[16];  // (GCC 12's _mm512_reduce_add_epi32 warns -Wuninitialized)
+  _mm512_store_si512(lanes, _mm512_add_epi32(acc, acc2));
+  uint32_t s = 0;
+  for (uint32_t v : lanes) s += v;
+  return static_cast<int32_t>(s);
+}
+
 constexpr Int8Layout kLayout = {"u8x4.n32", kNR, kMR, 4, 128, -128, 127, Int8Operand::kS8};
 
 }  // namespace
 
-const Int8Kernels int8_avx512vnni = {{kLayout, tile}, {kLayout, tile}};
+const Int8Kernels int8_avx512vnni = {{kLayout, tile}, {kLayout, tile}, int8_epilogue<kNR>, rowsum};
 
 }  // namespace lowbit

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "int8/int8.h"
+#include "int8/int8_ops.h"
 
 namespace lowbit {
 namespace {
@@ -94,6 +95,6 @@ constexpr Int8Layout kLayout = {"u8x4.n16", kNR, kMR, 4, 128, -128, 127, Int8Ope
 
 }  // namespace
 
-const Int8Kernels int8_avxvnni = {{kLayout, tile}, {kLayout, tile}};
+const Int8Kernels int8_avxvnni = {{kLayout, tile}, {kLayout, tile}, int8_epilogue<kNR>, int8_rowsum};
 
 }  // namespace lowbit

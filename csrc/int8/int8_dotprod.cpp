@@ -12,6 +12,7 @@
 
 namespace lowbit {
 
-const Int8Kernels int8_dotprod = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_dot}};
+const Int8Kernels int8_dotprod = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_dot},
+                                 int8_epilogue<kInt8NR>, int8_rowsum};
 
 }  // namespace lowbit

@@ -86,6 +86,7 @@ void tile_u7_mmla(const void* av, size_t lda, int mr, const uint8_t* panel, size
 
 }  // namespace
 
-const Int8Kernels int8_i8mm = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_mmla}};
+const Int8Kernels int8_i8mm = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_mmla},
+                               int8_epilogue<kInt8NR>, int8_rowsum};
 
 }  // namespace lowbit

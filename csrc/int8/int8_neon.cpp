@@ -4,6 +4,7 @@
 
 namespace lowbit {
 
-const Int8Kernels int8_neon = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_neon}};
+const Int8Kernels int8_neon = {{kLayoutI16, tile_i16}, {kLayoutU7, tile_u7_neon},
+                               int8_epilogue<kInt8NR>, int8_rowsum};
 
 }  // namespace lowbit

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "int8/int8.h"
+#include "int8/int8_ops.h"
 
 namespace lowbit {
 namespace {

@@ -1,5 +1,6 @@
 // int8 GEMM micro-kernel, portable scalar variant (wrapping int32 via uint32).
 #include "int8/int8.h"
+#include "int8/int8_ops.h"
 
 namespace lowbit {
 namespace {
@@ -41,6 +42,8 @@ void tile_u7(const void* a_, size_t lda, int mr, const uint8_t* panel, size_t kq
 const Int8Kernels int8_scalar = {
     {{"i16x2.n16", 16, 6, 2, 0, -128, 127, Int8Operand::kI16}, tile},
     {{"u7x4.n16", 16, 6, 4, 64, -64, 63, Int8Operand::kS8}, tile_u7},
+    int8_epilogue<kNR>,
+    int8_rowsum,
 };
 
 }  // namespace lowbit
