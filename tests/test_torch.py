@@ -341,14 +341,21 @@ def test_gil_released_during_the_kernel(kind, monkeypatch):
         state["flag"] = 2
         return out
     monkeypatch.setattr(lowbit._C, name, spy)
-    x = _x(256, 2048)
-    t = threading.Thread(target=m, args=(x,))
-    first = None
-    t.start()
-    while state["flag"] != 2 and t.is_alive():
-        if state["flag"] == 1 and first is None:
-            first = time.perf_counter()
-    t.join()
+    x = _x(1024, 2048)
+    # the kernel on one thread, so a core is left for the main thread on a 2-core machine (with
+    # the kernel on every core the main thread may only be scheduled after it returns)
+    threads = lowbit.get_num_threads()
+    lowbit.set_num_threads(1)
+    try:
+        t = threading.Thread(target=m, args=(x,))
+        first = None
+        t.start()
+        while state["flag"] != 2 and t.is_alive():
+            if state["flag"] == 1 and first is None:
+                first = time.perf_counter()
+        t.join()
+    finally:
+        lowbit.set_num_threads(threads)
     assert state["flag"] == 2 and first is not None
     assert first < state["t0"] + 0.5 * (state["t1"] - state["t0"]), (first, state)
 
