@@ -864,18 +864,10 @@ inline void iq4_xs_pair(const float* x, const float* qw, uint8_t* out) {
     const float id = dd ? 1 / dd : 0.f;
     uint16_t scales_h = 0;
     for (int ib = 0; ib < 8; ++ib) {
-      int l = kq::nearest_int(id * scales[ib]);
-      l = l < -32 ? -32 : (l > 31 ? 31 : l);
-      const float dl = dd * static_cast<float>(l);
+      const float dl = kq::iq4_xs_sub_scale(ib, dd, id, scales[ib], y, &scales_h);
       iq4_codes_packed(xs + 32 * ib, dl ? 1 / dl : 0.f, y->qs + 16 * ib);
-      l += 32;
-      const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
-      if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
-      else y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
-      scales_h |= static_cast<uint16_t>(l_h << 2 * (ib % 8));
     }
-    y->scales_h[0] = static_cast<uint8_t>(scales_h);
-    y->scales_h[1] = static_cast<uint8_t>(scales_h >> 8);
+    kq::iq4_xs_store_scales_h(y, scales_h);
   }
 }
 

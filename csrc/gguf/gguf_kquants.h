@@ -891,6 +891,26 @@ inline void quantize_block_iq4_nl(const float* x, const float* qw, uint8_t* out)
   pack_iq4(L, 32, y->qs);
 }
 
+// IQ4_XS sub-block ib's 6-bit scale: l = clamp(nearest_int(id * scale), -32, 31) stored as l + 32
+// (4 low bits in y->scales_l, 2 high bits gathered in *scales_h: iq4_xs_store_scales_h writes
+// them once all 8 are in); returns the sub-block's step d * l. Every ISA's IQ4_XS encoder uses it.
+inline float iq4_xs_sub_scale(int ib, float d, float id, float scale, BlockIQ4_XS* y, uint16_t* scales_h) {
+  int l = nearest_int(id * scale);
+  l = imax(-32, imin(31, l));
+  const float dl = d * static_cast<float>(l);
+  l += 32;
+  const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
+  if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
+  else y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
+  *scales_h = static_cast<uint16_t>(*scales_h | (l_h << 2 * (ib % 8)));
+  return dl;
+}
+
+inline void iq4_xs_store_scales_h(BlockIQ4_XS* y, uint16_t scales_h) {
+  y->scales_h[0] = static_cast<uint8_t>(scales_h);
+  y->scales_h[1] = static_cast<uint8_t>(scales_h >> 8);
+}
+
 inline void quantize_block_iq4_xs(const float* x, const float* qw, uint8_t* out) {
   BlockIQ4_XS* y = reinterpret_cast<BlockIQ4_XS*>(out);
   float weight[32], scales[8];
@@ -909,20 +929,12 @@ inline void quantize_block_iq4_xs(const float* x, const float* qw, uint8_t* out)
   store_fp16(y->d, d);
   const float id = d ? 1 / d : 0.f;
   for (int ib = 0; ib < 8; ++ib) {
-    int l = nearest_int(id * scales[ib]);
-    l = imax(-32, imin(31, l));
-    const float dl = d * static_cast<float>(l);
+    const float dl = iq4_xs_sub_scale(ib, d, id, scales[ib], y, &scales_h);
     const float idl = dl ? 1 / dl : 0.f;
     for (int j = 0; j < 32; ++j)
       L[32 * ib + j] = static_cast<uint8_t>(best_index_int8(16, kIq4nlValues, idl * x[32 * ib + j]));
-    l += 32;
-    const uint8_t l_l = static_cast<uint8_t>(l & 0xf), l_h = static_cast<uint8_t>(l >> 4);
-    if (ib % 2 == 0) y->scales_l[ib / 2] = l_l;
-    else y->scales_l[ib / 2] |= static_cast<uint8_t>(l_l << 4);
-    scales_h |= static_cast<uint16_t>(l_h << 2 * (ib % 8));
   }
-  y->scales_h[0] = static_cast<uint8_t>(scales_h);
-  y->scales_h[1] = static_cast<uint8_t>(scales_h >> 8);
+  iq4_xs_store_scales_h(y, scales_h);
   pack_iq4(L, kQK_K, y->qs);
 }
 
