@@ -58,15 +58,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 import minilm  # noqa: E402
 
-MORE = ["The committee postponed its decision until more evidence is available.",
-        "I left my umbrella on the bus this morning, and of course it started raining.",
-        "Photosynthesis converts light energy into chemical energy stored in glucose.",
-        "Can you recommend a good restaurant near the station?",
-        "The goalkeeper saved a penalty in the last minute of the match.",
-        "Ancient Rome was not built in a day.",
-        "Please remember to water the plants while I am away on holiday next week.",
-        "Compilers translate source code into machine instructions."]
-EVAL = minilm.SENTENCES + MORE                 # the same 20 as tests/test_torch_minilm.py
+EVAL = minilm.SENTENCES + minilm.MORE_SENTENCES   # the same 20 as tests/test_torch_minilm.py
 
 
 def embed(model, enc):

@@ -52,6 +52,19 @@ SENTENCES = [
     "Low-bit weights make models smaller and faster on ordinary CPUs.",
 ]
 
+# 8 more (longer ones too) beside SENTENCES for the lowbit.torch quality figures (tests and bench
+# measure on SENTENCES + MORE_SENTENCES); none of them is used for calibration.
+MORE_SENTENCES = [
+    "The committee postponed its decision until more evidence is available.",
+    "I left my umbrella on the bus this morning, and of course it started raining.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "Can you recommend a good restaurant near the station?",
+    "The goalkeeper saved a penalty in the last minute of the match.",
+    "Ancient Rome was not built in a day.",
+    "Please remember to water the plants while I am away on holiday next week.",
+    "Compilers translate source code into machine instructions.",
+]
+
 # Other sentences, for calibrating activation ranges (never the ones a quality figure is measured on).
 CALIBRATION = [
     "A quick brown fox jumps over the lazy dog.",

@@ -41,15 +41,7 @@ minilm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(minilm)
 
 # the example's 12 sentences and 8 more (longer ones too); none of them is used for calibration
-MORE = ["The committee postponed its decision until more evidence is available.",
-        "I left my umbrella on the bus this morning, and of course it started raining.",
-        "Photosynthesis converts light energy into chemical energy stored in glucose.",
-        "Can you recommend a good restaurant near the station?",
-        "The goalkeeper saved a penalty in the last minute of the match.",
-        "Ancient Rome was not built in a day.",
-        "Please remember to water the plants while I am away on holiday next week.",
-        "Compilers translate source code into machine instructions."]
-SENTENCES = minilm.SENTENCES + MORE
+SENTENCES = minilm.SENTENCES + minilm.MORE_SENTENCES
 
 
 @pytest.fixture(scope="module")
