@@ -7,6 +7,7 @@
     python bench/torch_report.py --cpu-time --steady-malloc   # 1 thread, no allocator page faults
     python bench/torch_report.py --layers               # one layer at a time: the cost of a call
     python bench/torch_report.py --steady-malloc --also-lowbit-threads 1   # 2 threads; lowbit on 1 and 2
+    python bench/torch_report.py --steady-malloc --also-own-threads   # also lowbit on its own thread pool
 
 One process, one batch of 32 sentences (the 20 evaluation sentences of
 tests/test_torch_minilm.py and the 12 calibration sentences of
@@ -22,6 +23,10 @@ temporaries are handed back to the OS and faulted in again on the next forward, 
 often depends on the process's allocation history (its dynamic mmap threshold), so a
 variant's speed moves from run to run by up to 1.5x. The ``faults`` column counts the
 minor page faults of one forward (the process's, best turn).
+
+lowbit's kernels run on torch's OpenMP threads (``import lowbit.torch`` shares them:
+``lowbit.use_openmp_threads``); ``--also-own-threads`` adds the lowbit variants again on
+lowbit's own thread pool, which has to wait for torch's spinning workers to leave the cores.
 
 ``--cpu-time`` runs on 1 thread and times by ``time.thread_time`` instead of the
 wall clock: on a machine shared with other busy processes that is the stable
@@ -119,6 +124,9 @@ def main(argv=None) -> int:
     ap.add_argument("--also-lowbit-threads", type=int, default=None, metavar="N",
                     help="time the eager lowbit int8 and ternary models a second time, in the same rounds, with "
                          "lowbit on N threads (lowbit.set_num_threads before each of their turns)")
+    ap.add_argument("--also-own-threads", action="store_true",
+                    help="also time the lowbit int8 and ternary models with lowbit's own thread pool instead of "
+                         "torch's OpenMP threads")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
@@ -184,6 +192,12 @@ def main(argv=None) -> int:
         cos = (embed(m, enc_eval) * ref).sum(1)          # also compiles the compiled variants
         quality[name] = (cos.min().item(), cos.mean().item(), time.perf_counter() - t0)
     threads_of = {}                                      # variants timed with another lowbit thread count
+    own_pool = set()                                     # variants timed on lowbit's own pool
+    if args.also_own_threads:
+        for name in ("lowbit int8 (uncalibrated)", "lowbit ternary"):
+            twin = f"{name} [lowbit's own threads]"
+            variants[twin], quality[twin] = variants[name], quality[name]
+            own_pool.add(twin)
     if args.also_lowbit_threads:
         n = args.also_lowbit_threads
         for name in ("lowbit int8 (uncalibrated)", "lowbit int8 (calibrated)", "lowbit ternary"):
@@ -202,11 +216,16 @@ def main(argv=None) -> int:
 
     turns = {name: [] for name in variants}
     faults = {name: [] for name in variants}
+    shared = lowbit.thread_runtime()
     for _ in range(args.rounds):
         for name, m in variants.items():
             want = threads_of.get(name, lowbit_threads)
             if lowbit.get_num_threads() != want:
                 lowbit.set_num_threads(want)
+            if name in own_pool:
+                lowbit.use_own_threads()
+            elif shared != "lowbit":
+                lowbit.use_openmp_threads(shared)
             time.sleep(0.3)                               # let other pools' spinning threads sleep
             best, bf = float("inf"), 0
             for _ in range(args.calls):
@@ -223,7 +242,9 @@ def main(argv=None) -> int:
     fb = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "best")
     print(f"all-MiniLM-L6-v2, batch 32 ({batch['input_ids'].shape[1]} tokens padded), torch {torch.__version__} "
           f"(CPU capability {torch.backends.cpu.get_cpu_capability()}, FBGEMM instructions: {fb}), "
-          f"{args.threads} threads (lowbit {lowbit_threads}), lowbit on {info['active_isa']}; "
+          f"{args.threads} threads (lowbit {lowbit_threads} on "
+          f"{'its own pool' if shared == 'lowbit' else os.path.basename(shared) + ' with torch'}), "
+          f"lowbit on {info['active_isa']}; "
           f"{args.rounds} rounds x {args.calls} calls"
           f"{', CPU time of the calling thread' if args.cpu_time else ''}"
           f"{', steady malloc' if args.steady_malloc else ''}; OMP_WAIT_POLICY "

@@ -60,6 +60,50 @@ def test_import_lowbit_does_not_import_torch():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_import_shares_torchs_openmp_threads():
+    """import lowbit.torch runs lowbit's kernel threads on torch's OpenMP runtime (its own
+    libgomp copy), unless LOWBIT_THREAD_POOL=lowbit; a bad value is a clear error."""
+    code = "import lowbit, lowbit.torch, torch; print(lowbit.thread_runtime()); print(torch.__file__)"
+    env = {k: v for k, v in os.environ.items() if k != "LOWBIT_THREAD_POOL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    runtime, torch_file = out.stdout.split()
+    assert torch.backends.openmp.is_available()  # the CPU wheels CI installs are built with it
+    assert "gomp" in os.path.basename(runtime) or "omp" in os.path.basename(runtime), runtime
+    assert os.path.dirname(torch_file) in runtime, (runtime, torch_file)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(env, LOWBIT_THREAD_POOL="lowbit"))
+    assert out.returncode == 0 and out.stdout.split()[0] == "lowbit", out.stderr
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(env, LOWBIT_THREAD_POOL="both"))
+    assert out.returncode != 0 and "LOWBIT_THREAD_POOL must be 'openmp' or 'lowbit'" in out.stderr
+
+
+def test_torch_threads_and_lowbits_give_the_same_outputs():
+    """A quantized model's output is the same bits on torch's OpenMP team and on lowbit's pool,
+    on one thread and on several."""
+    model = torch.nn.Sequential(lt.Linear.from_linear(_linear(512, 384, seed=1)), torch.nn.GELU(),
+                                lt.BitLinear.from_linear(_linear(384, 520, seed=2)))
+    x = _x(77, 512)
+    before, threads = lowbit.thread_runtime(), lowbit.get_num_threads()
+    shared = lowbit.use_openmp_threads(os.path.dirname(torch.__file__))
+    try:
+        lowbit.set_num_threads(1)
+        want = model(x)
+        for n in (2, 3):
+            lowbit.set_num_threads(n)
+            torch.testing.assert_close(model(x), want, rtol=0, atol=0)
+            lowbit.use_own_threads()
+            torch.testing.assert_close(model(x), want, rtol=0, atol=0)
+            lowbit.use_openmp_threads(shared)
+    finally:
+        lowbit.set_num_threads(threads)
+        if before == "lowbit":
+            lowbit.use_own_threads()
+        else:
+            lowbit.use_openmp_threads(before)
+
+
 # ---- modules against lowbit's layers, bit for bit ----------------------------------
 
 @pytest.mark.parametrize("bits", [8, 7])

@@ -123,6 +123,16 @@ PYBIND11_MODULE(_C, m) {
     set_num_threads(n);
   });
 
+  m.def("use_openmp_threads", [](const std::string& prefer) {
+    py::gil_scoped_release nogil;  // waits for a call running on the runtime
+    return use_openmp_threads(prefer);
+  }, py::arg("prefer") = "");
+  m.def("use_own_threads", [] {
+    py::gil_scoped_release nogil;
+    use_own_threads();
+  });
+  m.def("openmp_runtime", &openmp_runtime);
+
   // Threaded memcpy: the memory-bandwidth yardstick the benchmarks compare against.
   m.def("parallel_copy", [](py::buffer dst, py::buffer src) {
     py::buffer_info d = dst.request(true), s = src.request();

@@ -1,6 +1,7 @@
 // Test hook for core/parallel.h: runs parallel_for with tasks that check what the
 // header promises (every item once, task indices in bounds and never shared by two
-// tasks running at once, per-task scratch not touched by another task).
+// tasks running at once, per-task scratch not touched by another task), on lowbit's
+// pool or on an OpenMP runtime.
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -15,7 +16,7 @@ namespace {
 
 struct Report {
   std::vector<std::atomic<int>> covered, busy;
-  std::atomic<int> overlaps{0}, bad_tid{0}, corrupt{0}, nested_bad{0}, max_tid{-1};
+  std::atomic<int> overlaps{0}, bad_tid{0}, corrupt{0}, nested_bad{0}, max_tid{-1}, chunks{0}, openmp_chunks{0};
   explicit Report(size_t n) : covered(n), busy(kMaxThreads) {}
 };
 
@@ -35,6 +36,8 @@ void task(Report& r, size_t b, size_t e, int tid, int limit, unsigned char* scra
   while (tid > seen && !r.max_tid.compare_exchange_weak(seen, tid)) {
   }
   if (r.busy[tid].exchange(1)) r.overlaps++;
+  r.chunks++;
+  if (in_openmp_team()) r.openmp_chunks++;
   const unsigned char mark = static_cast<unsigned char>(b * 131 + tid);
   if (scratch) std::memset(scratch, mark, bytes);
   if (nested)  // from a pool thread: runs inline, one task, tid 0
@@ -89,6 +92,8 @@ LOWBIT_BINDINGS(parallel) {
         d["corrupt"] = r.corrupt.load();
         d["nested_bad"] = r.nested_bad.load();
         d["slots"] = slots;
+        d["chunks"] = r.chunks.load();
+        d["openmp_chunks"] = r.openmp_chunks.load();  // chunks that ran in an OpenMP parallel region
         return d;
       },
       py::arg("n"), py::arg("grain") = 1, py::arg("max_tasks") = 0, py::arg("scratch_bytes") = 0,

@@ -1,5 +1,7 @@
 #include "core/parallel.h"
 
+#include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -168,6 +170,46 @@ class Pool {
   std::exception_ptr error_;
 };
 
+// An OpenMP runtime loaded by someone else (torch): GOMP_parallel runs fn(data) on a team
+// of num_threads threads (the caller is thread 0) and returns when all have.
+struct OmpRuntime {
+  void (*parallel)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags) = nullptr;
+  int (*thread_num)() = nullptr;
+  int (*in_parallel)() = nullptr;
+  std::string path;
+};
+std::atomic<const OmpRuntime*> g_omp{nullptr};  // runtimes are never freed: a call may hold one
+std::mutex g_omp_run;  // one call at a time on the runtime's team; a second caller runs inline
+
+struct OmpCall {
+  OmpCall(const TaskFn& f, size_t items, size_t per_chunk, int (*num)()) : fn(&f), n(items), chunk(per_chunk), thread_num(num) {}
+  const TaskFn* fn;
+  size_t n, chunk;
+  int (*thread_num)();
+  std::atomic<size_t> next{0};
+  std::mutex err_m;
+  std::exception_ptr error;
+};
+
+void omp_task(void* data) {  // every thread of the team: chunks until none is left
+  OmpCall& c = *static_cast<OmpCall*>(data);
+  FpEnvGuard fp_env;  // the runtime's threads are not ours: restore their MXCSR after
+  const bool outer = t_in_pool;
+  t_in_pool = true;   // a kernel inside a chunk runs inline, as in lowbit's pool
+  const int tid = c.thread_num();
+  for (;;) {
+    size_t b = c.next.fetch_add(c.chunk, std::memory_order_relaxed);
+    if (b >= c.n) break;
+    try {
+      (*c.fn)(b, std::min(c.n, b + c.chunk), tid);
+    } catch (...) {  // nothing may unwind through the runtime
+      std::lock_guard<std::mutex> lock(c.err_m);
+      if (!c.error) c.error = std::current_exception();
+    }
+  }
+  t_in_pool = outer;
+}
+
 std::mutex g_pool_mutex;     // guards g_pool and g_threads
 Pool* g_pool = nullptr;
 int g_threads = 0;           // 0: not yet resolved
@@ -175,9 +217,13 @@ std::once_flag g_atfork_once;
 
 void after_fork_in_child() {
   // The worker threads do not exist in the child: forget the pool (leaking it
-  // is the only safe option) and build a new one on first use.
+  // is the only safe option) and build a new one on first use. GNU libgomp's team
+  // does not survive fork either (a parallel region in the child can hang): the
+  // child goes back to lowbit's own pool.
   g_pool = nullptr;
   new (&g_pool_mutex) std::mutex();
+  g_omp.store(nullptr);
+  new (&g_omp_run) std::mutex();
 }
 
 int threads_locked() {
@@ -262,35 +308,103 @@ void set_num_threads(int n) {
   delete old;
 }
 
+namespace {
+
+struct LoadedObjects {
+  std::vector<std::string> paths;
+};
+int collect_object(dl_phdr_info* info, size_t, void* data) {
+  if (info->dlpi_name && info->dlpi_name[0]) static_cast<LoadedObjects*>(data)->paths.emplace_back(info->dlpi_name);
+  return 0;
+}
+
+}  // namespace
+
+std::string use_openmp_threads(const std::string& prefer) {
+  LoadedObjects loaded;
+  dl_iterate_phdr(collect_object, &loaded);
+  std::stable_partition(loaded.paths.begin(), loaded.paths.end(), [&](const std::string& p) {
+    return !prefer.empty() && p.find(prefer) != std::string::npos;
+  });
+  for (const std::string& path : loaded.paths) {
+    // RTLD_NOLOAD: a handle to what is already loaded, never a new library.
+    void* h = dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
+    if (!h) continue;
+    void* par = dlsym(h, "GOMP_parallel");
+    void* num = dlsym(h, "omp_get_thread_num");
+    void* inp = dlsym(h, "omp_in_parallel");
+    Dl_info where{};
+    // dlsym also searches the object's dependencies: name the object that defines it.
+    if (!par || !num || !inp || !dladdr(par, &where) || !where.dli_fname) continue;
+    auto* rt = new OmpRuntime;
+    rt->parallel = reinterpret_cast<decltype(rt->parallel)>(par);
+    rt->thread_num = reinterpret_cast<int (*)()>(num);
+    rt->in_parallel = reinterpret_cast<int (*)()>(inp);
+    rt->path = where.dli_fname;
+    std::lock_guard<std::mutex> lock(g_omp_run);  // not while a call runs on the old one
+    g_omp.store(rt, std::memory_order_release);
+    return rt->path;
+  }
+  return "";
+}
+
+void use_own_threads() {
+  std::lock_guard<std::mutex> lock(g_omp_run);
+  g_omp.store(nullptr, std::memory_order_release);
+}
+
+std::string openmp_runtime() {
+  const OmpRuntime* rt = g_omp.load(std::memory_order_acquire);
+  return rt ? rt->path : std::string();
+}
+
+bool in_openmp_team() {
+  const OmpRuntime* rt = g_omp.load(std::memory_order_acquire);
+  return rt && rt->in_parallel();
+}
+
 void parallel_for(size_t n, size_t grain, const TaskFn& fn, int max_tasks) {
   if (n == 0) return;
   FpEnvGuard fp_env;
   if (grain == 0) grain = 1;
   if (max_tasks <= 0 || max_tasks > kMaxThreads) max_tasks = kMaxThreads;
   Pool* pool = nullptr;
-  int threads;
+  const OmpRuntime* omp = nullptr;
+  int threads = 1;
   std::unique_lock<std::mutex> run;
   if (!t_in_pool && n > grain && max_tasks > 1) {
     std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, after_fork_in_child); });
     std::lock_guard<std::mutex> lock(g_pool_mutex);
     threads = threads_locked();
     if (threads > 1) {
-      if (!g_pool) g_pool = new Pool(threads);
-      pool = g_pool;
-      run = std::unique_lock<std::mutex>(pool->run_lock, std::try_to_lock);
-      if (!run.owns_lock()) pool = nullptr;  // busy with another caller: run inline
+      if (const OmpRuntime* rt = g_omp.load(std::memory_order_acquire)) {
+        run = std::unique_lock<std::mutex>(g_omp_run, std::try_to_lock);
+        // (inside the runtime's own parallel region: run inline, as a nested call does)
+        if (run.owns_lock() && !rt->in_parallel()) omp = g_omp.load(std::memory_order_acquire);
+        if (!omp && run.owns_lock()) run.unlock();
+      } else {
+        if (!g_pool) g_pool = new Pool(threads);
+        pool = g_pool;
+        run = std::unique_lock<std::mutex>(pool->run_lock, std::try_to_lock);
+        if (!run.owns_lock()) pool = nullptr;  // busy with another caller: run inline
+      }
     }
   }
-  if (!pool) {
+  if (!pool && !omp) {
     fn(0, n, 0);
     return;
   }
   // About eight chunks per thread: a thread that starts late (a worker that was
   // asleep, a vCPU the host took away) or rows of uneven cost leave at most one
   // small chunk for the others; `grain` keeps each chunk worth its fetch_add.
-  size_t target = static_cast<size_t>(std::min(pool->size(), max_tasks)) * 8;
+  const int tasks = std::min(pool ? pool->size() : threads, max_tasks);
+  size_t target = static_cast<size_t>(tasks) * 8;
   size_t chunk = std::max(grain, (n + target - 1) / target);
-  pool->run(n, chunk, fn, max_tasks);
+  if (pool) return pool->run(n, chunk, fn, max_tasks);
+  OmpCall call(fn, n, chunk, omp->thread_num);
+  const size_t team = std::min<size_t>(static_cast<size_t>(tasks), (n + chunk - 1) / chunk);
+  omp->parallel(omp_task, &call, static_cast<unsigned>(team), 0);
+  if (call.error) std::rethrow_exception(call.error);
 }
 
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {

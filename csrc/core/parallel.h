@@ -19,6 +19,14 @@
 //     on, and max_tasks caps the tasks whatever the pool's size.
 // tids are unique within one call only: scratch indexed by tid belongs to the call
 // (ThreadScratch below), never to a thread.
+//
+// Whose threads: lowbit's own pool (above), or an OpenMP runtime already loaded in the
+// process (use_openmp_threads), e.g. PyTorch's. A process that runs torch's OpenMP
+// operators between lowbit's kernels has torch's workers spinning on the cores after each
+// operator; a second pool then waits for a core while the first spins, and the two take
+// turns instead of working together. On the OpenMP runtime lowbit's chunks run on the
+// same (hot) workers, each chunk as above (tid = the OpenMP thread number), and the call
+// keeps every guarantee listed here.
 #pragma once
 #include <cstddef>
 #include <functional>
@@ -38,6 +46,15 @@ int default_num_threads();
 // CPUs a cgroup quota allows (rounded up), from cpu.max (v2) or cfs_quota_us and
 // cfs_period_us (v1) file texts; 0 when there is no quota. Exposed for tests.
 int cpu_quota_limit(const std::string& v2_cpu_max, const std::string& v1_quota, const std::string& v1_period);
+
+// Run on the OpenMP runtime loaded in this process that exports GOMP_parallel (libgomp,
+// and the GOMP interface of LLVM's libomp and Intel's libiomp5): the first loaded object
+// whose path contains `prefer`, else the first one. Returns its path, "" when no loaded
+// object has it (nothing changes then). use_own_threads() goes back to lowbit's pool.
+std::string use_openmp_threads(const std::string& prefer = "");
+void use_own_threads();
+std::string openmp_runtime();  // the runtime in use, "" for lowbit's own pool
+bool in_openmp_team();         // this thread runs in a parallel region of that runtime
 
 using TaskFn = std::function<void(size_t begin, size_t end, int tid)>;
 void parallel_for(size_t n, size_t grain, const TaskFn& fn, int max_tasks = 0);

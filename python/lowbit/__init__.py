@@ -5,7 +5,7 @@ of every function, and SPEC.md (docs/spec.md) is the numeric contract.
 """
 from ._core import (available_isas, cpu_info, get_isa, get_kernel, get_num_threads, kernel_variants,  # noqa: F401
                     release_buffers, set_kernel, use_kernel,
-                    set_isa, set_num_threads, use_isa)
+                    set_isa, set_num_threads, thread_runtime, use_isa, use_openmp_threads, use_own_threads)
 from .qtensor import QTensor  # noqa: F401
 from .affine import dequantize, quantize  # noqa: F401
 from .calibration import Observer, calibrate, quantize_bias  # noqa: F401

@@ -9,7 +9,8 @@ import numpy as np
 from . import _C
 
 __all__ = ["release_buffers", "cpu_info", "available_isas", "get_isa", "set_isa", "use_isa",
-           "kernel_variants", "get_kernel", "set_kernel", "use_kernel", "get_num_threads", "set_num_threads"]
+           "kernel_variants", "get_kernel", "set_kernel", "use_kernel", "get_num_threads", "set_num_threads",
+           "use_openmp_threads", "use_own_threads", "thread_runtime"]
 
 
 def _isas() -> dict[str, tuple[str, bool, bool]]:
@@ -124,6 +125,38 @@ def set_num_threads(n: int) -> None:
     _C.set_num_threads(n)
 
 
+def use_openmp_threads(prefer: str = "") -> str:
+    """Run the kernels' threads on the OpenMP runtime this process has already loaded (PyTorch's
+    libgomp, LLVM's libomp, Intel's libiomp5) instead of lowbit's own thread pool; returns the
+    runtime's path.
+
+    Where another library's OpenMP operators run between lowbit's kernels (a torch model),
+    its workers spin on the cores after each operator, and a second pool's threads wait for
+    a core instead of working: on 2 cores that made lowbit's int8 layers in a torch model run
+    at about one thread's speed. On the shared runtime lowbit's work runs on those same hot
+    threads. ``import lowbit.torch`` does this for torch (``LOWBIT_THREAD_POOL=lowbit`` keeps
+    lowbit's own). The thread count is still :func:`get_num_threads`. ``prefer``: part of a
+    path that picks one runtime when several are loaded. A child process made by ``fork``
+    goes back to lowbit's pool. ValueError when no OpenMP runtime is loaded."""
+    if not isinstance(prefer, str):
+        raise TypeError(f"prefer must be a str, got {type(prefer).__name__}")
+    path = _C.use_openmp_threads(prefer)
+    if not path:
+        raise ValueError("no OpenMP runtime (a loaded library exporting GOMP_parallel: libgomp, libomp, "
+                         "libiomp5) is loaded in this process; lowbit keeps its own threads")
+    return path
+
+
+def use_own_threads() -> None:
+    """Run the kernels' threads on lowbit's own pool again (the default; see :func:`use_openmp_threads`)."""
+    _C.use_own_threads()
+
+
+def thread_runtime() -> str:
+    """Whose threads run the kernels: ``"lowbit"`` (its own pool) or the path of the OpenMP runtime in use."""
+    return _C.openmp_runtime() or "lowbit"
+
+
 def cpu_info() -> dict:
     """What the CPU has, which kernel variants this build holds, which of them this CPU can
     run, and which one each family runs."""
@@ -138,6 +171,7 @@ def cpu_info() -> dict:
     info["isa_cap"] = _C.isa_cap()
     info["active_isa"] = get_isa()
     info["num_threads"] = get_num_threads()
+    info["thread_runtime"] = thread_runtime()
     return info
 
 
