@@ -174,6 +174,31 @@ def test_no_runtime_loaded_is_a_value_error():
     assert "ValueError no OpenMP runtime" in out.stdout and out.stdout.split()[-1] == "lowbit"
 
 
+def test_thread_count_follows_the_runtime_unless_set():
+    """On a shared runtime lowbit's count is the runtime's (OMP_NUM_THREADS, omp_set_num_threads:
+    what torch.set_num_threads calls) until lowbit is given one; LOWBIT_NUM_THREADS wins."""
+    code = ("import ctypes, lowbit\n"
+            "omp = ctypes.CDLL('libgomp.so.1')\n"
+            "own = lowbit.get_num_threads()\n"
+            "lowbit.use_openmp_threads('libgomp.so')\n"
+            "a = lowbit.get_num_threads()\n"
+            "omp.omp_set_num_threads(5)\n"
+            "b = lowbit.get_num_threads()\n"
+            "lowbit.set_num_threads(2)\n"
+            "omp.omp_set_num_threads(6)\n"
+            "print(own, a, b, lowbit.get_num_threads())\n")
+    load_libgomp()  # (skips outside CI where it is missing)
+    env = {k: v for k, v in os.environ.items() if k != "LOWBIT_NUM_THREADS"}
+    out = subprocess.run(python_command() + ["-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(env, OMP_NUM_THREADS="3"))
+    assert out.returncode == 0, out.stderr
+    assert list(map(int, out.stdout.split()))[1:] == [3, 5, 2], out.stdout
+    out = subprocess.run(python_command() + ["-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(env, OMP_NUM_THREADS="3", LOWBIT_NUM_THREADS="4"))
+    assert out.returncode == 0, out.stderr
+    assert list(map(int, out.stdout.split())) == [4, 4, 4, 2], out.stdout
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_goes_back_to_lowbits_pool(threads):
     """GNU libgomp's team does not survive fork: the child runs on lowbit's own pool."""

@@ -79,6 +79,20 @@ def test_import_shares_torchs_openmp_threads():
     assert out.returncode != 0 and "LOWBIT_THREAD_POOL must be 'openmp' or 'lowbit'" in out.stderr
 
 
+def test_lowbits_thread_count_follows_torch_set_num_threads():
+    """On torch's runtime lowbit uses torch's thread count (torch.set_num_threads) unless
+    lowbit.set_num_threads was called."""
+    code = ("import lowbit, lowbit.torch, torch\n"
+            "torch.set_num_threads(1); a = lowbit.get_num_threads()\n"
+            "torch.set_num_threads(3); b = lowbit.get_num_threads()\n"
+            "lowbit.set_num_threads(2); torch.set_num_threads(1)\n"
+            "print(a, b, lowbit.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LOWBIT_THREAD_POOL", "LOWBIT_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "3", "2"], out.stdout
+
+
 def test_torch_threads_and_lowbits_give_the_same_outputs():
     """A quantized model's output is the same bits on torch's OpenMP team and on lowbit's pool,
     on one thread and on several."""

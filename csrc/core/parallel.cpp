@@ -176,6 +176,7 @@ struct OmpRuntime {
   void (*parallel)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags) = nullptr;
   int (*thread_num)() = nullptr;
   int (*in_parallel)() = nullptr;
+  int (*max_threads)() = nullptr;  // the team size a region started by this thread gets
   std::string path;
 };
 std::atomic<const OmpRuntime*> g_omp{nullptr};  // runtimes are never freed: a call may hold one
@@ -213,6 +214,7 @@ void omp_task(void* data) {  // every thread of the team: chunks until none is l
 std::mutex g_pool_mutex;     // guards g_pool and g_threads
 Pool* g_pool = nullptr;
 int g_threads = 0;           // 0: not yet resolved
+bool g_threads_set = false;  // by set_num_threads or LOWBIT_NUM_THREADS
 std::once_flag g_atfork_once;
 
 void after_fork_in_child() {
@@ -227,7 +229,17 @@ void after_fork_in_child() {
 }
 
 int threads_locked() {
-  if (g_threads == 0) g_threads = default_num_threads();
+  if (g_threads == 0) {
+    g_threads = default_num_threads();
+    const char* env = std::getenv("LOWBIT_NUM_THREADS");
+    g_threads_set = env && std::atoi(env) >= 1;
+  }
+  // On a shared OpenMP runtime the count the user gave that runtime (torch.set_num_threads,
+  // OMP_NUM_THREADS) unless lowbit was given one: torch's default is the physical cores,
+  // ours the logical CPUs, and a larger team would leave threads spinning beside torch's.
+  if (!g_threads_set)
+    if (const OmpRuntime* rt = g_omp.load(std::memory_order_acquire))
+      return std::min(std::max(rt->max_threads(), 1), kMaxThreads);
   return g_threads;
 }
 
@@ -299,6 +311,7 @@ void set_num_threads(int n) {
   {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
     g_threads = std::min(n, kMaxThreads);
+    g_threads_set = true;
     old = g_pool;
     g_pool = nullptr;
   }
@@ -333,13 +346,15 @@ std::string use_openmp_threads(const std::string& prefer) {
     void* par = dlsym(h, "GOMP_parallel");
     void* num = dlsym(h, "omp_get_thread_num");
     void* inp = dlsym(h, "omp_in_parallel");
+    void* mt = dlsym(h, "omp_get_max_threads");
     Dl_info where{};
     // dlsym also searches the object's dependencies: name the object that defines it.
-    if (!par || !num || !inp || !dladdr(par, &where) || !where.dli_fname) continue;
+    if (!par || !num || !inp || !mt || !dladdr(par, &where) || !where.dli_fname) continue;
     auto* rt = new OmpRuntime;
     rt->parallel = reinterpret_cast<decltype(rt->parallel)>(par);
     rt->thread_num = reinterpret_cast<int (*)()>(num);
     rt->in_parallel = reinterpret_cast<int (*)()>(inp);
+    rt->max_threads = reinterpret_cast<int (*)()>(mt);
     rt->path = where.dli_fname;
     std::lock_guard<std::mutex> lock(g_omp_run);  // not while a call runs on the old one
     g_omp.store(rt, std::memory_order_release);

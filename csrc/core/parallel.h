@@ -38,6 +38,9 @@ namespace lowbit {
 
 constexpr int kMaxThreads = 1024;  // set_num_threads and LOWBIT_NUM_THREADS are capped here
 
+// The threads a call may use: set_num_threads's n, else LOWBIT_NUM_THREADS, else on a
+// shared OpenMP runtime that runtime's omp_get_max_threads() (torch.set_num_threads),
+// else default_num_threads().
 int num_threads();
 void set_num_threads(int n);  // n >= 1; waits for running work to finish
 // LOWBIT_NUM_THREADS, else the CPUs this process may use: its affinity mask, capped by

@@ -113,11 +113,14 @@ def use_kernel(family: str, variant: str) -> Iterator[str]:
 
 
 def get_num_threads() -> int:
+    """Threads a kernel call may use (see :func:`set_num_threads`)."""
     return _C.num_threads()
 
 
 def set_num_threads(n: int) -> None:
-    """Threads the kernels use (default: ``LOWBIT_NUM_THREADS``, else the CPUs this process may use)."""
+    """Threads the kernels use. Default: ``LOWBIT_NUM_THREADS``, else on a shared OpenMP runtime
+    (:func:`use_openmp_threads`, ``import lowbit.torch``) that runtime's own count
+    (``torch.set_num_threads``, ``OMP_NUM_THREADS``), else the CPUs this process may use."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"num_threads must be an int, got {type(n).__name__}")
     if n < 1:
@@ -135,7 +138,8 @@ def use_openmp_threads(prefer: str = "") -> str:
     a core instead of working: on 2 cores that made lowbit's int8 layers in a torch model run
     at about one thread's speed. On the shared runtime lowbit's work runs on those same hot
     threads. ``import lowbit.torch`` does this for torch (``LOWBIT_THREAD_POOL=lowbit`` keeps
-    lowbit's own). The thread count is still :func:`get_num_threads`. ``prefer``: part of a
+    lowbit's own). The thread count follows the runtime's (``torch.set_num_threads``) unless
+lowbit was given one (:func:`set_num_threads`, ``LOWBIT_NUM_THREADS``). ``prefer``: part of a
     path that picks one runtime when several are loaded. A child process made by ``fork``
     goes back to lowbit's pool. ValueError when no OpenMP runtime is loaded."""
     if not isinstance(prefer, str):
