@@ -126,26 +126,38 @@ struct Gemm {
   // swept by tiles of activation rows; accumulators [M][dec_rows] after the panel.
   // (dec_rows 16 and 32 get compile-time copies: reading it at run time cost 1-2 % of
   // the time at M = 14-20 on AVX2.)
-  void decoded(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch) const {
-    if (k.dec_rows == 16) return decoded_p<16>(n0, n1, acc, ldc, scratch);
-    if (k.dec_rows == 32) return decoded_p<32>(n0, n1, acc, ldc, scratch);
-    decoded_p<0>(n0, n1, acc, ldc, scratch);
+  //
+  // With `out` (the variant has dec_out): the last chunk of K goes to dec_out, which
+  // writes the finished results of channels [n0, n1) straight into `out`'s arrays (acc and
+  // ldc unused); earlier chunks, if K has more than one, accumulate as above.
+  void decoded(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch,
+               const TernaryOut* out = nullptr) const {
+    if (k.dec_rows == 16) return decoded_p<16>(n0, n1, acc, ldc, scratch, out);
+    if (k.dec_rows == 32) return decoded_p<32>(n0, n1, acc, ldc, scratch, out);
+    decoded_p<0>(n0, n1, acc, ldc, scratch, out);
   }
   template <size_t kP>  // k.dec_rows, or 0: read it
-  void decoded_p(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch) const {
+  void decoded_p(size_t n0, size_t n1, int32_t* acc, size_t ldc, unsigned char* scratch,
+                 const TernaryOut* out) const {
     const size_t KB = tl_block(bits), CB = k.dec_chunk / KB, ab = k.dec_acc_bytes;
     uint8_t* wb = scratch;
     const size_t P = kP ? kP : k.dec_rows;
     unsigned char* vacc = scratch + P * k.dec_chunk;
     const size_t R = static_cast<size_t>(k.dec_max_rows);
+    const bool chunked = nblocks > CB;  // more than one chunk of K: accumulators in memory
     for (size_t nb = n0; nb < n1; nb += P) {
       const size_t rows = std::min(P, n1 - nb);
-      std::memset(vacc, 0, M * P * ab);
+      if (!out || chunked) std::memset(vacc, 0, M * P * ab);
       for (size_t c0 = 0; c0 < nblocks; c0 += CB) {
         const size_t c1 = std::min(nblocks, c0 + CB), k0 = c0 * KB, len = (c1 - c0) * KB;
         k.decode(bits, w + nb * ldw + c0 * 32, ldw, rows, c1 - c0, wb);
+        const bool last = out && c1 == nblocks;
         auto panel = [&](size_t m, size_t mr) {
-          k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * P * ab, P);
+          if (last)
+            k.dec_out(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, chunked ? vacc + m * P * ab : nullptr,
+                      P, *out, m, nb);
+          else
+            k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * P * ab, P);
         };
         // Tiles of R rows; when R + 2 or R + 3 rows would be left, two near-equal tiles
         // (4 + 4, 4 + 5 for R = 6) instead of R and a sliver of 2 or 3.
@@ -154,6 +166,7 @@ struct Gemm {
         if (M - m > R) panel(m, (M - m) / 2), m += (M - m) / 2;
         if (M > m) panel(m, M - m);
       }
+      if (out) continue;
       for (size_t m = 0; m < M; ++m) {
         int32_t* out = acc + m * ldc + (nb - n0);
         k.dec_reduce(vacc + m * P * ab, rows, out);
@@ -230,9 +243,12 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   const Gemm g{kern, bits, q, M, ldq, qsum.data(), packed, ldw, nblocks};
   ThreadScratch scratch(tiles_scratch_bytes(kern, M));
+  const bool fused = use_decoded(kern, M) && kern.dec_out;
+  const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr};
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
-    g.run(n0, n1, acc + n0, N, s);
+    if (fused) g.decoded(n0, n1, nullptr, 0, static_cast<unsigned char*>(s), &out);
+    else g.run(n0, n1, acc + n0, N, s);
   });
 }
 
@@ -252,6 +268,14 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
     qsum[m] = kern.sum_s8(qm, K);
   }
   const Gemm g{kern, bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks};
+  if (nblocks && use_decoded(kern, M) && kern.dec_out) {  // results straight from the tiles' registers
+    const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias};
+    ThreadScratch scratch(tiles_scratch_bytes(kern, M));
+    parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
+      g.decoded(b * kRowUnit, std::min(N, e * kRowUnit), nullptr, 0, static_cast<unsigned char*>(s), &out);
+    });
+    return;
+  }
   // per task: the int32 staging block, then the tiles' scratch
   const size_t stage_bytes = round_up(M * kNBlock * sizeof(int32_t), 64);
   ThreadScratch scratch(stage_bytes + tiles_scratch_bytes(kern, M));

@@ -340,12 +340,10 @@ inline __m512i bcast_quad(const int8_t* p) {
   return _mm512_set1_epi32(quad);
 }
 
-// MR activation rows x 16 NV weight rows over ngroups groups, added into acc[i * ldacc + j]
-// (all 16 NV columns: ldacc >= kDecRows, and padded rows add 0).
+// c[i][h] = the sums of MR activation rows x 16 NV weight rows over ngroups groups.
 template <int MR>
-void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, int32_t* acc, size_t ldacc) {
+inline void tile_dec_sums(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, __m512i (&c)[MR][kDecNV]) {
   constexpr int NV = kDecNV;
-  __m512i c[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -393,13 +391,78 @@ void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, in
       }
     }
   }
+}
+
+// MR activation rows x 16 NV weight rows over ngroups groups, added into acc[i * ldacc + j]
+// (all 16 NV columns: ldacc >= kDecRows, and padded rows add 0).
+template <int MR>
+void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, int32_t* acc, size_t ldacc) {
+  __m512i c[MR][kDecNV];
+  tile_dec_sums<MR>(x, ldx, wb, ngroups, c);
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int h = 0; h < NV; ++h) {
+    for (int h = 0; h < kDecNV; ++h) {
       int32_t* a = acc + i * ldacc + 16 * h;
       _mm512_storeu_si512(a, _mm512_add_epi32(load64(a), c[i][h]));
     }
+}
+
+// The sums of tile_dec into sums[i * 16 NV + j] (stored, not added).
+template <int MR>
+__attribute__((noinline)) void tile_dec_store(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups,
+                                              int32_t* sums) {
+  __m512i c[MR][kDecNV];
+  tile_dec_sums<MR>(x, ldx, wb, ngroups, c);
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int h = 0; h < kDecNV; ++h) _mm512_store_si512(sums + (16 * kDecNV) * i + 16 * h, c[i][h]);
+}
+
+// tile_dec for the last chunk of K, fused with the rest (TernaryKernels::dec_out): the
+// sums (plus acc_in's, if any) become a = U - qsum (binary 2 U - qsum) and are written as
+// int32 and/or as y = float(a) * (gw / sx) (+ bias), channels past nr masked off.
+template <int MR>
+void tile_dec_out(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, size_t nr, const int32_t* acc_in,
+                  size_t ldacc, const TernaryOut& o, size_t m0, size_t n0) {
+  constexpr int NV = kDecNV;
+  // the sums go through an L1 block (2 stores and 2 loads per 32 outputs of a K-long sum),
+  // written by a function of its own: with the epilogue in the same function GCC 12 kept
+  // the accumulators in memory inside the main loop (2x the time)
+  alignas(64) int32_t sums[MR][16 * NV];
+  tile_dec_store<MR>(x, ldx, wb, ngroups, sums[0]);
+  __mmask16 mask[NV];
+  for (int h = 0; h < NV; ++h) {
+    const size_t lo = 16 * static_cast<size_t>(h), n = nr > lo ? std::min<size_t>(16, nr - lo) : 0;
+    mask[h] = static_cast<__mmask16>((1u << n) - 1);
+  }
+  const bool binary = o.bits == 1;
+  // per-channel factors need one division per row (gw[n] / sx[m]); the bias is per channel
+  __m512 gwv[NV], bv[NV];
+  for (int h = 0; h < NV; ++h) {
+    gwv[h] = o.y && o.gw_stride ? _mm512_maskz_loadu_ps(mask[h], o.gw + n0 + 16 * h) : _mm512_setzero_ps();
+    bv[h] = o.bias ? _mm512_maskz_loadu_ps(mask[h], o.bias + n0 + 16 * h) : _mm512_setzero_ps();
+  }
+  for (int i = 0; i < MR; ++i) {
+    const size_t m = m0 + static_cast<size_t>(i);
+    const __m512i qs = _mm512_set1_epi32(o.qsum[m]);
+    __m512 f1 = _mm512_setzero_ps();
+    if (o.y && !o.gw_stride) f1 = _mm512_set1_ps(o.gw[0] / o.sx[m]);
+    for (int h = 0; h < NV; ++h) {
+      __m512i u = _mm512_load_si512(sums[i] + 16 * h);
+      if (acc_in) u = _mm512_add_epi32(u, load64(acc_in + i * ldacc + 16 * h));
+      if (binary) u = _mm512_add_epi32(u, u);
+      const __m512i a = _mm512_sub_epi32(u, qs);
+      const size_t at = m * o.ldc + n0 + 16 * h;
+      if (o.acc) _mm512_mask_storeu_epi32(o.acc + at, mask[h], a);
+      if (!o.y) continue;
+      const __m512 f = o.gw_stride ? _mm512_div_ps(gwv[h], _mm512_set1_ps(o.sx[m])) : f1;
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), f);
+      if (o.bias) v = _mm512_add_ps(v, bv[h]);
+      _mm512_mask_storeu_ps(o.y + at, mask[h], v);
+    }
+  }
 }
 
 template <size_t... I>
@@ -412,6 +475,20 @@ constexpr auto kDecTiles = dec_tiles(std::make_index_sequence<kDecMR>());
 void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t /*nr*/, size_t len, void* acc,
               size_t ldacc) {
   kDecTiles[static_cast<size_t>(mr - 1)](x, ldx, wb, len / 4, static_cast<int32_t*>(acc), ldacc);
+}
+
+template <size_t... I>
+constexpr auto dec_out_tiles(std::index_sequence<I...>) {
+  using Fn = void (*)(const int8_t*, size_t, const uint8_t*, size_t, size_t, const int32_t*, size_t, const TernaryOut&,
+                      size_t, size_t);
+  return std::array<Fn, sizeof...(I)>{tile_dec_out<static_cast<int>(I) + 1>...};
+}
+constexpr auto kDecOutTiles = dec_out_tiles(std::make_index_sequence<kDecMR>());
+
+void dec_out(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, const void* acc_in,
+             size_t ldacc, const TernaryOut& o, size_t m0, size_t n0) {
+  kDecOutTiles[static_cast<size_t>(mr - 1)](x, ldx, wb, len / 4, nr, static_cast<const int32_t*>(acc_in), ldacc, o,
+                                            m0, n0);
 }
 
 void dec_reduce(const void* acc, size_t n, int32_t* U) { std::memcpy(U, acc, n * sizeof(int32_t)); }
@@ -441,6 +518,6 @@ const TernaryKernels ternary_avx512vnni = {
     // measured on Zen 5 (one thread): register tiles win below 24-32 rows at K = 4096,
     // below ~18 at K = 1536, the decoded panels from 8 at K = 384
     /*dec_min_rows=*/20,
-    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows};
+    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows, dec_out};
 
 }  // namespace lowbit
