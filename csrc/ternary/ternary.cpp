@@ -244,7 +244,7 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   const Gemm g{kern, bits, q, M, ldq, qsum.data(), packed, ldw, nblocks};
   ThreadScratch scratch(tiles_scratch_bytes(kern, M));
   const bool fused = use_decoded(kern, M) && kern.dec_out;
-  const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr};
+  const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr};
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
     if (fused) g.decoded(n0, n1, nullptr, 0, static_cast<unsigned char*>(s), &out);
@@ -269,7 +269,9 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   }
   const Gemm g{kern, bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks};
   if (nblocks && use_decoded(kern, M) && kern.dec_out) {  // results straight from the tiles' registers
-    const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias};
+    std::vector<float> rowf(gw_stride ? 0 : M);
+    for (size_t m = 0; m < rowf.size(); ++m) rowf[m] = gw[0] / sx[m];  // tl_out_one's factor
+    const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias, rowf.data()};
     ThreadScratch scratch(tiles_scratch_bytes(kern, M));
     parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
       g.decoded(b * kRowUnit, std::min(N, e * kRowUnit), nullptr, 0, static_cast<unsigned char*>(s), &out);

@@ -44,6 +44,7 @@ struct TernaryOut {
   const float* gw;  // N values (gw_stride 1) or one (gw_stride 0), with y
   size_t gw_stride;
   const float* bias;  // (N,) or null
+  const float* rowf;  // with y and gw_stride 0: rowf[m] = gw[0] / sx[m] (one division per row per call)
 };
 
 // ---- the kernel table: fixed-shape tiles and what they need ----------------

@@ -438,30 +438,47 @@ void tile_dec_out(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups
     mask[h] = static_cast<__mmask16>((1u << n) - 1);
   }
   const bool binary = o.bits == 1;
-  // per-channel factors need one division per row (gw[n] / sx[m]); the bias is per channel
-  __m512 gwv[NV], bv[NV];
-  for (int h = 0; h < NV; ++h) {
-    gwv[h] = o.y && o.gw_stride ? _mm512_maskz_loadu_ps(mask[h], o.gw + n0 + 16 * h) : _mm512_setzero_ps();
-    bv[h] = o.bias ? _mm512_maskz_loadu_ps(mask[h], o.bias + n0 + 16 * h) : _mm512_setzero_ps();
+  const int32_t* const qsum = o.qsum + m0;
+  const size_t ldc = o.ldc;
+  // a = U - qsum (binary 2 U - qsum) of row i, vector h
+  auto formula = [&](int i, int h) {
+    __m512i u = _mm512_load_si512(sums[i] + 16 * h);
+    if (acc_in) u = _mm512_add_epi32(u, load64(acc_in + i * ldacc + 16 * h));
+    if (binary) u = _mm512_add_epi32(u, u);
+    return _mm512_sub_epi32(u, _mm512_set1_epi32(qsum[i]));
+  };
+  if (!o.y) {
+    int32_t* const out = o.acc + m0 * ldc + n0;
+    for (int i = 0; i < MR; ++i)
+      for (int h = 0; h < NV; ++h) _mm512_mask_storeu_epi32(out + i * ldc + 16 * h, mask[h], formula(i, h));
+    return;
   }
-  for (int i = 0; i < MR; ++i) {
-    const size_t m = m0 + static_cast<size_t>(i);
-    const __m512i qs = _mm512_set1_epi32(o.qsum[m]);
-    __m512 f1 = _mm512_setzero_ps();
-    if (o.y && !o.gw_stride) f1 = _mm512_set1_ps(o.gw[0] / o.sx[m]);
-    for (int h = 0; h < NV; ++h) {
-      __m512i u = _mm512_load_si512(sums[i] + 16 * h);
-      if (acc_in) u = _mm512_add_epi32(u, load64(acc_in + i * ldacc + 16 * h));
-      if (binary) u = _mm512_add_epi32(u, u);
-      const __m512i a = _mm512_sub_epi32(u, qs);
-      const size_t at = m * o.ldc + n0 + 16 * h;
-      if (o.acc) _mm512_mask_storeu_epi32(o.acc + at, mask[h], a);
-      if (!o.y) continue;
-      const __m512 f = o.gw_stride ? _mm512_div_ps(gwv[h], _mm512_set1_ps(o.sx[m])) : f1;
-      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), f);
-      if (o.bias) v = _mm512_add_ps(v, bv[h]);
-      _mm512_mask_storeu_ps(o.y + at, mask[h], v);
+  int32_t* const acc = o.acc ? o.acc + m0 * ldc + n0 : nullptr;
+  float* const y = o.y + m0 * ldc + n0;
+  const float* const bias = o.bias ? o.bias + n0 : nullptr;
+  __m512 bv[NV];
+  for (int h = 0; h < NV; ++h) bv[h] = bias ? _mm512_maskz_loadu_ps(mask[h], bias + 16 * h) : _mm512_setzero_ps();
+  // y = float(a) * f (+ bias): f = gw / sx, per tensor (the driver's rowf) or per channel
+  auto store = [&](int i, int h, __m512i a, __m512 f) {
+    if (acc) _mm512_mask_storeu_epi32(acc + i * ldc + 16 * h, mask[h], a);
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), f);
+    if (bias) v = _mm512_add_ps(v, bv[h]);
+    _mm512_mask_storeu_ps(y + i * ldc + 16 * h, mask[h], v);
+  };
+  if (!o.gw_stride) {
+    const float* const rowf = o.rowf + m0;
+    for (int i = 0; i < MR; ++i) {
+      const __m512 f = _mm512_set1_ps(rowf[i]);
+      for (int h = 0; h < NV; ++h) store(i, h, formula(i, h), f);
     }
+    return;
+  }
+  __m512 gwv[NV];
+  for (int h = 0; h < NV; ++h) gwv[h] = _mm512_maskz_loadu_ps(mask[h], o.gw + n0 + 16 * h);
+  const float* const sx = o.sx + m0;
+  for (int i = 0; i < MR; ++i) {
+    const __m512 s = _mm512_set1_ps(sx[i]);
+    for (int h = 0; h < NV; ++h) store(i, h, formula(i, h), _mm512_div_ps(gwv[h], s));
   }
 }
 
