@@ -58,11 +58,16 @@ inline int32_t wrap_add(int32_t a, int32_t b) {
 
 inline size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
 
-bool use_decoded(const TernaryKernels& k, size_t M) { return M >= k.dec_min_rows; }
+// K: the padded row length (a whole number of blocks).
+bool use_decoded(const TernaryKernels& k, size_t M, size_t K) {
+  size_t from = k.dec_min_rows;
+  if (k.dec_k_per_row) from = std::min(from, k.dec_min_rows_base + K / k.dec_k_per_row);
+  return M >= from;
+}
 
 // Bytes of per-task scratch the tiles need for M activation rows (64-byte aligned).
-size_t tiles_scratch_bytes(const TernaryKernels& k, size_t M) {
-  if (!use_decoded(k, M)) return 0;
+size_t tiles_scratch_bytes(const TernaryKernels& k, size_t M, size_t K) {
+  if (!use_decoded(k, M, K)) return 0;
   return k.dec_rows * k.dec_chunk + round_up(M * k.dec_rows * k.dec_acc_bytes, 64);
 }
 
@@ -75,9 +80,9 @@ struct Gemm {
   const uint8_t* w;  // packed rows, ldw apart
   size_t ldw, nblocks;
 
-  // acc[m * ldc + (n - n0)] for m < M, n0 <= n < n1; scratch: tiles_scratch_bytes(k, M).
+  // acc[m * ldc + (n - n0)] for m < M, n0 <= n < n1; scratch: tiles_scratch_bytes(k, M, ldq).
   void run(size_t n0, size_t n1, int32_t* acc, size_t ldc, void* scratch) const {
-    if (use_decoded(k, M)) return decoded(n0, n1, acc, ldc, static_cast<unsigned char*>(scratch));
+    if (use_decoded(k, M, ldq)) return decoded(n0, n1, acc, ldc, static_cast<unsigned char*>(scratch));
     // register tiles of near-equal height <= reg_max_rows
     const size_t R = static_cast<size_t>(k.reg_max_rows), ntiles = (M + R - 1) / R;
     for (size_t t = 0, m = 0; t < ntiles; ++t) {
@@ -242,8 +247,8 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   std::vector<int32_t> qsum(M);
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   const Gemm g{kern, bits, q, M, ldq, qsum.data(), packed, ldw, nblocks};
-  ThreadScratch scratch(tiles_scratch_bytes(kern, M));
-  const bool fused = use_decoded(kern, M) && kern.dec_out;
+  ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));
+  const bool fused = use_decoded(kern, M, ldq) && kern.dec_out;
   const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr};
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
@@ -268,11 +273,11 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
     qsum[m] = kern.sum_s8(qm, K);
   }
   const Gemm g{kern, bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks};
-  if (nblocks && use_decoded(kern, M) && kern.dec_out) {  // results straight from the tiles' registers
+  if (nblocks && use_decoded(kern, M, ldq) && kern.dec_out) {  // results straight from the tiles' registers
     std::vector<float> rowf(gw_stride ? 0 : M);
     for (size_t m = 0; m < rowf.size(); ++m) rowf[m] = gw[0] / sx[m];  // tl_out_one's factor
     const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias, rowf.data()};
-    ThreadScratch scratch(tiles_scratch_bytes(kern, M));
+    ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));
     parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
       g.decoded(b * kRowUnit, std::min(N, e * kRowUnit), nullptr, 0, static_cast<unsigned char*>(s), &out);
     });
@@ -280,7 +285,7 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   }
   // per task: the int32 staging block, then the tiles' scratch
   const size_t stage_bytes = round_up(M * kNBlock * sizeof(int32_t), 64);
-  ThreadScratch scratch(stage_bytes + tiles_scratch_bytes(kern, M));
+  ThreadScratch scratch(stage_bytes + tiles_scratch_bytes(kern, M, ldq));
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
     int32_t* stage = static_cast<int32_t*>(s);

@@ -113,6 +113,11 @@ struct TernaryKernels {
   // no reduce, no staging block, no separate epilogue pass over the M x N results.
   void (*dec_out)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len,
                   const void* acc_in, size_t ldacc, const TernaryOut& out, size_t m0, size_t n0) = nullptr;
+  // Optional: short rows reach the decoded panels sooner (their decode is cheap and the
+  // register tiles' horizontal sums are a larger share): with dec_k_per_row > 0 they are
+  // used from M >= min(dec_min_rows, dec_min_rows_base + K / dec_k_per_row), K padded.
+  size_t dec_min_rows_base = 0;
+  size_t dec_k_per_row = 0;
 };
 
 // Variants: one file each (ternary_<isa>.cpp), one word each here (core/dispatch.h).

@@ -532,9 +532,12 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 const TernaryKernels ternary_avx512vnni = {
     /*reg_max_rows=*/kRegMaxRows, /*reg_k_blocks=*/1, /*dec_max_rows=*/kDecMR, /*dec_chunk=*/kDecChunk,
     /*dec_acc_bytes=*/sizeof(int32_t),
-    // measured on Zen 5 (one thread): register tiles win below 24-32 rows at K = 4096,
-    // below ~18 at K = 1536, the decoded panels from 8 at K = 384
+    // measured on Zen 5 (one thread, bench/ternary_ab.py), the decoded panels with dec_out
+    // against the register tiles: they win from M = 5-6 at K = 384 and from 14 at K = 1536;
+    // at K = 4096 and 11008 the register tiles still win at 19 rows (by 1.1x): decoded
+    // from min(20, 3 + K / 128) rows
     /*dec_min_rows=*/20,
-    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows, dec_out};
+    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows, dec_out,
+    /*dec_min_rows_base=*/3, /*dec_k_per_row=*/128};
 
 }  // namespace lowbit
