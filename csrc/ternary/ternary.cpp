@@ -65,10 +65,22 @@ bool use_decoded(const TernaryKernels& k, size_t M, size_t K) {
   return M >= from;
 }
 
+// Fused path (dec_out, K in one chunk): decoded panels are kept together up to this many
+// bytes (a "group"), and swept by blocks of activation rows of about kFusedActBytes, so that
+// both stay in L2 while every panel of the group meets every row of the block (rather than
+// all M rows streaming from L3 once per panel when M K outgrows L2: 608 x 1536 is 912 KiB).
+constexpr size_t kFusedPanelBytes = 192 << 10;
+constexpr size_t kFusedActBytes = 256 << 10;
+
 // Bytes of per-task scratch the tiles need for M activation rows (64-byte aligned).
 size_t tiles_scratch_bytes(const TernaryKernels& k, size_t M, size_t K) {
   if (!use_decoded(k, M, K)) return 0;
   return k.dec_rows * k.dec_chunk + round_up(M * k.dec_rows * k.dec_acc_bytes, 64);
+}
+
+// The fused path (dec_out) takes K in one chunk.
+bool use_fused(const TernaryKernels& k, size_t M, size_t K) {
+  return k.dec_out && use_decoded(k, M, K) && K <= k.dec_chunk;
 }
 
 struct Gemm {
@@ -148,7 +160,6 @@ struct Gemm {
     uint8_t* wb = scratch;
     const size_t P = kP ? kP : k.dec_rows;
     unsigned char* vacc = scratch + P * k.dec_chunk;
-    const size_t R = static_cast<size_t>(k.dec_max_rows);
     const bool chunked = nblocks > CB;  // more than one chunk of K: accumulators in memory
     for (size_t nb = n0; nb < n1; nb += P) {
       const size_t rows = std::min(P, n1 - nb);
@@ -164,12 +175,7 @@ struct Gemm {
           else
             k.dec_tile(q + m * ldq + k0, ldq, static_cast<int>(mr), wb, rows, len, vacc + m * P * ab, P);
         };
-        // Tiles of R rows; when R + 2 or R + 3 rows would be left, two near-equal tiles
-        // (4 + 4, 4 + 5 for R = 6) instead of R and a sliver of 2 or 3.
-        size_t m = 0;
-        for (; M - m >= R && !(R >= 4 && (M - m == R + 2 || M - m == R + 3)); m += R) panel(m, R);
-        if (M - m > R) panel(m, (M - m) / 2), m += (M - m) / 2;
-        if (M > m) panel(m, M - m);
+        row_tiles(0, M, panel);
       }
       if (out) continue;
       for (size_t m = 0; m < M; ++m) {
@@ -179,7 +185,76 @@ struct Gemm {
       }
     }
   }
+
+  // Rows [m0, m1) as tiles of dec_max_rows = R rows, tile(m, mr); when R + 2 or R + 3 rows
+  // would be left, two near-equal tiles (4 + 4, 4 + 5 for R = 6) instead of R and a sliver.
+  template <class Tile>
+  void row_tiles(size_t m0, size_t m1, const Tile& tile) const {
+    const size_t R = static_cast<size_t>(k.dec_max_rows);
+    size_t m = m0;
+    for (; m1 - m >= R && !(R >= 4 && (m1 - m == R + 2 || m1 - m == R + 3)); m += R) tile(m, R);
+    if (m1 - m > R) tile(m, (m1 - m) / 2), m += (m1 - m) / 2;
+    if (m1 > m) tile(m, m1 - m);
+  }
+
+  // ---- the fused path with K in one chunk (dec_out, fused_plan) ----
+  // Work item it = (group it / nblk, row block it % nblk): the group's panels decoded back
+  // to back into wb (a variant with dec_out decodes nblocks blocks of P rows into
+  // P * nblocks * KB bytes), unless wb holds that group already (*have: the group in wb,
+  // per task), then every panel of the group against the rows of the block, tile by
+  // tile, the results written by dec_out.
+  struct FusedPlan {
+    size_t P, pbytes, gpanels, ngroups, rows, nblk;  // rows: per block, whole tiles
+  };
+  void fused_item(const FusedPlan& f, size_t N, size_t it, unsigned char* wb, size_t* have,
+                  const TernaryOut& out) const {
+    const size_t grp = it / f.nblk, blk = it % f.nblk, len = nblocks * tl_block(bits);
+    const size_t g0 = grp * f.gpanels * f.P, g1 = std::min(N, g0 + f.gpanels * f.P);
+    if (*have != grp) {
+      for (size_t nb = g0, i = 0; nb < g1; nb += f.P, ++i)
+        k.decode(bits, w + nb * ldw, ldw, std::min(f.P, g1 - nb), nblocks, wb + i * f.pbytes);
+      *have = grp;
+    }
+    const size_t m0 = blk * f.rows, m1 = std::min(M, m0 + f.rows);
+    for (size_t nb = g0, i = 0; nb < g1; nb += f.P, ++i) {
+      const size_t rows = std::min(f.P, g1 - nb);
+      row_tiles(m0, m1, [&](size_t m, size_t mr) {
+        k.dec_out(q + m * ldq, ldq, static_cast<int>(mr), wb + i * f.pbytes, rows, len, nullptr, f.P, out, m, nb);
+      });
+    }
+  }
 };
+
+// Groups of panels of at most kFusedPanelBytes and row blocks of about kFusedActBytes (both
+// stay in L2 while every panel of the group meets every row of the block), made smaller
+// while there are fewer than 4 work items per thread: first fewer panels per group, then
+// shorter row blocks (each block of a group decodes the group again: a few % of a tile's
+// work). Runs dec_out over all of (M, N) on the pool.
+void run_fused(const Gemm& g, size_t N, const TernaryOut& out) {
+  const TernaryKernels& k = g.k;
+  Gemm::FusedPlan f;
+  f.P = k.dec_rows;
+  f.pbytes = round_up(f.P * g.ldq, 64);
+  const size_t npanels = ceil_div(N, f.P), R = static_cast<size_t>(k.dec_max_rows);
+  const size_t want = num_threads() > 1 ? 4 * static_cast<size_t>(num_threads()) : 1;
+  f.gpanels = std::max<size_t>(1, std::min(npanels, kFusedPanelBytes / f.pbytes));
+  if (ceil_div(npanels, f.gpanels) < want) f.gpanels = std::max<size_t>(1, npanels / want);
+  f.ngroups = ceil_div(npanels, f.gpanels);
+  const size_t rows0 = std::max(R, kFusedActBytes / g.ldq / R * R);
+  size_t nblk = std::max<size_t>(1, (g.M + rows0 / 2) / rows0);
+  if (f.ngroups * nblk < want) nblk = std::min(ceil_div(want, f.ngroups), ceil_div(g.M, R));
+  f.rows = ceil_div(ceil_div(g.M, nblk), R) * R;  // near-equal blocks of whole tiles
+  f.nblk = ceil_div(g.M, f.rows);
+  ThreadScratch scratch(f.gpanels * f.pbytes);
+  std::vector<size_t> have(static_cast<size_t>(scratch.slots()), SIZE_MAX);
+  parallel_for(
+      f.ngroups * f.nblk, 1,
+      TaskFn([&](size_t b, size_t e, int tid) {
+        auto* wb = static_cast<unsigned char*>(scratch.get(tid));
+        for (size_t it = b; it < e; ++it) g.fused_item(f, N, it, wb, &have[static_cast<size_t>(tid)], out);
+      }),
+      scratch.slots());
+}
 
 }  // namespace
 
@@ -247,8 +322,10 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   std::vector<int32_t> qsum(M);
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   const Gemm g{kern, bits, q, M, ldq, qsum.data(), packed, ldw, nblocks};
+  if (use_fused(kern, M, ldq))
+    return run_fused(g, N, TernaryOut{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr});
   ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));
-  const bool fused = use_decoded(kern, M, ldq) && kern.dec_out;
+  const bool fused = use_decoded(kern, M, ldq) && kern.dec_out;  // K in several chunks
   const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr};
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
@@ -277,7 +354,8 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
     std::vector<float> rowf(gw_stride ? 0 : M);
     for (size_t m = 0; m < rowf.size(); ++m) rowf[m] = gw[0] / sx[m];  // tl_out_one's factor
     const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias, rowf.data()};
-    ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));
+    if (use_fused(kern, M, ldq)) return run_fused(g, N, out);
+    ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));  // K in several chunks
     parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
       g.decoded(b * kRowUnit, std::min(N, e * kRowUnit), nullptr, 0, static_cast<unsigned char*>(s), &out);
     });

@@ -111,6 +111,9 @@ struct TernaryKernels {
   // this chunk's sums; for i < mr, j < nr it writes output row m0 + i, channel n0 + j of
   // `out` (TernaryOut). The int32 sums never leave the registers: no accumulator memory,
   // no reduce, no staging block, no separate epilogue pass over the M x N results.
+  // A variant with dec_out decodes nblocks blocks of a panel into dec_rows * nblocks *
+  // (32 * 8 / bits) bytes (not dec_rows * dec_chunk), so that the driver can keep several
+  // decoded panels back to back when K fits one chunk.
   void (*dec_out)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len,
                   const void* acc_in, size_t ldacc, const TernaryOut& out, size_t m0, size_t n0) = nullptr;
   // Optional: short rows reach the decoded panels sooner (their decode is cheap and the
