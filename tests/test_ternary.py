@@ -128,7 +128,8 @@ def test_float_bit_exact_every_path(isa, rng, bits, axis, M, N, K):
     + bias) on the register tiles and on the decoded panels, whose AVX-512 VNNI variant
     writes the floats straight from its tile: per-tensor and per-channel scales, with and
     without bias, channels past a 32-row panel masked (70 = 32 + 32 + 6, 33, 40), K in one
-    chunk or three (4500), row tiles 12 x 50 + 8 (608)."""
+    chunk or several (4500: two of 4096 values on AVX-512 VNNI, three of 2048 on AVX2),
+    row tiles 12 x 50 + 8 (608)."""
     W, mm, _, rmm, _ = KINDS[bits]
     w = W.from_float(rng.standard_normal((N, K)).astype(F32), axis=axis)
     x = (rng.standard_normal((M, K)) * rng.uniform(0.01, 10, (M, 1))).astype(F32)
