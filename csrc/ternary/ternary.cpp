@@ -237,11 +237,12 @@ void run_fused(const Gemm& g, size_t N, const TernaryOut& out) {
   f.pbytes = round_up(f.P * g.ldq, 64);
   const size_t npanels = ceil_div(N, f.P), R = static_cast<size_t>(k.dec_max_rows);
   const size_t want = num_threads() > 1 ? 4 * static_cast<size_t>(num_threads()) : 1;
-  f.gpanels = std::max<size_t>(1, std::min(npanels, kFusedPanelBytes / f.pbytes));
-  if (ceil_div(npanels, f.gpanels) < want) f.gpanels = std::max<size_t>(1, npanels / want);
-  f.ngroups = ceil_div(npanels, f.gpanels);
   const size_t rows0 = std::max(R, kFusedActBytes / g.ldq / R * R);
   size_t nblk = std::max<size_t>(1, (g.M + rows0 / 2) / rows0);
+  f.gpanels = std::max<size_t>(1, std::min(npanels, kFusedPanelBytes / f.pbytes));
+  if (ceil_div(npanels, f.gpanels) * nblk < want)
+    f.gpanels = std::max<size_t>(1, std::min(f.gpanels, npanels * nblk / want));
+  f.ngroups = ceil_div(npanels, f.gpanels);
   if (f.ngroups * nblk < want) nblk = std::min(ceil_div(want, f.ngroups), ceil_div(g.M, R));
   f.rows = ceil_div(ceil_div(g.M, nblk), R) * R;  // near-equal blocks of whole tiles
   f.nblk = ceil_div(g.M, f.rows);
