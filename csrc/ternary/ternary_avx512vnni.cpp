@@ -535,11 +535,12 @@ const TernaryKernels ternary_avx512vnni = {
     /*reg_max_rows=*/kRegMaxRows, /*reg_k_blocks=*/1, /*dec_max_rows=*/kDecMR, /*dec_chunk=*/kDecChunk,
     /*dec_acc_bytes=*/sizeof(int32_t),
     // measured on Zen 5 (one thread, bench/ternary_ab.py), the decoded panels with dec_out
-    // against the register tiles: they win from M = 5-6 at K = 384 and from 14 at K = 1536;
-    // at K = 4096 and 11008 the register tiles still win at 19 rows (by 1.1x): decoded
-    // from min(20, 3 + K / 128) rows
+    // against the register tiles: they win from M = 5-6 at K = 384 and are level at
+    // M = 14-19 at K = 1536 (0.95-1.06x, noisy); at K = 4096 and 11008 the register tiles
+    // still win at 19 rows (by 1.1x): decoded from min(20, 2 + K / 80) rows (6 at K = 384,
+    // 11 at K = 768, 20 from K = 1440 as before)
     /*dec_min_rows=*/20,
     sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows, dec_out,
-    /*dec_min_rows_base=*/3, /*dec_k_per_row=*/128};
+    /*dec_min_rows_base=*/2, /*dec_k_per_row=*/80};
 
 }  // namespace lowbit
