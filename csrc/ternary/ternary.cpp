@@ -197,7 +197,7 @@ struct Gemm {
     if (m1 > m) tile(m, m1 - m);
   }
 
-  // ---- the fused path with K in one chunk (dec_out, fused_plan) ----
+  // ---- the fused path with K in one chunk (dec_out; run_fused plans it) ----
   // Work item it = (group it / nblk, row block it % nblk): the group's panels decoded back
   // to back into wb (a variant with dec_out decodes nblocks blocks of P rows into
   // P * nblocks * KB bytes), unless wb holds that group already (*have: the group in wb,
@@ -228,8 +228,9 @@ struct Gemm {
 // Groups of panels of at most kFusedPanelBytes and row blocks of about kFusedActBytes (both
 // stay in L2 while every panel of the group meets every row of the block), made smaller
 // while there are fewer than 4 work items per thread: first fewer panels per group, then
-// shorter row blocks (each block of a group decodes the group again: a few % of a tile's
-// work). Runs dec_out over all of (M, N) on the pool.
+// shorter row blocks (a task decodes a group once per run of its items; every task that
+// takes a block of the group decodes it again: ~1 % of the work per decode). Runs dec_out
+// over all of (M, N) on the pool, items group by group.
 void run_fused(const Gemm& g, size_t N, const TernaryOut& out) {
   const TernaryKernels& k = g.k;
   Gemm::FusedPlan f;
@@ -326,12 +327,16 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   if (use_fused(kern, M, ldq))
     return run_fused(g, N, TernaryOut{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr});
   ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));
-  const bool fused = use_decoded(kern, M, ldq) && kern.dec_out;  // K in several chunks
-  const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr};
+  if (use_decoded(kern, M, ldq) && kern.dec_out) {  // K in several chunks, whole panels per item
+    const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr};
+    parallel_for(ceil_div(N, kern.dec_rows), 1, scratch, [&](size_t b, size_t e, void* s) {
+      g.decoded(b * kern.dec_rows, std::min(N, e * kern.dec_rows), nullptr, 0, static_cast<unsigned char*>(s), &out);
+    });
+    return;
+  }
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
-    if (fused) g.decoded(n0, n1, nullptr, 0, static_cast<unsigned char*>(s), &out);
-    else g.run(n0, n1, acc + n0, N, s);
+    g.run(n0, n1, acc + n0, N, s);
   });
 }
 
@@ -356,9 +361,9 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
     for (size_t m = 0; m < rowf.size(); ++m) rowf[m] = gw[0] / sx[m];  // tl_out_one's factor
     const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias, rowf.data()};
     if (use_fused(kern, M, ldq)) return run_fused(g, N, out);
-    ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));  // K in several chunks
-    parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
-      g.decoded(b * kRowUnit, std::min(N, e * kRowUnit), nullptr, 0, static_cast<unsigned char*>(s), &out);
+    ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));  // K in several chunks, whole panels per item
+    parallel_for(ceil_div(N, kern.dec_rows), 1, scratch, [&](size_t b, size_t e, void* s) {
+      g.decoded(b * kern.dec_rows, std::min(N, e * kern.dec_rows), nullptr, 0, static_cast<unsigned char*>(s), &out);
     });
     return;
   }
