@@ -350,11 +350,14 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   std::vector<float> sx(M);
   std::vector<int32_t> qsum(M);
   quantize_rows_s8(x, M, K, q.data(), sx.data(), std::max<size_t>(ldq, 1));  // SPEC 5, the act family
-  for (size_t m = 0; m < M; ++m) {  // one thread: M K bytes, a few microseconds per 64 KiB
-    int8_t* qm = q.data() + m * ldq;
-    std::memset(qm + K, 0, ldq - K);
-    qsum[m] = kern.sum_s8(qm, K);
-  }
+  // padding and row sums: M K bytes, a few microseconds per 64 KiB, so threads from 128 KiB
+  parallel_for(M, std::max<size_t>(1, (size_t(128) << 10) / std::max<size_t>(ldq, 1)), [&](size_t b, size_t e) {
+    for (size_t m = b; m < e; ++m) {
+      int8_t* qm = q.data() + m * ldq;
+      std::memset(qm + K, 0, ldq - K);
+      qsum[m] = kern.sum_s8(qm, K);
+    }
+  });
   const Gemm g{kern, bits, q.data(), M, ldq, qsum.data(), packed, ldw, nblocks};
   if (nblocks && use_decoded(kern, M, ldq) && kern.dec_out) {  // results straight from the tiles' registers
     std::vector<float> rowf(gw_stride ? 0 : M);
