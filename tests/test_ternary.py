@@ -82,10 +82,11 @@ def test_s32_hypothesis(M, N, K, bits, seed):
             check_s32(rng, M, N, K, bits)
 
 
-def test_threads_agree(rng):
+@pytest.mark.parametrize("M", [7, 40])  # register tiles; decoded panels
+def test_threads_agree(rng, M):
     c = random_codes(rng, 301, 1000, 2)
     w = lowbit.TernaryWeight.from_codes(c, 0.5)
-    x = rng.standard_normal((7, 1000)).astype(F32)
+    x = rng.standard_normal((M, 1000)).astype(F32)
     before = lowbit.get_num_threads()
     try:
         lowbit.set_num_threads(1)
@@ -117,6 +118,25 @@ def test_float_matches_reference(isa, rng, bits, axis, M, N, K):
     assert_close_spec7(mm(x, w), rmm(x, w))
     bias = rng.standard_normal(N).astype(F32)
     assert_close_spec7(mm(x, w, bias=bias), rmm(x, w, bias=bias))
+
+
+@pytest.mark.parametrize("bits", [2, 1])
+@pytest.mark.parametrize("axis", [None, 0])
+@pytest.mark.parametrize("M,N,K", [(5, 70, 384), (6, 70, 384), (20, 33, 1536), (37, 64, 4500), (608, 40, 384)])
+def test_float_bit_exact_every_path(isa, rng, bits, axis, M, N, K):
+    """Float results equal the reference's bit for bit (float32(acc) * (g_w / s_x), then
+    + bias) on the register tiles and on the decoded panels, whose AVX-512 VNNI variant
+    writes the floats straight from its tile: per-tensor and per-channel scales, with and
+    without bias, channels past a 32-row panel masked (70 = 32 + 32 + 6, 33, 40), K in one
+    chunk or several (4500: two of 4096 values on AVX-512 VNNI, three of 2048 on AVX2),
+    row tiles 12 x 50 + 8 (608)."""
+    W, mm, _, rmm, _ = KINDS[bits]
+    w = W.from_float(rng.standard_normal((N, K)).astype(F32), axis=axis)
+    x = (rng.standard_normal((M, K)) * rng.uniform(0.01, 10, (M, 1))).astype(F32)
+    for bias in (None, rng.standard_normal(N).astype(F32)):
+        y, yr = mm(x, w, bias=bias), rmm(x, w, bias=bias)
+        assert y.dtype == yr.dtype == np.float32
+        np.testing.assert_array_equal(y.view(np.uint32), yr.view(np.uint32))
 
 
 def test_float_formula_known_values(isa):

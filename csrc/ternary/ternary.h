@@ -28,6 +28,25 @@ constexpr size_t kTernaryMaxK = size_t(1) << 22;  // partial sums of 4 u q stay 
 
 inline size_t tl_block(int bits) { return bits == 2 ? 128 : 256; }  // K values per 32-byte block
 
+// What the last K chunk of a decoded panel writes when the variant has dec_out (below):
+// for activation row m and output channel n, in wrapping int32,
+//   a = U - qsum[m] (ternary) or 2 U - qsum[m] (binary),
+// then acc[m * ldc + n] = a if acc is not null, and
+//   y[m * ldc + n] = float(a) * (gw[n * gw_stride] / sx[m]) (+ bias[n] if bias)
+// in float32 (SPEC 7, the epilogue's arithmetic) if y is not null.
+struct TernaryOut {
+  int bits;
+  const int32_t* qsum;  // (M,)
+  int32_t* acc;         // (M, ldc) or null
+  float* y;             // (M, ldc) or null
+  size_t ldc;
+  const float* sx;  // (M,), with y
+  const float* gw;  // N values (gw_stride 1) or one (gw_stride 0), with y
+  size_t gw_stride;
+  const float* bias;  // (N,) or null
+  const float* rowf;  // with y and gw_stride 0: rowf[m] = gw[0] / sx[m] (one division per row per call)
+};
+
 // ---- the kernel table: fixed-shape tiles and what they need ----------------
 //
 // An ISA variant provides tiles, not a strategy: the driver (ternary.cpp) owns the
@@ -86,6 +105,22 @@ struct TernaryKernels {
   // -- description, continued (last, so that tables which leave it out get the default) --
   size_t dec_rows = 16;  // weight rows per decoded panel (>= 1): what
                          // one decode call takes and one dec_tile call may get
+  // Optional (null: the driver reduces, finishes and runs the epilogue itself): dec_tile
+  // for the last chunk of K of a panel, fused with the rest of the work. U is
+  // (acc_in ? the accumulator (i * ldacc + j) of acc_in, as dec_tile leaves it : 0) plus
+  // this chunk's sums; for i < mr, j < nr it writes output row m0 + i, channel n0 + j of
+  // `out` (TernaryOut). The int32 sums never leave the registers: no accumulator memory,
+  // no reduce, no staging block, no separate epilogue pass over the M x N results.
+  // A variant with dec_out decodes nblocks blocks of a panel into dec_rows * nblocks *
+  // (32 * 8 / bits) bytes (not dec_rows * dec_chunk), so that the driver can keep several
+  // decoded panels back to back when K fits one chunk.
+  void (*dec_out)(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len,
+                  const void* acc_in, size_t ldacc, const TernaryOut& out, size_t m0, size_t n0) = nullptr;
+  // Optional: short rows reach the decoded panels sooner (their decode is cheap and the
+  // register tiles' horizontal sums are a larger share): with dec_k_per_row > 0 they are
+  // used from M >= min(dec_min_rows, dec_min_rows_base + K / dec_k_per_row), K padded.
+  size_t dec_min_rows_base = 0;
+  size_t dec_k_per_row = 0;
 };
 
 // Variants: one file each (ternary_<isa>.cpp), one word each here (core/dispatch.h).

@@ -268,7 +268,9 @@ void reg_rows(int bits, const int8_t* x, size_t ldx, int mr, const uint8_t* w, s
 // the group vectors.
 constexpr int kDecNV = 2;                  // group vectors per panel: 32 weight rows
 constexpr size_t kDecRows = 16 * kDecNV;
-constexpr size_t kDecChunk = 2048;         // K values per decoded chunk: a 64 KiB panel
+// K values per decoded chunk: a 128 KiB panel. K up to 4096 takes the fused path (dec_out,
+// one chunk; 2048 before: 0.96-1.0x the time at M = 20..608, K = 4096)
+constexpr size_t kDecChunk = 4096;
 constexpr int kDecMR = 12;                 // 24 accumulators, 2 weight vectors, a broadcast
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
@@ -340,12 +342,10 @@ inline __m512i bcast_quad(const int8_t* p) {
   return _mm512_set1_epi32(quad);
 }
 
-// MR activation rows x 16 NV weight rows over ngroups groups, added into acc[i * ldacc + j]
-// (all 16 NV columns: ldacc >= kDecRows, and padded rows add 0).
+// c[i][h] = the sums of MR activation rows x 16 NV weight rows over ngroups groups.
 template <int MR>
-void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, int32_t* acc, size_t ldacc) {
+inline void tile_dec_sums(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, __m512i (&c)[MR][kDecNV]) {
   constexpr int NV = kDecNV;
-  __m512i c[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -393,13 +393,95 @@ void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, in
       }
     }
   }
+}
+
+// MR activation rows x 16 NV weight rows over ngroups groups, added into acc[i * ldacc + j]
+// (all 16 NV columns: ldacc >= kDecRows, and padded rows add 0).
+template <int MR>
+void tile_dec(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, int32_t* acc, size_t ldacc) {
+  __m512i c[MR][kDecNV];
+  tile_dec_sums<MR>(x, ldx, wb, ngroups, c);
 #pragma GCC unroll 32
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int h = 0; h < NV; ++h) {
+    for (int h = 0; h < kDecNV; ++h) {
       int32_t* a = acc + i * ldacc + 16 * h;
       _mm512_storeu_si512(a, _mm512_add_epi32(load64(a), c[i][h]));
     }
+}
+
+// The sums of tile_dec into sums[i * 16 NV + j] (stored, not added).
+template <int MR>
+__attribute__((noinline)) void tile_dec_store(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups,
+                                              int32_t* sums) {
+  __m512i c[MR][kDecNV];
+  tile_dec_sums<MR>(x, ldx, wb, ngroups, c);
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int h = 0; h < kDecNV; ++h) _mm512_store_si512(sums + (16 * kDecNV) * i + 16 * h, c[i][h]);
+}
+
+// tile_dec for the last chunk of K, fused with the rest (TernaryKernels::dec_out): the
+// sums (plus acc_in's, if any) become a = U - qsum (binary 2 U - qsum) and are written as
+// int32 and/or as y = float(a) * (gw / sx) (+ bias), channels past nr masked off.
+template <int MR>
+void tile_dec_out(const int8_t* x, size_t ldx, const uint8_t* wb, size_t ngroups, size_t nr, const int32_t* acc_in,
+                  size_t ldacc, const TernaryOut& o, size_t m0, size_t n0) {
+  constexpr int NV = kDecNV;
+  // the sums go through an L1 block (2 stores and 2 loads per 32 outputs of a K-long sum),
+  // written by a function of its own: with the epilogue in the same function GCC 12 kept
+  // the accumulators in memory inside the main loop (2x the time)
+  alignas(64) int32_t sums[MR][16 * NV];
+  tile_dec_store<MR>(x, ldx, wb, ngroups, sums[0]);
+  __mmask16 mask[NV];
+  for (int h = 0; h < NV; ++h) {
+    const size_t lo = 16 * static_cast<size_t>(h), n = nr > lo ? std::min<size_t>(16, nr - lo) : 0;
+    mask[h] = static_cast<__mmask16>((1u << n) - 1);
+  }
+  const bool binary = o.bits == 1;
+  const int32_t* const qsum = o.qsum + m0;
+  const size_t ldc = o.ldc;
+  // a = U - qsum (binary 2 U - qsum) of row i, vector h
+  auto formula = [&](int i, int h) {
+    __m512i u = _mm512_load_si512(sums[i] + 16 * h);
+    if (acc_in) u = _mm512_add_epi32(u, load64(acc_in + i * ldacc + 16 * h));
+    if (binary) u = _mm512_add_epi32(u, u);
+    return _mm512_sub_epi32(u, _mm512_set1_epi32(qsum[i]));
+  };
+  if (!o.y) {
+    int32_t* const out = o.acc + m0 * ldc + n0;
+    for (int i = 0; i < MR; ++i)
+      for (int h = 0; h < NV; ++h) _mm512_mask_storeu_epi32(out + i * ldc + 16 * h, mask[h], formula(i, h));
+    return;
+  }
+  int32_t* const acc = o.acc ? o.acc + m0 * ldc + n0 : nullptr;
+  float* const y = o.y + m0 * ldc + n0;
+  const float* const bias = o.bias ? o.bias + n0 : nullptr;
+  __m512 bv[NV];
+  for (int h = 0; h < NV; ++h) bv[h] = bias ? _mm512_maskz_loadu_ps(mask[h], bias + 16 * h) : _mm512_setzero_ps();
+  // y = float(a) * f (+ bias): f = gw / sx, per tensor (the driver's rowf) or per channel
+  auto store = [&](int i, int h, __m512i a, __m512 f) {
+    if (acc) _mm512_mask_storeu_epi32(acc + i * ldc + 16 * h, mask[h], a);
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), f);
+    if (bias) v = _mm512_add_ps(v, bv[h]);
+    _mm512_mask_storeu_ps(y + i * ldc + 16 * h, mask[h], v);
+  };
+  if (!o.gw_stride) {
+    const float* const rowf = o.rowf + m0;
+    for (int i = 0; i < MR; ++i) {
+      const __m512 f = _mm512_set1_ps(rowf[i]);
+      for (int h = 0; h < NV; ++h) store(i, h, formula(i, h), f);
+    }
+    return;
+  }
+  __m512 gwv[NV];
+  for (int h = 0; h < NV; ++h) gwv[h] = _mm512_maskz_loadu_ps(mask[h], o.gw + n0 + 16 * h);
+  const float* const sx = o.sx + m0;
+  for (int i = 0; i < MR; ++i) {
+    const __m512 s = _mm512_set1_ps(sx[i]);
+    for (int h = 0; h < NV; ++h) store(i, h, formula(i, h), _mm512_div_ps(gwv[h], s));
+  }
 }
 
 template <size_t... I>
@@ -412,6 +494,20 @@ constexpr auto kDecTiles = dec_tiles(std::make_index_sequence<kDecMR>());
 void dec_tile(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t /*nr*/, size_t len, void* acc,
               size_t ldacc) {
   kDecTiles[static_cast<size_t>(mr - 1)](x, ldx, wb, len / 4, static_cast<int32_t*>(acc), ldacc);
+}
+
+template <size_t... I>
+constexpr auto dec_out_tiles(std::index_sequence<I...>) {
+  using Fn = void (*)(const int8_t*, size_t, const uint8_t*, size_t, size_t, const int32_t*, size_t, const TernaryOut&,
+                      size_t, size_t);
+  return std::array<Fn, sizeof...(I)>{tile_dec_out<static_cast<int>(I) + 1>...};
+}
+constexpr auto kDecOutTiles = dec_out_tiles(std::make_index_sequence<kDecMR>());
+
+void dec_out(const int8_t* x, size_t ldx, int mr, const uint8_t* wb, size_t nr, size_t len, const void* acc_in,
+             size_t ldacc, const TernaryOut& o, size_t m0, size_t n0) {
+  kDecOutTiles[static_cast<size_t>(mr - 1)](x, ldx, wb, len / 4, nr, static_cast<const int32_t*>(acc_in), ldacc, o,
+                                            m0, n0);
 }
 
 void dec_reduce(const void* acc, size_t n, int32_t* U) { std::memcpy(U, acc, n * sizeof(int32_t)); }
@@ -438,9 +534,13 @@ void epilogue(const int32_t* acc, size_t N, float sx, const float* gw, size_t gw
 const TernaryKernels ternary_avx512vnni = {
     /*reg_max_rows=*/kRegMaxRows, /*reg_k_blocks=*/1, /*dec_max_rows=*/kDecMR, /*dec_chunk=*/kDecChunk,
     /*dec_acc_bytes=*/sizeof(int32_t),
-    // measured on Zen 5 (one thread): register tiles win below 24-32 rows at K = 4096,
-    // below ~18 at K = 1536, the decoded panels from 8 at K = 384
+    // measured on Zen 5 (one thread, bench/ternary_ab.py), the decoded panels with dec_out
+    // against the register tiles: they win from M = 5-6 at K = 384 and are level at
+    // M = 14-19 at K = 1536 (0.95-1.06x, noisy); at K = 4096 and 11008 the register tiles
+    // still win at 19 rows (by 1.1x): decoded from min(20, 2 + K / 80) rows (6 at K = 384,
+    // 11 at K = 768, 20 from K = 1440 as before)
     /*dec_min_rows=*/20,
-    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows};
+    sum_s8, reg_1x4, reg_rows, decode, dec_tile, dec_reduce, epilogue, /*dec_rows=*/kDecRows, dec_out,
+    /*dec_min_rows_base=*/2, /*dec_k_per_row=*/80};
 
 }  // namespace lowbit
