@@ -44,6 +44,12 @@ namespace lowbit {
 namespace {
 
 constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
+#ifndef Q6_K_G
+#define Q6_K_G 4
+#endif
+#ifndef Q6_K_K
+#define Q6_K_K 2
+#endif
 
 inline __m512i nearest_int16(__m512 v) {  // ggml's nearest_int on 16 lanes, any input
   const __m512 t = _mm512_add_ps(v, _mm512_set1_ps(kMagic));
@@ -577,150 +583,222 @@ bool quantize_q3_K_avx512(const float* x, size_t nblocks, const float* qw, uint8
 
 // Q6_K after the search (scales of the 16 sub-blocks, the iscale of each one's best
 // codes, the all-tiny sub-blocks): q6_K_finish with vector requantization.
-inline void q6_K_finish16(const float* x, const float* scales, const float* lis_a, __mmask16 zero_lane, uint8_t* out);
 
-// G super-blocks at once (x, qw: G * 256 values), each a vector of 16 sub-blocks.
+// make_qx_quants' 19 candidate iscales: c = 0 the initial -nmax / max, then is = -9..9 without 0.
+inline float q6_num(int c) {
+  const int is = c <= 9 ? c - 10 : c - 9;
+  return c == 0 ? -32.0f : -(32.0f + 0.1f * static_cast<float>(is));
+}
+constexpr int kQ6Cands = 19;
+
+// The search state of G super-blocks (lane = sub-block) and their transposed inputs.
 template <int G>
-inline void q6_K_group(const float* x, const float* qw, uint8_t* out) {
+struct Q6Search {
   __m512 X[16][G], W[16][G], WX[16][G];
+  __m512 max[G], scale[G], best[G], lis[G];
+};
+
+// The sums of candidates c0..c0+K-1 for the G super-blocks, then their tests in order.
+// The codes: float(clamp(nearest_int(v), -32, 31)) is the float rounding of v (to nearest
+// even, as the magic add) clamped as a float. v = iscale * x is finite in a live lane,
+// |v| <= (32 + 0.1 is)(1 + 2^-22), so it can round below -32 only for is >= 5 (candidates
+// 14..18). The float rounding keeps the sign of a zero (x = -0, or -0.5 < v < 0) where
+// ggml's int gives +0: such a code only adds zeros to sums that start at +0, and the
+// codes themselves are recomputed from the best iscale later. (The clamps as integer
+// min on the bit patterns, off the two add pipes that also round and sum, measured
+// slower here: 2.46 against 2.37 cycles per value and candidate.)
+template <int G, int K>
+inline void q6_block(Q6Search<G>& s, int c0) {
   const __m512 zero = _mm512_setzero_ps();
-  __m512 max[G];
-  __mmask16 zero_lane[G];
-  for (int g = 0; g < G; ++g) {
-    __m512 Xg[16], Wg[16];
-    gather_lanes<16>(x + kQK_K * g, 16, Xg);
-    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, Wg);
-    __m512 amax = zero, mx = zero;
-    for (int i = 0; i < 16; ++i) {
-      if (!qw) Wg[i] = _mm512_mul_ps(Xg[i], Xg[i]);
-      X[i][g] = Xg[i];
-      W[i][g] = Wg[i];
-      WX[i][g] = _mm512_mul_ps(Wg[i], Xg[i]);
-      const __m512 ax = _mm512_abs_ps(Xg[i]);
-      const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
-      amax = _mm512_mask_mov_ps(amax, gt, ax);
-      mx = _mm512_mask_mov_ps(mx, gt, Xg[i]);
+  __m512 isc[K][G], slx[K][G], sl2[K][G];
+  for (int k = 0; k < K; ++k) {
+    const __m512 num = _mm512_set1_ps(q6_num(c0 + k));
+    for (int g = 0; g < G; ++g) {
+#ifdef Q6_FAKEDIV
+      isc[k][g] = _mm512_mul_ps(num, s.max[g]);
+#else
+      isc[k][g] = _mm512_div_ps(num, s.max[g]);
+#endif
+      slx[k][g] = sl2[k][g] = zero;
     }
-    max[g] = mx;
-    zero_lane[g] = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
   }
   const __m512 flo = _mm512_set1_ps(-32.f), fhi = _mm512_set1_ps(31.f);
-  __m512 scale[G], best[G], lis[G];
-  // candidates: c = 0 the initial -32/max, then is = -9..9 without 0, two at a time; the
-  // sums of a candidate do not depend on the earlier ones' outcome, only the tests do
-  for (int c = 0; c < 20; c += 2) {
-    __m512 isc[2][G], slx[2][G], sl2[2][G];
-    for (int k = 0; k < 2; ++k) {
-      const int cc = c + k;
-      const int is = cc == 0 ? 0 : (cc <= 9 ? cc - 10 : (cc <= 18 ? cc - 9 : 9));
-      const __m512 num = _mm512_set1_ps(cc == 0 ? -32.0f : -(32.0f + 0.1f * static_cast<float>(is)));
+  auto sums = [&](auto lo) {
+    for (int i = 0; i < 16; ++i)
       for (int g = 0; g < G; ++g) {
-        isc[k][g] = _mm512_div_ps(num, max[g]);
-        slx[k][g] = sl2[k][g] = zero;
-      }
-    }
-    // The codes: float(clamp(nearest_int(v), -32, 31)) is the float rounding of v (to
-    // nearest even, as the magic add) clamped as a float. v = iscale * x is finite in a
-    // live lane, |v| <= (32 + 0.1 is)(1 + 2^-22), so for is <= 4 (the initial candidate and
-    // is = -9..4) it cannot round below -32. The float rounding keeps the sign of a zero (x = -0, or
-    // -0.5 < v < 0) where ggml's int gives +0: such a code only adds zeros to sums that
-    // start at +0, and the codes themselves are recomputed from the best iscale below.
-    auto sums = [&](auto clamp_lo) {
-      for (int i = 0; i < 16; ++i)
-        for (int g = 0; g < G; ++g)
-          for (int k = 0; k < 2; ++k) {
-            __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(isc[k][g], X[i][g]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            if (decltype(clamp_lo)::value) f = _mm512_max_ps(f, flo);
-            f = _mm512_min_ps(f, fhi);
-            slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(WX[i][g], f));
-            sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(W[i][g], f), f));
-          }
-    };
-    if (c + 1 <= 14) sums(std::false_type());
-    else sums(std::true_type());
-    for (int g = 0; g < G; ++g)
-      for (int k = 0; k < 2 && c + k < 19; ++k) {
-        if (c + k == 0) {
-          scale[g] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sl2[0][g], zero, _CMP_NEQ_UQ), slx[0][g], sl2[0][g]);
-          best[g] = _mm512_mul_ps(scale[g], slx[0][g]);
-          lis[g] = isc[0][g];
-          continue;
+        const __m512 x = s.X[i][g], w = s.W[i][g], wx = s.WX[i][g];
+        for (int k = 0; k < K; ++k) {
+          __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(isc[k][g], x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          if (decltype(lo)::value) f = _mm512_max_ps(f, flo);
+          f = _mm512_min_ps(f, fhi);
+          slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(wx, f));
+          sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(w, f), f));
         }
-        const __mmask16 better =
-            _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
-            _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(best[g], sl2[k][g]), _CMP_GT_OQ);
-        if (!better) continue;
-        lis[g] = _mm512_mask_mov_ps(lis[g], better, isc[k][g]);
-        scale[g] = _mm512_mask_mov_ps(scale[g], better, _mm512_div_ps(slx[k][g], sl2[k][g]));
-        best[g] = _mm512_mask_mov_ps(best[g], better, _mm512_mul_ps(scale[g], slx[k][g]));
       }
-  }
-  for (int g = 0; g < G; ++g) {
-    alignas(64) float scales[16], lis_a[16];
-    _mm512_store_ps(scales, _mm512_mask_mov_ps(scale[g], zero_lane[g], zero));
-    _mm512_store_ps(lis_a, lis[g]);
-    q6_K_finish16(x + kQK_K * g, scales, lis_a, zero_lane[g], out + sizeof(BlockQ6_K) * g);
+  };
+  if (c0 + K - 1 >= 14) sums(std::true_type());
+  else sums(std::false_type());
+  for (int k = 0; k < K; ++k) {
+    if (c0 + k == 0) {
+      for (int g = 0; g < G; ++g) {
+        s.scale[g] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sl2[0][g], zero, _CMP_NEQ_UQ), slx[0][g], sl2[0][g]);
+        s.best[g] = _mm512_mul_ps(s.scale[g], slx[0][g]);
+        s.lis[g] = isc[0][g];
+      }
+      continue;
+    }
+    // ggml: if (suml2 > 0 && sumlx*sumlx > best*suml2) { scale = sumlx/suml2; best = scale*sumlx; }
+    // The candidate's scale and best are computed in every lane, before the test: the
+    // divisions then hang off no chain of tests (a lane is better for about 1 in 20
+    // candidates, but some lane of a vector for most of them).
+    for (int g = 0; g < G; ++g) {
+      const __m512 q = _mm512_div_ps(slx[k][g], sl2[k][g]);
+      const __mmask16 better =
+          _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
+          _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(s.best[g], sl2[k][g]), _CMP_GT_OQ);
+      s.lis[g] = _mm512_mask_mov_ps(s.lis[g], better, isc[k][g]);
+      s.scale[g] = _mm512_mask_mov_ps(s.scale[g], better, q);
+      s.best[g] = _mm512_mask_mul_ps(s.best[g], better, q, slx[k][g]);
+    }
   }
 }
 
-inline void q6_K_finish16(const float* x, const float* scales, const float* lis_a, __mmask16 zero_lane, uint8_t* out) {
-  // q6_K_finish with vector requantization
-  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
-  float max_scale = 0, max_abs_scale = 0;
-  for (int ib = 0; ib < 16; ++ib) {
-    const float abs_scale = std::fabs(scales[ib]);
-    if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scales[ib]; }
+template <int G>
+inline void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out);
+
+// G super-blocks at once (x, qw: G * 256 values), each a vector of 16 sub-blocks; false
+// if x holds NaN or Inf (checked here, where the values then stay in L1).
+template <int G>
+inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
+  if (!finite_all(x, G * kQK_K)) return false;
+  Q6Search<G> s;
+  const __m512 zero = _mm512_setzero_ps();
+  __mmask16 zero_lane[G];
+  for (int g = 0; g < G; ++g) {
+    __m512 Xg[16], Wg[16], m[16];
+    gather_lanes<16>(x + kQK_K * g, 16, Xg);
+    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, Wg);
+    for (int i = 0; i < 16; ++i) {
+      if (!qw) Wg[i] = _mm512_mul_ps(Xg[i], Xg[i]);
+      s.X[i][g] = m[i] = Xg[i];
+      s.W[i][g] = Wg[i];
+      s.WX[i][g] = _mm512_mul_ps(Wg[i], Xg[i]);
+    }
+    // ggml's max: the first value of largest magnitude, as a tree of (a, b) -> |b| > |a| ? b : a
+    // with a the earlier values (x is finite here)
+#pragma GCC unroll 4
+    for (int w = 1; w < 16; w *= 2)
+#pragma GCC unroll 8
+      for (int i = 0; i + w < 16; i += 2 * w)
+        m[i] = _mm512_mask_mov_ps(m[i], _mm512_cmp_ps_mask(_mm512_abs_ps(m[i + w]), _mm512_abs_ps(m[i]), _CMP_GT_OQ), m[i + w]);
+    s.max[g] = m[0];
+    zero_lane[g] = _mm512_cmp_ps_mask(_mm512_abs_ps(m[0]), _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
   }
-  if (max_abs_scale < kq::kGroupMaxEps) {
-    std::memset(out, 0, sizeof(BlockQ6_K));
-    return;
+  constexpr int K = Q6_K_K;
+  int c0 = 0;
+#ifndef Q6_NBLK
+  for (; c0 + K <= kQ6Cands; c0 += K) q6_block<G, K>(s, c0);
+#else
+  for (; c0 + K <= Q6_NBLK * K; c0 += K) q6_block<G, K>(s, c0);
+#endif
+  if (kQ6Cands % K) q6_block<G, (kQ6Cands % K ? kQ6Cands % K : 1)>(s, c0);
+  __m512 S[G];
+  for (int g = 0; g < G; ++g) S[g] = _mm512_mask_mov_ps(s.scale[g], zero_lane[g], zero);
+#ifdef Q6_SKIP_FINISH
+  for (int g = 0; g < G; ++g) _mm512_storeu_ps(reinterpret_cast<float*>(out + 64 * g), _mm512_add_ps(S[g], s.lis[g]));
+  if (G < 100) return true;
+#endif
+  q6_K_finish<G>(x, S, s.lis, zero_lane, out);
+  return true;
+}
+
+// 64 codes (0..63) of four vectors of 16 int32, in order, as bytes.
+inline __m512i q6_bytes64(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
+  // packs interleave per 128-bit lane: dword 4L + k of q holds values 4L..4L+3 of c_k
+  const __m512i q = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), q);
+}
+
+// q6_K_finish on G super-blocks, the scales in lanes: S the 16 sub-block scales (0 in
+// the all-tiny lanes), LIS the iscale of each one's best codes. In phases over the G
+// super-blocks, so that their chains of scalar divisions overlap.
+template <int G>
+inline void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out) {
+  float iscale[G];
+  bool live[G];
+  for (int g = 0; g < G; ++g) {
+    // ggml's max_scale: the first scale of largest magnitude (a NaN one never wins `>`)
+    const __m512 aS = _mm512_abs_ps(S[g]);
+    const __mmask16 ord = _mm512_cmp_ps_mask(aS, aS, _CMP_ORD_Q);
+    const float max_abs_scale = _mm512_mask_reduce_max_ps(ord, aS);  // -Inf if none
+    live[g] = max_abs_scale >= kq::kGroupMaxEps;
+    if (!live[g]) continue;
+    const __mmask16 at = _mm512_mask_cmp_ps_mask(ord, aS, _mm512_set1_ps(max_abs_scale), _CMP_EQ_OQ);
+    const float max_scale = _mm512_cvtss_f32(_mm512_maskz_compress_ps(static_cast<__mmask16>(at & -at), S[g]));
+    iscale[g] = -128.f / max_scale;
   }
-  const float iscale = -128.f / max_scale;
-  store_fp16(y->d, 1 / iscale);
-  for (int ib = 0; ib < 16; ++ib)
-    y->scales[ib] = static_cast<int8_t>(kq::imin(127, kq::nearest_int(iscale * scales[ib])));
-  const float d_all = load_fp16(y->d);
-  alignas(32) uint8_t L[kQK_K];
+  alignas(64) float D[G][16];
+  __mmask16 dzero[G];
+  for (int g = 0; g < G; ++g) {
+    BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out + sizeof(BlockQ6_K) * g);
+    if (!live[g]) continue;
+    // GGML_FP32_TO_FP16 and back: F16C's conversions give the same bits for every float
+    const uint16_t dh = _cvtss_sh(1 / iscale[g], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    y->d[0] = static_cast<uint8_t>(dh);
+    y->d[1] = static_cast<uint8_t>(dh >> 8);
+    // y->scales: (int8_t)MIN(127, nearest_int(iscale * scale))
+    const __m128i qs8 = _mm512_cvtepi32_epi8(
+        _mm512_min_epi32(_mm512_set1_epi32(127), nearest_int16(_mm512_mul_ps(_mm512_set1_ps(iscale[g]), S[g]))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y->scales), qs8);
+    const __m512 Dv = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(dh)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(qs8)));
+    _mm512_store_ps(D[g], Dv);
+    dzero[g] = _mm512_cmp_ps_mask(Dv, _mm512_setzero_ps(), _CMP_EQ_OQ);
+  }
   const __m512i lo = _mm512_set1_epi32(-32), hi = _mm512_set1_epi32(31), off = _mm512_set1_epi32(32);
-  for (int j = 0; j < 16; ++j) {
-    const float d = d_all * static_cast<float>(y->scales[j]);
-    if (!d) {  // make_qx_quants' codes (0 for an all-tiny sub-block)
-      for (int i = 0; i < 16; ++i)
-        L[16 * j + i] = (zero_lane >> j) & 1 ? 0
-                                             : static_cast<uint8_t>(32 + kq::imax(-32, kq::imin(31, kq::nearest_int(lis_a[j] * x[16 * j + i]))));
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03), m30 = _mm512_set1_epi8(0x30);
+  for (int g = 0; g < G; ++g) {
+    BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out + sizeof(BlockQ6_K) * g);
+    if (!live[g]) {
+      std::memset(y, 0, sizeof(BlockQ6_K));
       continue;
     }
-    const __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + 16 * j), _mm512_set1_ps(d));
-    const __m512i l = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(L + 16 * j), _mm512_cvtepi32_epi8(l));
-  }
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-  for (int n = 0; n < 2; ++n) {
-    const uint8_t* Ln = L + 128 * n;
-    const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln));
-    const __m256i b = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 32));
-    const __m256i c = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 64));
-    const __m256i d = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 96));
-    auto lo4 = [&](__m256i v) { return _mm256_and_si256(v, m4); };
-    auto hi2 = [&](__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), m2); };
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->ql + 64 * n), _mm256_or_si256(lo4(a), _mm256_slli_epi16(lo4(c), 4)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->ql + 64 * n + 32),
-                        _mm256_or_si256(lo4(b), _mm256_slli_epi16(lo4(d), 4)));
-    const __m256i qh = _mm256_or_si256(_mm256_or_si256(hi2(a), _mm256_slli_epi16(hi2(b), 2)),
-                                       _mm256_or_si256(_mm256_slli_epi16(hi2(c), 4), _mm256_slli_epi16(hi2(d), 6)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qh + 32 * n), qh);
+    const float* xg = x + kQK_K * g;
+    __m512i c[16];
+    for (int j = 0; j < 16; ++j) {
+      const __m512 xj = _mm512_loadu_ps(xg + 16 * j);
+      if ((dzero[g] >> j) & 1) {  // make_qx_quants' codes (0 for an all-tiny sub-block)
+        alignas(64) float lis_a[16];
+        _mm512_store_ps(lis_a, LIS[g]);
+        const __m512i l = _mm512_add_epi32(
+            _mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(_mm512_mul_ps(_mm512_set1_ps(lis_a[j]), xj)))), off);
+        c[j] = (zero_lane[g] >> j) & 1 ? _mm512_setzero_si512() : l;
+        continue;
+      }
+      const __m512 v = _mm512_div_ps(xj, _mm512_set1_ps(D[g][j]));
+      c[j] = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
+    }
+    for (int n = 0; n < 2; ++n) {
+      // A: codes 128n .. +63, B: 128n + 64 .. +127; ql[64n + l] = A[l] & 15 | (B[l] & 15) << 4,
+      // qh[32n + l] = the top 2 bits of A[l], A[l + 32], B[l], B[l + 32] in that order
+      const __m512i A = q6_bytes64(c[8 * n], c[8 * n + 1], c[8 * n + 2], c[8 * n + 3]);
+      const __m512i B = q6_bytes64(c[8 * n + 4], c[8 * n + 5], c[8 * n + 6], c[8 * n + 7]);
+      _mm512_storeu_si512(y->ql + 64 * n, _mm512_or_si512(_mm512_and_si512(A, m4), _mm512_slli_epi16(_mm512_and_si512(B, m4), 4)));
+      const __m512i H = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m3), _mm512_and_si512(B, m30));
+      const __m256i qh = _mm256_or_si256(_mm512_castsi512_si256(H), _mm256_slli_epi16(_mm512_extracti64x4_epi64(H, 1), 2));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qh + 32 * n), qh);
+    }
   }
 }
 
 bool quantize_q6_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
-  if (!finite_all(x, nblocks * kQK_K)) return false;
   size_t i = 0;
-  for (; i + 4 <= nblocks; i += 4)
-    q6_K_group<4>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
-  for (; i + 2 <= nblocks; i += 2)
-    q6_K_group<2>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
-  for (; i < nblocks; ++i) q6_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
-  return true;
+  bool ok = true;
+  for (; i + Q6_K_G <= nblocks && ok; i += Q6_K_G)
+    ok = q6_K_group<Q6_K_G>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i + 2 <= nblocks && ok; i += 2)
+    ok = q6_K_group<2>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i < nblocks && ok; ++i) ok = q6_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  return ok;
 }
 
 // ---- IQ4_NL / IQ4_XS: quantize_row_iq4_nl_impl's search (ntry 7), 16 sub-blocks of 32 ----
