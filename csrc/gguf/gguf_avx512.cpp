@@ -271,8 +271,8 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
         cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(W[i][g], err(diff)));
       }
     for (int g = 0; g < G; ++g) {
+      // no branch per group: whether a group has a better lane is close to a coin toss
       const __mmask16 better = okD[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
-      if (!better) continue;
       best[g] = _mm512_mask_mov_ps(best[g], better, cur[g]);
       scale[g] = _mm512_mask_mov_ps(scale[g], better, this_scale[g]);
       lis[g] = _mm512_mask_mov_ps(lis[g], better, iscale[g]);
@@ -608,6 +608,9 @@ struct Q6Search {
 // min on the bit patterns, off the two add pipes that also round and sum, measured
 // slower here: 2.46 against 2.37 cycles per value and candidate.)
 template <int G, int K>
+#ifdef Q6_NOINLINE
+__attribute__((noinline))
+#endif
 inline void q6_block(Q6Search<G>& s, int c0) {
   const __m512 zero = _mm512_setzero_ps();
   __m512 isc[K][G], slx[K][G], sl2[K][G];
@@ -623,21 +626,28 @@ inline void q6_block(Q6Search<G>& s, int c0) {
     }
   }
   const __m512 flo = _mm512_set1_ps(-32.f), fhi = _mm512_set1_ps(31.f);
-  auto sums = [&](auto lo) {
+  auto sums = [&](auto lo, auto hi) {
     for (int i = 0; i < 16; ++i)
       for (int g = 0; g < G; ++g) {
         const __m512 x = s.X[i][g], w = s.W[i][g], wx = s.WX[i][g];
         for (int k = 0; k < K; ++k) {
           __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(isc[k][g], x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
           if (decltype(lo)::value) f = _mm512_max_ps(f, flo);
-          f = _mm512_min_ps(f, fhi);
+          if (decltype(hi)::value) f = _mm512_min_ps(f, fhi);
           slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(wx, f));
           sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(w, f), f));
         }
       }
   };
-  if (c0 + K - 1 >= 14) sums(std::true_type());
-  else sums(std::false_type());
+  // above 31 only for is >= -5 (candidates 0 and 5..18), below -32 only for is >= 5 (14..18)
+  bool need_hi = false, need_lo = false;
+  for (int k = 0; k < K; ++k) {
+    need_hi |= c0 + k == 0 || c0 + k >= 5;
+    need_lo |= c0 + k >= 14;
+  }
+  if (need_lo) sums(std::true_type(), std::true_type());
+  else if (need_hi) sums(std::false_type(), std::true_type());
+  else sums(std::false_type(), std::false_type());
   for (int k = 0; k < K; ++k) {
     if (c0 + k == 0) {
       for (int g = 0; g < G; ++g) {
@@ -652,7 +662,11 @@ inline void q6_block(Q6Search<G>& s, int c0) {
     // divisions then hang off no chain of tests (a lane is better for about 1 in 20
     // candidates, but some lane of a vector for most of them).
     for (int g = 0; g < G; ++g) {
+#ifdef Q6_FAKEDIV2
+      const __m512 q = _mm512_mul_ps(slx[k][g], sl2[k][g]);
+#else
       const __m512 q = _mm512_div_ps(slx[k][g], sl2[k][g]);
+#endif
       const __mmask16 better =
           _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
           _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(s.best[g], sl2[k][g]), _CMP_GT_OQ);
@@ -664,21 +678,22 @@ inline void q6_block(Q6Search<G>& s, int c0) {
 }
 
 template <int G>
-inline void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out);
+void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out);
 
 // G super-blocks at once (x, qw: G * 256 values), each a vector of 16 sub-blocks; false
-// if x holds NaN or Inf (checked here, where the values then stay in L1).
+// if x holds NaN or Inf (then nothing of the G blocks is written).
 template <int G>
 inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
-  if (!finite_all(x, G * kQK_K)) return false;
   Q6Search<G> s;
   const __m512 zero = _mm512_setzero_ps();
   __mmask16 zero_lane[G];
+  __m512i bits = _mm512_setzero_si512();  // the largest |x| bit pattern: finite below 0x7f800000
   for (int g = 0; g < G; ++g) {
     __m512 Xg[16], Wg[16], m[16];
     gather_lanes<16>(x + kQK_K * g, 16, Xg);
     if (qw) gather_lanes<16>(qw + kQK_K * g, 16, Wg);
     for (int i = 0; i < 16; ++i) {
+      bits = _mm512_max_epu32(bits, _mm512_castps_si512(_mm512_abs_ps(Xg[i])));
       if (!qw) Wg[i] = _mm512_mul_ps(Xg[i], Xg[i]);
       s.X[i][g] = m[i] = Xg[i];
       s.W[i][g] = Wg[i];
@@ -694,6 +709,7 @@ inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
     s.max[g] = m[0];
     zero_lane[g] = _mm512_cmp_ps_mask(_mm512_abs_ps(m[0]), _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
   }
+  if (_mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7f800000))) return false;
   constexpr int K = Q6_K_K;
   int c0 = 0;
 #ifndef Q6_NBLK
@@ -701,7 +717,11 @@ inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
 #else
   for (; c0 + K <= Q6_NBLK * K; c0 += K) q6_block<G, K>(s, c0);
 #endif
+#ifndef Q6_NOREM
   if (kQ6Cands % K) q6_block<G, (kQ6Cands % K ? kQ6Cands % K : 1)>(s, c0);
+#else
+  for (int g = 0; g < G; ++g) s.scale[g] = s.lis[g] = s.max[g];
+#endif
   __m512 S[G];
   for (int g = 0; g < G; ++g) S[g] = _mm512_mask_mov_ps(s.scale[g], zero_lane[g], zero);
 #ifdef Q6_SKIP_FINISH
@@ -723,7 +743,10 @@ inline __m512i q6_bytes64(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
 // the all-tiny lanes), LIS the iscale of each one's best codes. In phases over the G
 // super-blocks, so that their chains of scalar divisions overlap.
 template <int G>
-inline void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out) {
+#ifdef Q6_NOINLINE
+__attribute__((noinline))
+#endif
+void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out) {
   float iscale[G];
   bool live[G];
   for (int g = 0; g < G; ++g) {
@@ -774,7 +797,11 @@ inline void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, cons
         c[j] = (zero_lane[g] >> j) & 1 ? _mm512_setzero_si512() : l;
         continue;
       }
+#ifdef Q6_FAKEDIV3
+      const __m512 v = _mm512_mul_ps(xj, _mm512_set1_ps(D[g][j]));
+#else
       const __m512 v = _mm512_div_ps(xj, _mm512_set1_ps(D[g][j]));
+#endif
       c[j] = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
     }
     for (int n = 0; n < 2; ++n) {
