@@ -44,12 +44,6 @@ namespace lowbit {
 namespace {
 
 constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
-#ifndef Q6_K_G
-#define Q6_K_G 4
-#endif
-#ifndef Q6_K_K
-#define Q6_K_K 2
-#endif
 
 inline __m512i nearest_int16(__m512 v) {  // ggml's nearest_int on 16 lanes, any input
   const __m512 t = _mm512_add_ps(v, _mm512_set1_ps(kMagic));
@@ -581,8 +575,12 @@ bool quantize_q3_K_avx512(const float* x, size_t nblocks, const float* qw, uint8
 
 // ---- Q6_K: make_qx_quants (rmse_type 1, nmax 32) with the 16 sub-blocks of 16 in lanes ----
 
-// Q6_K after the search (scales of the 16 sub-blocks, the iscale of each one's best
-// codes, the all-tiny sub-blocks): q6_K_finish with vector requantization.
+// Four super-blocks at once, each a vector of 16 sub-blocks (lanes): 16x16 transposes
+// in; the 19 candidates two at a time over the 16 values (each candidate's two sums are
+// chains of dependent adds, so 8 independent chains per pass fill the pipes); then
+// q6_K_finish's requantization and packing in vectors. Per value and candidate the four
+// multiplies ggml fixes (iscale * x, wx * l, w * l, (w * l) * l) share Zen 5's two
+// multiply pipes, and the rounding, the clamp and the two adds its two add pipes.
 
 // make_qx_quants' 19 candidate iscales: c = 0 the initial -nmax / max, then is = -9..9 without 0.
 inline float q6_num(int c) {
@@ -601,30 +599,22 @@ struct Q6Search {
 // The sums of candidates c0..c0+K-1 for the G super-blocks, then their tests in order.
 // The codes: float(clamp(nearest_int(v), -32, 31)) is the float rounding of v (to nearest
 // even, as the magic add) clamped as a float. v = iscale * x is finite in a live lane,
-// |v| <= (32 + 0.1 is)(1 + 2^-22), so it can round below -32 only for is >= 5 (candidates
-// 14..18). The float rounding keeps the sign of a zero (x = -0, or -0.5 < v < 0) where
-// ggml's int gives +0: such a code only adds zeros to sums that start at +0, and the
-// codes themselves are recomputed from the best iscale later. (The clamps as integer
-// min on the bit patterns, off the two add pipes that also round and sum, measured
-// slower here: 2.46 against 2.37 cycles per value and candidate.)
+// |v| <= (32 + 0.1 is)(1 + 2^-22), so it can round below -32 only for is >= 5
+// (candidates 14..18), and above 31 only for is >= -5 (candidates 0 and 5..18). The
+// float rounding keeps the sign of a zero (x = -0, or -0.5 < v < 0) where ggml's int
+// gives +0: such a code only adds zeros to sums that start at +0, and the codes
+// themselves are recomputed from the best iscale later. (The clamps as integer min on
+// the bit patterns, off the add pipes that also round and sum, measured slower: 2.46
+// against 2.37 cycles per value and candidate in a loop of these alone.)
 template <int G, int K>
-#ifdef Q6_NOINLINE
-__attribute__((noinline))
-#endif
 inline void q6_block(Q6Search<G>& s, int c0) {
   const __m512 zero = _mm512_setzero_ps();
   __m512 isc[K][G], slx[K][G], sl2[K][G];
-  for (int k = 0; k < K; ++k) {
-    const __m512 num = _mm512_set1_ps(q6_num(c0 + k));
+  for (int k = 0; k < K; ++k)
     for (int g = 0; g < G; ++g) {
-#ifdef Q6_FAKEDIV
-      isc[k][g] = _mm512_mul_ps(num, s.max[g]);
-#else
-      isc[k][g] = _mm512_div_ps(num, s.max[g]);
-#endif
+      isc[k][g] = _mm512_div_ps(_mm512_set1_ps(q6_num(c0 + k)), s.max[g]);
       slx[k][g] = sl2[k][g] = zero;
     }
-  }
   const __m512 flo = _mm512_set1_ps(-32.f), fhi = _mm512_set1_ps(31.f);
   auto sums = [&](auto lo, auto hi) {
     for (int i = 0; i < 16; ++i)
@@ -662,11 +652,7 @@ inline void q6_block(Q6Search<G>& s, int c0) {
     // divisions then hang off no chain of tests (a lane is better for about 1 in 20
     // candidates, but some lane of a vector for most of them).
     for (int g = 0; g < G; ++g) {
-#ifdef Q6_FAKEDIV2
-      const __m512 q = _mm512_mul_ps(slx[k][g], sl2[k][g]);
-#else
       const __m512 q = _mm512_div_ps(slx[k][g], sl2[k][g]);
-#endif
       const __mmask16 better =
           _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
           _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(s.best[g], sl2[k][g]), _CMP_GT_OQ);
@@ -710,24 +696,12 @@ inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
     zero_lane[g] = _mm512_cmp_ps_mask(_mm512_abs_ps(m[0]), _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
   }
   if (_mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7f800000))) return false;
-  constexpr int K = Q6_K_K;
+  constexpr int K = 2;  // candidates per pass over the values
   int c0 = 0;
-#ifndef Q6_NBLK
   for (; c0 + K <= kQ6Cands; c0 += K) q6_block<G, K>(s, c0);
-#else
-  for (; c0 + K <= Q6_NBLK * K; c0 += K) q6_block<G, K>(s, c0);
-#endif
-#ifndef Q6_NOREM
   if (kQ6Cands % K) q6_block<G, (kQ6Cands % K ? kQ6Cands % K : 1)>(s, c0);
-#else
-  for (int g = 0; g < G; ++g) s.scale[g] = s.lis[g] = s.max[g];
-#endif
   __m512 S[G];
   for (int g = 0; g < G; ++g) S[g] = _mm512_mask_mov_ps(s.scale[g], zero_lane[g], zero);
-#ifdef Q6_SKIP_FINISH
-  for (int g = 0; g < G; ++g) _mm512_storeu_ps(reinterpret_cast<float*>(out + 64 * g), _mm512_add_ps(S[g], s.lis[g]));
-  if (G < 100) return true;
-#endif
   q6_K_finish<G>(x, S, s.lis, zero_lane, out);
   return true;
 }
@@ -743,9 +717,6 @@ inline __m512i q6_bytes64(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
 // the all-tiny lanes), LIS the iscale of each one's best codes. In phases over the G
 // super-blocks, so that their chains of scalar divisions overlap.
 template <int G>
-#ifdef Q6_NOINLINE
-__attribute__((noinline))
-#endif
 void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out) {
   float iscale[G];
   bool live[G];
@@ -797,11 +768,7 @@ void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mma
         c[j] = (zero_lane[g] >> j) & 1 ? _mm512_setzero_si512() : l;
         continue;
       }
-#ifdef Q6_FAKEDIV3
-      const __m512 v = _mm512_mul_ps(xj, _mm512_set1_ps(D[g][j]));
-#else
       const __m512 v = _mm512_div_ps(xj, _mm512_set1_ps(D[g][j]));
-#endif
       c[j] = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
     }
     for (int n = 0; n < 2; ++n) {
@@ -820,8 +787,8 @@ void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mma
 bool quantize_q6_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
   size_t i = 0;
   bool ok = true;
-  for (; i + Q6_K_G <= nblocks && ok; i += Q6_K_G)
-    ok = q6_K_group<Q6_K_G>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i + 4 <= nblocks && ok; i += 4)
+    ok = q6_K_group<4>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
   for (; i + 2 <= nblocks && ok; i += 2)
     ok = q6_K_group<2>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
   for (; i < nblocks && ok; ++i) ok = q6_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
