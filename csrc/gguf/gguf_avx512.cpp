@@ -74,8 +74,8 @@ inline bool finite_all(const float* x, size_t n) {  // n a multiple of 16
   return bad == 0;
 }
 
-// out[i] lane j = row j's value i, for 16 rows of 16 floats at base + stride * j.
-inline void transpose16(const float* base, int stride, __m512* out) {
+// out[ostride * i] lane j = row j's value i, for 16 rows of 16 floats at base + stride * j.
+inline void transpose16(const float* base, int stride, __m512* out, int ostride = 1) {
   __m512 r[16], t[16];
   for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(base + stride * j);
   for (int k = 0; k < 8; ++k) {  // per 128-bit lane: rows 2k, 2k+1, elements 0,1 / 2,3
@@ -92,17 +92,17 @@ inline void transpose16(const float* base, int stride, __m512* out) {
     const __m512 b0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), b1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
     const __m512 b2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
     const __m512 b3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-    out[c] = _mm512_shuffle_f32x4(b0, b2, 0x88);
-    out[4 + c] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
-    out[8 + c] = _mm512_shuffle_f32x4(b1, b3, 0x88);
-    out[12 + c] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
+    out[ostride * c] = _mm512_shuffle_f32x4(b0, b2, 0x88);
+    out[ostride * (4 + c)] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
+    out[ostride * (8 + c)] = _mm512_shuffle_f32x4(b1, b3, 0x88);
+    out[ostride * (12 + c)] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
   }
 }
 
 // Lane j of X[i] = value i of sub-block j: sub-block j starts at x + stride * j.
 template <int kN>
-inline void gather_lanes(const float* x, int stride, __m512* X) {
-  for (int h = 0; h < kN; h += 16) transpose16(x + h, stride, X + h);
+inline void gather_lanes(const float* x, int stride, __m512* X, int ostride = 1) {
+  for (int h = 0; h < kN; h += 16) transpose16(x + h, stride, X + ostride * h, ostride);
 }
 
 // Two independent left-to-right sums of squares (ggml's sum_x2 loops over a super-block).
@@ -144,30 +144,32 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
   auto err = [](__m512 diff) { return kMad ? _mm512_abs_ps(diff) : _mm512_mul_ps(diff, diff); };
   const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
   for (int g = 0; g < G; ++g) {
-    __m512 Xg[kN], Wg[kN];
-    gather_lanes<kN>(x + 16 * kN * g, kN, Xg);
+    // transposed straight into X and W (a local copy of 2 kN vectors was spilled anyway)
+    auto Xg = [&](int i) -> __m512& { return X[i][g]; };
+    auto Wg = [&](int i) -> __m512& { return W[i][g]; };
+    gather_lanes<kN>(x + 16 * kN * g, kN, &X[0][g], G);
     if (kX3) {
-      gather_lanes<kN>(qw + 16 * kN * g, kN, Wg);
+      gather_lanes<kN>(qw + 16 * kN * g, kN, &W[0][g], G);
       __m512 sw = zero;
       for (int i = 0; i < kN; ++i) {
-        Wg[i] = _mm512_mul_ps(Wg[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2[g], _mm512_mul_ps(Xg[i], Xg[i]))));
-        sw = _mm512_add_ps(sw, Wg[i]);
+        Wg(i) = _mm512_mul_ps(Wg(i), _mm512_sqrt_ps(_mm512_add_ps(sigma2[g], _mm512_mul_ps(Xg(i), Xg(i)))));
+        sw = _mm512_add_ps(sw, Wg(i));
       }
       _mm512_store_ps(o[g].sw, sw);
     } else if (kAvX) {
       __m512 sx2 = zero;
-      for (int i = 0; i < kN; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg[i], Xg[i]));
+      for (int i = 0; i < kN; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg(i), Xg(i)));
       const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(static_cast<float>(kN))));
-      for (int i = 0; i < kN; ++i) Wg[i] = _mm512_add_ps(av_x, _mm512_abs_ps(Xg[i]));
+      for (int i = 0; i < kN; ++i) Wg(i) = _mm512_add_ps(av_x, _mm512_abs_ps(Xg(i)));
     } else {
-      for (int i = 0; i < kN; ++i) Wg[i] = _mm512_abs_ps(Xg[i]);
+      for (int i = 0; i < kN; ++i) Wg(i) = _mm512_abs_ps(Xg(i));
     }
-    __m512 n = Xg[0], m = Xg[0], sw = Wg[0], sx = _mm512_mul_ps(Wg[0], Xg[0]);
+    __m512 n = Xg(0), m = Xg(0), sw = Wg(0), sx = _mm512_mul_ps(Wg(0), Xg(0));
     for (int i = 1; i < kN; ++i) {
-      n = _mm512_min_ps(Xg[i], n);
-      m = _mm512_max_ps(Xg[i], m);
-      sw = _mm512_add_ps(sw, Wg[i]);
-      sx = _mm512_add_ps(sx, _mm512_mul_ps(Wg[i], Xg[i]));
+      n = _mm512_min_ps(Xg(i), n);
+      m = _mm512_max_ps(Xg(i), m);
+      sw = _mm512_add_ps(sw, Wg(i));
+      sx = _mm512_add_ps(sx, _mm512_mul_ps(Wg(i), Xg(i)));
     }
     data_min[g] = n;
     n = _mm512_mask_mov_ps(n, _mm512_cmp_ps_mask(n, zero, _CMP_GT_OQ), zero);
@@ -182,15 +184,11 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     lmn[g] = n;
     __m512 b = zero;
     for (int i = 0; i < kN; ++i) {
-      const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(Xg[i], n)), lo, hi);
-      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], fl), n), Xg[i]);
-      b = _mm512_add_ps(b, _mm512_mul_ps(Wg[i], err(diff)));
+      const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(Xg(i), n)), lo, hi);
+      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], fl), n), Xg(i));
+      b = _mm512_add_ps(b, _mm512_mul_ps(Wg(i), err(diff)));
     }
     best[g] = b;
-    for (int i = 0; i < kN; ++i) {
-      X[i][g] = Xg[i];
-      W[i][g] = Wg[i];
-    }
   }
   for (int is = 0; is <= kNstep; ++is) {
     const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
@@ -675,15 +673,15 @@ inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
   __mmask16 zero_lane[G];
   __m512i bits = _mm512_setzero_si512();  // the largest |x| bit pattern: finite below 0x7f800000
   for (int g = 0; g < G; ++g) {
-    __m512 Xg[16], Wg[16], m[16];
-    gather_lanes<16>(x + kQK_K * g, 16, Xg);
-    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, Wg);
+    __m512 m[16];  // the values, then the tree below (in registers: nothing else is live)
+    gather_lanes<16>(x + kQK_K * g, 16, m);
+    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, &s.W[0][0] + g, G);
     for (int i = 0; i < 16; ++i) {
-      bits = _mm512_max_epu32(bits, _mm512_castps_si512(_mm512_abs_ps(Xg[i])));
-      if (!qw) Wg[i] = _mm512_mul_ps(Xg[i], Xg[i]);
-      s.X[i][g] = m[i] = Xg[i];
-      s.W[i][g] = Wg[i];
-      s.WX[i][g] = _mm512_mul_ps(Wg[i], Xg[i]);
+      bits = _mm512_max_epu32(bits, _mm512_castps_si512(_mm512_abs_ps(m[i])));
+      const __m512 w = qw ? s.W[i][g] : _mm512_mul_ps(m[i], m[i]);
+      s.X[i][g] = m[i];
+      s.W[i][g] = w;
+      s.WX[i][g] = _mm512_mul_ps(w, m[i]);
     }
     // ggml's max: the first value of largest magnitude, as a tree of (a, b) -> |b| > |a| ? b : a
     // with a the earlier values (x is finite here)
