@@ -317,6 +317,40 @@ inline void pack_q4_K_vec(const uint8_t* L, BlockQ4_K* y) {
 }
 
 // 2G super-blocks (their weights at qw or nullptr) -> 2G blocks.
+// kq::qk45_codes_ref for the two blocks of a group (lanes 0..7 and 8..15), the same bytes:
+// d, dmin = fp16(max / 63) of the scales and mins (the largest one above 0, else +0; NaN
+// never wins ggml's `>`), the 6-bit codes (uint8_t)nearest_int(63 / max * v) capped at 63.
+inline void qk45_codes_ref2(const QkxOut& og, uint8_t* y0, uint8_t* y1) {
+  const __m512 zero = _mm512_setzero_ps();
+  alignas(16) uint8_t L[2][16];
+  alignas(64) float mx63[2][16];
+  for (int t = 0; t < 2; ++t) {
+    const __m512 v = _mm512_load_ps(t ? og.min : og.scale);
+    __m512 m = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+    m = _mm512_max_ps(m, _mm512_shuffle_f32x4(m, m, 0xB1));  // max over each 8-lane half
+    m = _mm512_max_ps(m, _mm512_shuffle_ps(m, m, 0x4E));
+    m = _mm512_max_ps(m, _mm512_shuffle_ps(m, m, 0xB1));
+    const __mmask16 pos = _mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ);
+    m = _mm512_maskz_mov_ps(pos, m);  // +0 where no value is above 0
+    const __m512 inv = _mm512_maskz_div_ps(pos, _mm512_set1_ps(63.f), m);
+    const __m512i l = _mm512_min_epu32(_mm512_and_si512(nearest_int16(_mm512_mul_ps(inv, v)), _mm512_set1_epi32(0xFF)),
+                                       _mm512_set1_epi32(63));
+    _mm_store_si128(reinterpret_cast<__m128i*>(L[t]), _mm512_cvtepi32_epi8(l));
+    _mm512_store_ps(mx63[t], _mm512_div_ps(m, _mm512_set1_ps(63.f)));
+  }
+  for (int h = 0; h < 2; ++h) {
+    uint8_t* y = h ? y1 : y0;
+    for (int t = 0; t < 2; ++t) {
+      const uint16_t dh = _cvtss_sh(mx63[t][8 * h], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      y[2 * t] = static_cast<uint8_t>(dh);
+      y[2 * t + 1] = static_cast<uint8_t>(dh >> 8);
+    }
+    uint8_t* sc = y + 4;
+    std::memset(sc, 0, 12);
+    for (int j = 0; j < 8; ++j) kq::pack_scale_min_k4(j, L[0][8 * h + j], L[1][8 * h + j], sc);
+  }
+}
+
 template <int kNmax, int G>
 inline void qk45_group(const float* x, const float* qw, uint8_t* out) {
   constexpr size_t kBytes = kNmax == 15 ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K);
@@ -335,14 +369,17 @@ inline void qk45_group(const float* x, const float* qw, uint8_t* out) {
   } else {
     qkx_lanes16<kNmax, 15, false, G>(x, nullptr, sigma2, -0.5f, 0.1f, o);
   }
+  if (!qw)
+    for (int g = 0; g < G; ++g) qk45_codes_ref2(o[g], out + 2 * g * kBytes, out + (2 * g + 1) * kBytes);
   for (int b = 0; b < 2 * G; ++b) {
     const QkxOut& og = o[b / 2];
     const int h = b % 2;
     uint8_t* y = out + b * kBytes;  // d, dmin, scales[12] lead both block types
     uint8_t* sc = y + 4;
-    std::memset(sc, 0, 12);
-    if (qw) kq::qk45_codes_imatrix(og.scale + 8 * h, og.min + 8 * h, og.sw + 8 * h, y, y + 2, sc);
-    else kq::qk45_codes_ref(og.scale + 8 * h, og.min + 8 * h, y, y + 2, sc);
+    if (qw) {
+      std::memset(sc, 0, 12);
+      kq::qk45_codes_imatrix(og.scale + 8 * h, og.min + 8 * h, og.sw + 8 * h, y, y + 2, sc);
+    }
     alignas(32) uint8_t L[kQK_K];
     qk45_requantize16<kNmax>(x + b * kQK_K, y, y + 2, sc, og.lis + 8 * h, og.lmn + 8 * h, L);
     if (kNmax == 15) pack_q4_K_vec(L, reinterpret_cast<BlockQ4_K*>(y));
