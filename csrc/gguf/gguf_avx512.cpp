@@ -316,7 +316,6 @@ inline void pack_q4_K_vec(const uint8_t* L, BlockQ4_K* y) {
   }
 }
 
-// 2G super-blocks (their weights at qw or nullptr) -> 2G blocks.
 // kq::qk45_codes_ref for the two blocks of a group (lanes 0..7 and 8..15), the same bytes:
 // d, dmin = fp16(max / 63) of the scales and mins (the largest one above 0, else +0; NaN
 // never wins ggml's `>`), the 6-bit codes (uint8_t)nearest_int(63 / max * v) capped at 63.
@@ -351,6 +350,7 @@ inline void qk45_codes_ref2(const QkxOut& og, uint8_t* y0, uint8_t* y1) {
   }
 }
 
+// 2G super-blocks (their weights at qw or nullptr) -> 2G blocks.
 template <int kNmax, int G>
 inline void qk45_group(const float* x, const float* qw, uint8_t* out) {
   constexpr size_t kBytes = kNmax == 15 ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K);
