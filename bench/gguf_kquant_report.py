@@ -6,8 +6,9 @@ llama.cpp: ggml_quantize_chunk / the type's to_float from libggml-base.so throug
 ctypes (tests/ggml_oracle.py finds it: the llama_cpp package, LOWBIT_GGML_LIB, or
 /tmp/peers/llama-build/bin), single-threaded C. lowbit: the bare kernel on the
 calling thread (_C.gguf_time_kernel, active ISA), no thread pool. Both on the
-same random N(0,1) float32 data; best of --rounds (noisy shared machine); llama.cpp's
-encoders in calls of about 1 ms (best of 10 x --rounds), as long as lowbit's.
+same random N(0,1) float32 data; best of --rounds (noisy shared machine); the encoders
+in calls of about 1 ms or less (llama.cpp's on a few rows, lowbit's on all the values),
+each the best of 10 x --rounds calls.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def main():
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"{when}, load average {load}")
-    print(f"{a.values} values, best of {a.rounds}, one thread, lowbit kernels "
+    print(f"{a.values} values, best of {a.rounds} (encoders: of {a.rounds * 10} calls), one thread, lowbit kernels "
           f"{lowbit.cpu_info()['kernels']['gguf']}, oracle {o.path}")
     print(f"{'format':7s} {'enc llama.cpp':>14s} {'enc lowbit':>11s} {'ratio':>6s}   "
           f"{'dec llama.cpp':>14s} {'dec lowbit':>11s} {'ratio':>6s}   (M values/s)")
@@ -64,7 +65,7 @@ def main():
         t1 = best(lambda: o.quantize(x2[:1], fmt), 3)
         rows = int(min(x2.shape[0], max(1, round(1e-3 / t1))))
         te0 = best(lambda: o.quantize(x2[:rows], fmt), a.rounds * 10) * (x2.shape[0] / rows)
-        te1 = _C.gguf_time_kernel(x, fmt, True, a.rounds, 1)
+        te1 = _C.gguf_time_kernel(x, fmt, True, a.rounds * 10, 1)  # as many calls as llama.cpp's
         blob = lowbit.gguf.quantize(x2, fmt)
         flat = blob.reshape(-1)
         inner = 20

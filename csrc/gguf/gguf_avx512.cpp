@@ -74,8 +74,8 @@ inline bool finite_all(const float* x, size_t n) {  // n a multiple of 16
   return bad == 0;
 }
 
-// out[i] lane j = row j's value i, for 16 rows of 16 floats at base + stride * j.
-inline void transpose16(const float* base, int stride, __m512* out) {
+// out[ostride * i] lane j = row j's value i, for 16 rows of 16 floats at base + stride * j.
+inline void transpose16(const float* base, int stride, __m512* out, int ostride = 1) {
   __m512 r[16], t[16];
   for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(base + stride * j);
   for (int k = 0; k < 8; ++k) {  // per 128-bit lane: rows 2k, 2k+1, elements 0,1 / 2,3
@@ -92,17 +92,17 @@ inline void transpose16(const float* base, int stride, __m512* out) {
     const __m512 b0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), b1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
     const __m512 b2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
     const __m512 b3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-    out[c] = _mm512_shuffle_f32x4(b0, b2, 0x88);
-    out[4 + c] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
-    out[8 + c] = _mm512_shuffle_f32x4(b1, b3, 0x88);
-    out[12 + c] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
+    out[ostride * c] = _mm512_shuffle_f32x4(b0, b2, 0x88);
+    out[ostride * (4 + c)] = _mm512_shuffle_f32x4(b0, b2, 0xDD);
+    out[ostride * (8 + c)] = _mm512_shuffle_f32x4(b1, b3, 0x88);
+    out[ostride * (12 + c)] = _mm512_shuffle_f32x4(b1, b3, 0xDD);
   }
 }
 
 // Lane j of X[i] = value i of sub-block j: sub-block j starts at x + stride * j.
 template <int kN>
-inline void gather_lanes(const float* x, int stride, __m512* X) {
-  for (int h = 0; h < kN; h += 16) transpose16(x + h, stride, X + h);
+inline void gather_lanes(const float* x, int stride, __m512* X, int ostride = 1) {
+  for (int h = 0; h < kN; h += 16) transpose16(x + h, stride, X + ostride * h, ostride);
 }
 
 // Two independent left-to-right sums of squares (ggml's sum_x2 loops over a super-block).
@@ -144,30 +144,32 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
   auto err = [](__m512 diff) { return kMad ? _mm512_abs_ps(diff) : _mm512_mul_ps(diff, diff); };
   const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(kNmax);
   for (int g = 0; g < G; ++g) {
-    __m512 Xg[kN], Wg[kN];
-    gather_lanes<kN>(x + 16 * kN * g, kN, Xg);
+    // transposed straight into X and W (a local copy of 2 kN vectors was spilled anyway)
+    auto Xg = [&](int i) -> __m512& { return X[i][g]; };
+    auto Wg = [&](int i) -> __m512& { return W[i][g]; };
+    gather_lanes<kN>(x + 16 * kN * g, kN, &X[0][g], G);
     if (kX3) {
-      gather_lanes<kN>(qw + 16 * kN * g, kN, Wg);
+      gather_lanes<kN>(qw + 16 * kN * g, kN, &W[0][g], G);
       __m512 sw = zero;
       for (int i = 0; i < kN; ++i) {
-        Wg[i] = _mm512_mul_ps(Wg[i], _mm512_sqrt_ps(_mm512_add_ps(sigma2[g], _mm512_mul_ps(Xg[i], Xg[i]))));
-        sw = _mm512_add_ps(sw, Wg[i]);
+        Wg(i) = _mm512_mul_ps(Wg(i), _mm512_sqrt_ps(_mm512_add_ps(sigma2[g], _mm512_mul_ps(Xg(i), Xg(i)))));
+        sw = _mm512_add_ps(sw, Wg(i));
       }
       _mm512_store_ps(o[g].sw, sw);
     } else if (kAvX) {
       __m512 sx2 = zero;
-      for (int i = 0; i < kN; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg[i], Xg[i]));
+      for (int i = 0; i < kN; ++i) sx2 = _mm512_add_ps(sx2, _mm512_mul_ps(Xg(i), Xg(i)));
       const __m512 av_x = _mm512_sqrt_ps(_mm512_div_ps(sx2, _mm512_set1_ps(static_cast<float>(kN))));
-      for (int i = 0; i < kN; ++i) Wg[i] = _mm512_add_ps(av_x, _mm512_abs_ps(Xg[i]));
+      for (int i = 0; i < kN; ++i) Wg(i) = _mm512_add_ps(av_x, _mm512_abs_ps(Xg(i)));
     } else {
-      for (int i = 0; i < kN; ++i) Wg[i] = _mm512_abs_ps(Xg[i]);
+      for (int i = 0; i < kN; ++i) Wg(i) = _mm512_abs_ps(Xg(i));
     }
-    __m512 n = Xg[0], m = Xg[0], sw = Wg[0], sx = _mm512_mul_ps(Wg[0], Xg[0]);
+    __m512 n = Xg(0), m = Xg(0), sw = Wg(0), sx = _mm512_mul_ps(Wg(0), Xg(0));
     for (int i = 1; i < kN; ++i) {
-      n = _mm512_min_ps(Xg[i], n);
-      m = _mm512_max_ps(Xg[i], m);
-      sw = _mm512_add_ps(sw, Wg[i]);
-      sx = _mm512_add_ps(sx, _mm512_mul_ps(Wg[i], Xg[i]));
+      n = _mm512_min_ps(Xg(i), n);
+      m = _mm512_max_ps(Xg(i), m);
+      sw = _mm512_add_ps(sw, Wg(i));
+      sx = _mm512_add_ps(sx, _mm512_mul_ps(Wg(i), Xg(i)));
     }
     data_min[g] = n;
     n = _mm512_mask_mov_ps(n, _mm512_cmp_ps_mask(n, zero, _CMP_GT_OQ), zero);
@@ -182,15 +184,11 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
     lmn[g] = n;
     __m512 b = zero;
     for (int i = 0; i < kN; ++i) {
-      const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(Xg[i], n)), lo, hi);
-      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], fl), n), Xg[i]);
-      b = _mm512_add_ps(b, _mm512_mul_ps(Wg[i], err(diff)));
+      const __m512 fl = round_clamp_exact(_mm512_mul_ps(iscale, _mm512_sub_ps(Xg(i), n)), lo, hi);
+      const __m512 diff = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale[g], fl), n), Xg(i));
+      b = _mm512_add_ps(b, _mm512_mul_ps(Wg(i), err(diff)));
     }
     best[g] = b;
-    for (int i = 0; i < kN; ++i) {
-      X[i][g] = Xg[i];
-      W[i][g] = Wg[i];
-    }
   }
   for (int is = 0; is <= kNstep; ++is) {
     const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(kNmax);
@@ -265,8 +263,8 @@ inline void qkx_lanes16(const float* x, const float* qw, const __m512* sigma2, f
         cur[g] = _mm512_add_ps(cur[g], _mm512_mul_ps(W[i][g], err(diff)));
       }
     for (int g = 0; g < G; ++g) {
+      // no branch per group: whether a group has a better lane is close to a coin toss
       const __mmask16 better = okD[g] & _mm512_cmp_ps_mask(cur[g], best[g], _CMP_LT_OQ);
-      if (!better) continue;
       best[g] = _mm512_mask_mov_ps(best[g], better, cur[g]);
       scale[g] = _mm512_mask_mov_ps(scale[g], better, this_scale[g]);
       lis[g] = _mm512_mask_mov_ps(lis[g], better, iscale[g]);
@@ -318,6 +316,40 @@ inline void pack_q4_K_vec(const uint8_t* L, BlockQ4_K* y) {
   }
 }
 
+// kq::qk45_codes_ref for the two blocks of a group (lanes 0..7 and 8..15), the same bytes:
+// d, dmin = fp16(max / 63) of the scales and mins (the largest one above 0, else +0; NaN
+// never wins ggml's `>`), the 6-bit codes (uint8_t)nearest_int(63 / max * v) capped at 63.
+inline void qk45_codes_ref2(const QkxOut& og, uint8_t* y0, uint8_t* y1) {
+  const __m512 zero = _mm512_setzero_ps();
+  alignas(16) uint8_t L[2][16];
+  alignas(64) float mx63[2][16];
+  for (int t = 0; t < 2; ++t) {
+    const __m512 v = _mm512_load_ps(t ? og.min : og.scale);
+    __m512 m = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+    m = _mm512_max_ps(m, _mm512_shuffle_f32x4(m, m, 0xB1));  // max over each 8-lane half
+    m = _mm512_max_ps(m, _mm512_shuffle_ps(m, m, 0x4E));
+    m = _mm512_max_ps(m, _mm512_shuffle_ps(m, m, 0xB1));
+    const __mmask16 pos = _mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ);
+    m = _mm512_maskz_mov_ps(pos, m);  // +0 where no value is above 0
+    const __m512 inv = _mm512_maskz_div_ps(pos, _mm512_set1_ps(63.f), m);
+    const __m512i l = _mm512_min_epu32(_mm512_and_si512(nearest_int16(_mm512_mul_ps(inv, v)), _mm512_set1_epi32(0xFF)),
+                                       _mm512_set1_epi32(63));
+    _mm_store_si128(reinterpret_cast<__m128i*>(L[t]), _mm512_cvtepi32_epi8(l));
+    _mm512_store_ps(mx63[t], _mm512_div_ps(m, _mm512_set1_ps(63.f)));
+  }
+  for (int h = 0; h < 2; ++h) {
+    uint8_t* y = h ? y1 : y0;
+    for (int t = 0; t < 2; ++t) {
+      const uint16_t dh = _cvtss_sh(mx63[t][8 * h], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      y[2 * t] = static_cast<uint8_t>(dh);
+      y[2 * t + 1] = static_cast<uint8_t>(dh >> 8);
+    }
+    uint8_t* sc = y + 4;
+    std::memset(sc, 0, 12);
+    for (int j = 0; j < 8; ++j) kq::pack_scale_min_k4(j, L[0][8 * h + j], L[1][8 * h + j], sc);
+  }
+}
+
 // 2G super-blocks (their weights at qw or nullptr) -> 2G blocks.
 template <int kNmax, int G>
 inline void qk45_group(const float* x, const float* qw, uint8_t* out) {
@@ -337,14 +369,17 @@ inline void qk45_group(const float* x, const float* qw, uint8_t* out) {
   } else {
     qkx_lanes16<kNmax, 15, false, G>(x, nullptr, sigma2, -0.5f, 0.1f, o);
   }
+  if (!qw)
+    for (int g = 0; g < G; ++g) qk45_codes_ref2(o[g], out + 2 * g * kBytes, out + (2 * g + 1) * kBytes);
   for (int b = 0; b < 2 * G; ++b) {
     const QkxOut& og = o[b / 2];
     const int h = b % 2;
     uint8_t* y = out + b * kBytes;  // d, dmin, scales[12] lead both block types
     uint8_t* sc = y + 4;
-    std::memset(sc, 0, 12);
-    if (qw) kq::qk45_codes_imatrix(og.scale + 8 * h, og.min + 8 * h, og.sw + 8 * h, y, y + 2, sc);
-    else kq::qk45_codes_ref(og.scale + 8 * h, og.min + 8 * h, y, y + 2, sc);
+    if (qw) {
+      std::memset(sc, 0, 12);
+      kq::qk45_codes_imatrix(og.scale + 8 * h, og.min + 8 * h, og.sw + 8 * h, y, y + 2, sc);
+    }
     alignas(32) uint8_t L[kQK_K];
     qk45_requantize16<kNmax>(x + b * kQK_K, y, y + 2, sc, og.lis + 8 * h, og.lmn + 8 * h, L);
     if (kNmax == 15) pack_q4_K_vec(L, reinterpret_cast<BlockQ4_K*>(y));
@@ -575,152 +610,224 @@ bool quantize_q3_K_avx512(const float* x, size_t nblocks, const float* qw, uint8
 
 // ---- Q6_K: make_qx_quants (rmse_type 1, nmax 32) with the 16 sub-blocks of 16 in lanes ----
 
-// Q6_K after the search (scales of the 16 sub-blocks, the iscale of each one's best
-// codes, the all-tiny sub-blocks): q6_K_finish with vector requantization.
-inline void q6_K_finish16(const float* x, const float* scales, const float* lis_a, __mmask16 zero_lane, uint8_t* out);
+// Four super-blocks at once, each a vector of 16 sub-blocks (lanes): 16x16 transposes
+// in; the 19 candidates two at a time over the 16 values (each candidate's two sums are
+// chains of dependent adds, so 8 independent chains per pass fill the pipes); then
+// q6_K_finish's requantization and packing in vectors. Per value and candidate the four
+// multiplies ggml fixes (iscale * x, wx * l, w * l, (w * l) * l) share Zen 5's two
+// multiply pipes, and the rounding, the clamp and the two adds its two add pipes.
 
-// G super-blocks at once (x, qw: G * 256 values), each a vector of 16 sub-blocks.
+// make_qx_quants' 19 candidate iscales: c = 0 the initial -nmax / max, then is = -9..9 without 0.
+inline float q6_num(int c) {
+  const int is = c <= 9 ? c - 10 : c - 9;
+  return c == 0 ? -32.0f : -(32.0f + 0.1f * static_cast<float>(is));
+}
+constexpr int kQ6Cands = 19;
+
+// The search state of G super-blocks (lane = sub-block) and their transposed inputs.
 template <int G>
-inline void q6_K_group(const float* x, const float* qw, uint8_t* out) {
+struct Q6Search {
   __m512 X[16][G], W[16][G], WX[16][G];
+  __m512 max[G], scale[G], best[G], lis[G];
+};
+
+// The sums of candidates c0..c0+K-1 for the G super-blocks, then their tests in order.
+// The codes: float(clamp(nearest_int(v), -32, 31)) is the float rounding of v (to nearest
+// even, as the magic add) clamped as a float. v = iscale * x is finite in a live lane,
+// |v| <= (32 + 0.1 is)(1 + 2^-22), so it can round below -32 only for is >= 5
+// (candidates 14..18), and above 31 only for is >= -5 (candidates 0 and 5..18). The
+// float rounding keeps the sign of a zero (x = -0, or -0.5 < v < 0) where ggml's int
+// gives +0: such a code only adds zeros to sums that start at +0, and the codes
+// themselves are recomputed from the best iscale later. (The clamps as integer min on
+// the bit patterns, off the add pipes that also round and sum, measured slower: 2.46
+// against 2.37 cycles per value and candidate in a loop of these alone.)
+template <int G, int K>
+inline void q6_block(Q6Search<G>& s, int c0) {
   const __m512 zero = _mm512_setzero_ps();
-  __m512 max[G];
-  __mmask16 zero_lane[G];
-  for (int g = 0; g < G; ++g) {
-    __m512 Xg[16], Wg[16];
-    gather_lanes<16>(x + kQK_K * g, 16, Xg);
-    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, Wg);
-    __m512 amax = zero, mx = zero;
-    for (int i = 0; i < 16; ++i) {
-      if (!qw) Wg[i] = _mm512_mul_ps(Xg[i], Xg[i]);
-      X[i][g] = Xg[i];
-      W[i][g] = Wg[i];
-      WX[i][g] = _mm512_mul_ps(Wg[i], Xg[i]);
-      const __m512 ax = _mm512_abs_ps(Xg[i]);
-      const __mmask16 gt = _mm512_cmp_ps_mask(ax, amax, _CMP_GT_OQ);
-      amax = _mm512_mask_mov_ps(amax, gt, ax);
-      mx = _mm512_mask_mov_ps(mx, gt, Xg[i]);
+  __m512 isc[K][G], slx[K][G], sl2[K][G];
+  for (int k = 0; k < K; ++k)
+    for (int g = 0; g < G; ++g) {
+      isc[k][g] = _mm512_div_ps(_mm512_set1_ps(q6_num(c0 + k)), s.max[g]);
+      slx[k][g] = sl2[k][g] = zero;
     }
-    max[g] = mx;
-    zero_lane[g] = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
-  }
   const __m512 flo = _mm512_set1_ps(-32.f), fhi = _mm512_set1_ps(31.f);
-  __m512 scale[G], best[G], lis[G];
-  // candidates: c = 0 the initial -32/max, then is = -9..9 without 0, two at a time; the
-  // sums of a candidate do not depend on the earlier ones' outcome, only the tests do
-  for (int c = 0; c < 20; c += 2) {
-    __m512 isc[2][G], slx[2][G], sl2[2][G];
-    for (int k = 0; k < 2; ++k) {
-      const int cc = c + k;
-      const int is = cc == 0 ? 0 : (cc <= 9 ? cc - 10 : (cc <= 18 ? cc - 9 : 9));
-      const __m512 num = _mm512_set1_ps(cc == 0 ? -32.0f : -(32.0f + 0.1f * static_cast<float>(is)));
+  auto sums = [&](auto lo, auto hi) {
+    for (int i = 0; i < 16; ++i)
       for (int g = 0; g < G; ++g) {
-        isc[k][g] = _mm512_div_ps(num, max[g]);
-        slx[k][g] = sl2[k][g] = zero;
-      }
-    }
-    // The codes: float(clamp(nearest_int(v), -32, 31)) is the float rounding of v (to
-    // nearest even, as the magic add) clamped as a float. v = iscale * x is finite in a
-    // live lane, |v| <= (32 + 0.1 is)(1 + 2^-22), so for is <= 4 (the initial candidate and
-    // is = -9..4) it cannot round below -32. The float rounding keeps the sign of a zero (x = -0, or
-    // -0.5 < v < 0) where ggml's int gives +0: such a code only adds zeros to sums that
-    // start at +0, and the codes themselves are recomputed from the best iscale below.
-    auto sums = [&](auto clamp_lo) {
-      for (int i = 0; i < 16; ++i)
-        for (int g = 0; g < G; ++g)
-          for (int k = 0; k < 2; ++k) {
-            __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(isc[k][g], X[i][g]), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            if (decltype(clamp_lo)::value) f = _mm512_max_ps(f, flo);
-            f = _mm512_min_ps(f, fhi);
-            slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(WX[i][g], f));
-            sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(W[i][g], f), f));
-          }
-    };
-    if (c + 1 <= 14) sums(std::false_type());
-    else sums(std::true_type());
-    for (int g = 0; g < G; ++g)
-      for (int k = 0; k < 2 && c + k < 19; ++k) {
-        if (c + k == 0) {
-          scale[g] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sl2[0][g], zero, _CMP_NEQ_UQ), slx[0][g], sl2[0][g]);
-          best[g] = _mm512_mul_ps(scale[g], slx[0][g]);
-          lis[g] = isc[0][g];
-          continue;
+        const __m512 x = s.X[i][g], w = s.W[i][g], wx = s.WX[i][g];
+        for (int k = 0; k < K; ++k) {
+          __m512 f = _mm512_roundscale_ps(_mm512_mul_ps(isc[k][g], x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          if (decltype(lo)::value) f = _mm512_max_ps(f, flo);
+          if (decltype(hi)::value) f = _mm512_min_ps(f, fhi);
+          slx[k][g] = _mm512_add_ps(slx[k][g], _mm512_mul_ps(wx, f));
+          sl2[k][g] = _mm512_add_ps(sl2[k][g], _mm512_mul_ps(_mm512_mul_ps(w, f), f));
         }
-        const __mmask16 better =
-            _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
-            _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(best[g], sl2[k][g]), _CMP_GT_OQ);
-        if (!better) continue;
-        lis[g] = _mm512_mask_mov_ps(lis[g], better, isc[k][g]);
-        scale[g] = _mm512_mask_mov_ps(scale[g], better, _mm512_div_ps(slx[k][g], sl2[k][g]));
-        best[g] = _mm512_mask_mov_ps(best[g], better, _mm512_mul_ps(scale[g], slx[k][g]));
       }
+  };
+  // above 31 only for is >= -5 (candidates 0 and 5..18), below -32 only for is >= 5 (14..18)
+  bool need_hi = false, need_lo = false;
+  for (int k = 0; k < K; ++k) {
+    need_hi |= c0 + k == 0 || c0 + k >= 5;
+    need_lo |= c0 + k >= 14;
   }
-  for (int g = 0; g < G; ++g) {
-    alignas(64) float scales[16], lis_a[16];
-    _mm512_store_ps(scales, _mm512_mask_mov_ps(scale[g], zero_lane[g], zero));
-    _mm512_store_ps(lis_a, lis[g]);
-    q6_K_finish16(x + kQK_K * g, scales, lis_a, zero_lane[g], out + sizeof(BlockQ6_K) * g);
+  if (need_lo) sums(std::true_type(), std::true_type());
+  else if (need_hi) sums(std::false_type(), std::true_type());
+  else sums(std::false_type(), std::false_type());
+  for (int k = 0; k < K; ++k) {
+    if (c0 + k == 0) {
+      for (int g = 0; g < G; ++g) {
+        s.scale[g] = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sl2[0][g], zero, _CMP_NEQ_UQ), slx[0][g], sl2[0][g]);
+        s.best[g] = _mm512_mul_ps(s.scale[g], slx[0][g]);
+        s.lis[g] = isc[0][g];
+      }
+      continue;
+    }
+    // ggml: if (suml2 > 0 && sumlx*sumlx > best*suml2) { scale = sumlx/suml2; best = scale*sumlx; }
+    // The candidate's scale and best are computed in every lane, before the test: the
+    // divisions then hang off no chain of tests (a lane is better for about 1 in 20
+    // candidates, but some lane of a vector for most of them).
+    for (int g = 0; g < G; ++g) {
+      const __m512 q = _mm512_div_ps(slx[k][g], sl2[k][g]);
+      const __mmask16 better =
+          _mm512_cmp_ps_mask(sl2[k][g], zero, _CMP_GT_OQ) &
+          _mm512_cmp_ps_mask(_mm512_mul_ps(slx[k][g], slx[k][g]), _mm512_mul_ps(s.best[g], sl2[k][g]), _CMP_GT_OQ);
+      s.lis[g] = _mm512_mask_mov_ps(s.lis[g], better, isc[k][g]);
+      s.scale[g] = _mm512_mask_mov_ps(s.scale[g], better, q);
+      s.best[g] = _mm512_mask_mul_ps(s.best[g], better, q, slx[k][g]);
+    }
   }
 }
 
-inline void q6_K_finish16(const float* x, const float* scales, const float* lis_a, __mmask16 zero_lane, uint8_t* out) {
-  // q6_K_finish with vector requantization
-  BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out);
-  float max_scale = 0, max_abs_scale = 0;
-  for (int ib = 0; ib < 16; ++ib) {
-    const float abs_scale = std::fabs(scales[ib]);
-    if (abs_scale > max_abs_scale) { max_abs_scale = abs_scale; max_scale = scales[ib]; }
+template <int G>
+void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out);
+
+// G super-blocks at once (x, qw: G * 256 values), each a vector of 16 sub-blocks; false
+// if x holds NaN or Inf (then nothing of the G blocks is written).
+template <int G>
+inline bool q6_K_group(const float* x, const float* qw, uint8_t* out) {
+  Q6Search<G> s;
+  const __m512 zero = _mm512_setzero_ps();
+  __mmask16 zero_lane[G];
+  __m512i bits = _mm512_setzero_si512();  // the largest |x| bit pattern: finite below 0x7f800000
+  for (int g = 0; g < G; ++g) {
+    __m512 m[16];  // the values, then the tree below (in registers: nothing else is live)
+    gather_lanes<16>(x + kQK_K * g, 16, m);
+    if (qw) gather_lanes<16>(qw + kQK_K * g, 16, &s.W[0][0] + g, G);
+    for (int i = 0; i < 16; ++i) {
+      bits = _mm512_max_epu32(bits, _mm512_castps_si512(_mm512_abs_ps(m[i])));
+      const __m512 w = qw ? s.W[i][g] : _mm512_mul_ps(m[i], m[i]);
+      s.X[i][g] = m[i];
+      s.W[i][g] = w;
+      s.WX[i][g] = _mm512_mul_ps(w, m[i]);
+    }
+    // ggml's max: the first value of largest magnitude, as a tree of (a, b) -> |b| > |a| ? b : a
+    // with a the earlier values (x is finite here)
+#pragma GCC unroll 4
+    for (int w = 1; w < 16; w *= 2)
+#pragma GCC unroll 8
+      for (int i = 0; i + w < 16; i += 2 * w)
+        m[i] = _mm512_mask_mov_ps(m[i], _mm512_cmp_ps_mask(_mm512_abs_ps(m[i + w]), _mm512_abs_ps(m[i]), _CMP_GT_OQ), m[i + w]);
+    s.max[g] = m[0];
+    zero_lane[g] = _mm512_cmp_ps_mask(_mm512_abs_ps(m[0]), _mm512_set1_ps(kq::kGroupMaxEps), _CMP_LT_OQ);
   }
-  if (max_abs_scale < kq::kGroupMaxEps) {
-    std::memset(out, 0, sizeof(BlockQ6_K));
-    return;
+  if (_mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7f800000))) return false;
+  constexpr int K = 2;  // candidates per pass over the values
+  int c0 = 0;
+  for (; c0 + K <= kQ6Cands; c0 += K) q6_block<G, K>(s, c0);
+  if (kQ6Cands % K) q6_block<G, (kQ6Cands % K ? kQ6Cands % K : 1)>(s, c0);
+  __m512 S[G];
+  for (int g = 0; g < G; ++g) S[g] = _mm512_mask_mov_ps(s.scale[g], zero_lane[g], zero);
+  q6_K_finish<G>(x, S, s.lis, zero_lane, out);
+  return true;
+}
+
+// 64 codes (0..63) of four vectors of 16 int32, in order, as bytes.
+inline __m512i q6_bytes64(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
+  // packs interleave per 128-bit lane: dword 4L + k of q holds values 4L..4L+3 of c_k
+  const __m512i q = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), q);
+}
+
+// q6_K_finish on G super-blocks, the scales in lanes: S the 16 sub-block scales (0 in
+// the all-tiny lanes), LIS the iscale of each one's best codes. In phases over the G
+// super-blocks, so that their chains of scalar divisions overlap.
+template <int G>
+void q6_K_finish(const float* x, const __m512* S, const __m512* LIS, const __mmask16* zero_lane, uint8_t* out) {
+  float iscale[G];
+  bool live[G];
+  for (int g = 0; g < G; ++g) {
+    // ggml's max_scale: the first scale of largest magnitude (a NaN one never wins `>`)
+    const __m512 aS = _mm512_abs_ps(S[g]);
+    const __mmask16 ord = _mm512_cmp_ps_mask(aS, aS, _CMP_ORD_Q);
+    const float max_abs_scale = _mm512_mask_reduce_max_ps(ord, aS);  // -Inf if none
+    live[g] = max_abs_scale >= kq::kGroupMaxEps;
+    if (!live[g]) continue;
+    const __mmask16 at = _mm512_mask_cmp_ps_mask(ord, aS, _mm512_set1_ps(max_abs_scale), _CMP_EQ_OQ);
+    const float max_scale = _mm512_cvtss_f32(_mm512_maskz_compress_ps(static_cast<__mmask16>(at & -at), S[g]));
+    iscale[g] = -128.f / max_scale;
   }
-  const float iscale = -128.f / max_scale;
-  store_fp16(y->d, 1 / iscale);
-  for (int ib = 0; ib < 16; ++ib)
-    y->scales[ib] = static_cast<int8_t>(kq::imin(127, kq::nearest_int(iscale * scales[ib])));
-  const float d_all = load_fp16(y->d);
-  alignas(32) uint8_t L[kQK_K];
+  alignas(64) float D[G][16];
+  __mmask16 dzero[G];
+  for (int g = 0; g < G; ++g) {
+    BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out + sizeof(BlockQ6_K) * g);
+    if (!live[g]) continue;
+    // GGML_FP32_TO_FP16 and back: F16C's conversions give the same bits for every float
+    const uint16_t dh = _cvtss_sh(1 / iscale[g], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    y->d[0] = static_cast<uint8_t>(dh);
+    y->d[1] = static_cast<uint8_t>(dh >> 8);
+    // y->scales: (int8_t)MIN(127, nearest_int(iscale * scale))
+    const __m128i qs8 = _mm512_cvtepi32_epi8(
+        _mm512_min_epi32(_mm512_set1_epi32(127), nearest_int16(_mm512_mul_ps(_mm512_set1_ps(iscale[g]), S[g]))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y->scales), qs8);
+    const __m512 Dv = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(dh)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(qs8)));
+    _mm512_store_ps(D[g], Dv);
+    dzero[g] = _mm512_cmp_ps_mask(Dv, _mm512_setzero_ps(), _CMP_EQ_OQ);
+  }
   const __m512i lo = _mm512_set1_epi32(-32), hi = _mm512_set1_epi32(31), off = _mm512_set1_epi32(32);
-  for (int j = 0; j < 16; ++j) {
-    const float d = d_all * static_cast<float>(y->scales[j]);
-    if (!d) {  // make_qx_quants' codes (0 for an all-tiny sub-block)
-      for (int i = 0; i < 16; ++i)
-        L[16 * j + i] = (zero_lane >> j) & 1 ? 0
-                                             : static_cast<uint8_t>(32 + kq::imax(-32, kq::imin(31, kq::nearest_int(lis_a[j] * x[16 * j + i]))));
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x03), m30 = _mm512_set1_epi8(0x30);
+  for (int g = 0; g < G; ++g) {
+    BlockQ6_K* y = reinterpret_cast<BlockQ6_K*>(out + sizeof(BlockQ6_K) * g);
+    if (!live[g]) {
+      std::memset(y, 0, sizeof(BlockQ6_K));
       continue;
     }
-    const __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + 16 * j), _mm512_set1_ps(d));
-    const __m512i l = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(L + 16 * j), _mm512_cvtepi32_epi8(l));
-  }
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-  for (int n = 0; n < 2; ++n) {
-    const uint8_t* Ln = L + 128 * n;
-    const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln));
-    const __m256i b = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 32));
-    const __m256i c = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 64));
-    const __m256i d = _mm256_load_si256(reinterpret_cast<const __m256i*>(Ln + 96));
-    auto lo4 = [&](__m256i v) { return _mm256_and_si256(v, m4); };
-    auto hi2 = [&](__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), m2); };
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->ql + 64 * n), _mm256_or_si256(lo4(a), _mm256_slli_epi16(lo4(c), 4)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->ql + 64 * n + 32),
-                        _mm256_or_si256(lo4(b), _mm256_slli_epi16(lo4(d), 4)));
-    const __m256i qh = _mm256_or_si256(_mm256_or_si256(hi2(a), _mm256_slli_epi16(hi2(b), 2)),
-                                       _mm256_or_si256(_mm256_slli_epi16(hi2(c), 4), _mm256_slli_epi16(hi2(d), 6)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qh + 32 * n), qh);
+    const float* xg = x + kQK_K * g;
+    __m512i c[16];
+    for (int j = 0; j < 16; ++j) {
+      const __m512 xj = _mm512_loadu_ps(xg + 16 * j);
+      if ((dzero[g] >> j) & 1) {  // make_qx_quants' codes (0 for an all-tiny sub-block)
+        alignas(64) float lis_a[16];
+        _mm512_store_ps(lis_a, LIS[g]);
+        const __m512i l = _mm512_add_epi32(
+            _mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(_mm512_mul_ps(_mm512_set1_ps(lis_a[j]), xj)))), off);
+        c[j] = (zero_lane[g] >> j) & 1 ? _mm512_setzero_si512() : l;
+        continue;
+      }
+      const __m512 v = _mm512_div_ps(xj, _mm512_set1_ps(D[g][j]));
+      c[j] = _mm512_add_epi32(_mm512_max_epi32(lo, _mm512_min_epi32(hi, nearest_int16(v))), off);
+    }
+    for (int n = 0; n < 2; ++n) {
+      // A: codes 128n .. +63, B: 128n + 64 .. +127; ql[64n + l] = A[l] & 15 | (B[l] & 15) << 4,
+      // qh[32n + l] = the top 2 bits of A[l], A[l + 32], B[l], B[l + 32] in that order
+      const __m512i A = q6_bytes64(c[8 * n], c[8 * n + 1], c[8 * n + 2], c[8 * n + 3]);
+      const __m512i B = q6_bytes64(c[8 * n + 4], c[8 * n + 5], c[8 * n + 6], c[8 * n + 7]);
+      _mm512_storeu_si512(y->ql + 64 * n, _mm512_or_si512(_mm512_and_si512(A, m4), _mm512_slli_epi16(_mm512_and_si512(B, m4), 4)));
+      const __m512i H = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m3), _mm512_and_si512(B, m30));
+      const __m256i qh = _mm256_or_si256(_mm512_castsi512_si256(H), _mm256_slli_epi16(_mm512_extracti64x4_epi64(H, 1), 2));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y->qh + 32 * n), qh);
+    }
   }
 }
 
 bool quantize_q6_K_avx512(const float* x, size_t nblocks, const float* qw, uint8_t* out) {
-  if (!finite_all(x, nblocks * kQK_K)) return false;
   size_t i = 0;
-  for (; i + 4 <= nblocks; i += 4)
-    q6_K_group<4>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
-  for (; i + 2 <= nblocks; i += 2)
-    q6_K_group<2>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
-  for (; i < nblocks; ++i) q6_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
-  return true;
+  bool ok = true;
+  for (; i + 4 <= nblocks && ok; i += 4)
+    ok = q6_K_group<4>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i + 2 <= nblocks && ok; i += 2)
+    ok = q6_K_group<2>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  for (; i < nblocks && ok; ++i) ok = q6_K_group<1>(x + i * kQK_K, qw ? qw + i * kQK_K : nullptr, out + i * sizeof(BlockQ6_K));
+  return ok;
 }
 
 // ---- IQ4_NL / IQ4_XS: quantize_row_iq4_nl_impl's search (ntry 7), 16 sub-blocks of 32 ----
