@@ -34,6 +34,13 @@ ISAS = lowbit.available_isas()
 SIZES = {"L2": 256 * 1024, "RAM": 16 * 1024 * 1024}
 
 
+def _rate(benchmark, key, values, unit, digits):
+    """values / median time in `unit`s per second into extra_info (nothing under --benchmark-disable,
+    where the function ran once untimed)."""
+    if benchmark.stats is not None:
+        benchmark.extra_info[key] = round(values / benchmark.stats.stats.median / unit, digits)
+
+
 def _data(n):
     return np.random.default_rng(0).standard_normal(n).astype(np.float32).reshape(-1, 4096)
 
@@ -54,7 +61,7 @@ def test_kernel_l1(benchmark, fmt, isa):
     benchmark.group = f"kernel-L1-{fmt}"
     with lowbit.use_isa(isa):
         benchmark.pedantic(_C.gguf_time_kernel, args=(x, fmt, True, 1, inner), rounds=50, warmup_rounds=3)
-    benchmark.extra_info["Gvalues_per_s"] = round(x.size * inner / benchmark.stats.stats.median / 1e9, 3)
+    _rate(benchmark, "Gvalues_per_s", x.size * inner, 1e9, 3)
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -67,7 +74,7 @@ def test_quantize_lowbit(benchmark, fmt, isa, size, threads):
     benchmark.group = f"quantize-{fmt}-{size}"
     with lowbit.use_isa(isa):
         benchmark(lowbit.gguf.quantize, x, fmt)
-    benchmark.extra_info["Gvalues_per_s"] = round(x.size / benchmark.stats.stats.median / 1e9, 3)
+    _rate(benchmark, "Gvalues_per_s", x.size, 1e9, 3)
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -76,7 +83,7 @@ def test_quantize_gguf_numpy(benchmark, fmt, size):
     x = _data(SIZES[size])
     benchmark.group = f"quantize-{fmt}-{size}"
     benchmark.pedantic(gguf.quants.quantize, args=(x, GT[fmt]), rounds=3 if size == "RAM" else 10)
-    benchmark.extra_info["Gvalues_per_s"] = round(x.size / benchmark.stats.stats.median / 1e9, 3)
+    _rate(benchmark, "Gvalues_per_s", x.size, 1e9, 3)
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -95,7 +102,7 @@ def test_dequantize_lowbit(benchmark, fmt, size, threads):
     blob = lowbit.gguf.quantize(x, fmt)
     benchmark.group = f"dequantize-{fmt}-{size}"
     benchmark(lowbit.gguf.dequantize, blob, fmt, x.shape)
-    benchmark.extra_info["Gvalues_per_s"] = round(x.size / benchmark.stats.stats.median / 1e9, 3)
+    _rate(benchmark, "Gvalues_per_s", x.size, 1e9, 3)
 
 
 @pytest.mark.parametrize("size", ["L2"])
@@ -105,7 +112,7 @@ def test_dequantize_gguf_numpy(benchmark, fmt, size):
     blob = lowbit.gguf.quantize(x, fmt)
     benchmark.group = f"dequantize-{fmt}-{size}"
     benchmark.pedantic(gguf.quants.dequantize, args=(blob, GT[fmt]), rounds=10)
-    benchmark.extra_info["Gvalues_per_s"] = round(x.size / benchmark.stats.stats.median / 1e9, 3)
+    _rate(benchmark, "Gvalues_per_s", x.size, 1e9, 3)
 
 
 def _ggml():
@@ -141,7 +148,7 @@ def test_kquant_encode(benchmark, fmt, impl):
     else:
         with lowbit.use_isa(impl.split("-")[1]):
             benchmark.pedantic(_C.gguf_time_kernel, args=(x.reshape(-1), fmt, True, 1, 1), rounds=5, warmup_rounds=1)
-    benchmark.extra_info["Mvalues_per_s"] = round(x.size / benchmark.stats.stats.median / 1e6, 2)
+    _rate(benchmark, "Mvalues_per_s", x.size, 1e6, 2)
 
 
 @pytest.mark.parametrize("impl", [f"lowbit-{i}" for i in ISAS] + ["llama.cpp"])
@@ -161,4 +168,4 @@ def test_kquant_decode(benchmark, fmt, impl):
     else:
         with lowbit.use_isa(impl.split("-")[1]):
             benchmark.pedantic(_C.gguf_time_kernel, args=(blob, fmt, False, 1, inner), rounds=20, warmup_rounds=2)
-    benchmark.extra_info["Gvalues_per_s"] = round(x.size * inner / benchmark.stats.stats.median / 1e9, 3)
+    _rate(benchmark, "Gvalues_per_s", x.size * inner, 1e9, 3)
