@@ -242,7 +242,7 @@ def _encoder_err(mats, fmt, search, imatrix):
     return np.concatenate(out)
 
 
-def bound(mats, sample, seed=0, imatrix=False):
+def bound(mats, sample, seed=0, imatrix=False, formats=("Q4_K", "IQ4_XS")):
     """SQNR on a seeded sample of 256-value super-blocks: llama.cpp, search=True, and each 32-value
     sub-block at its own unquantized optimum (affine 16 levels for Q4_K, the IQ4 grid for IQ4_XS).
     imatrix: the encoders get the importance matrix and everything (the relaxation's objective
@@ -261,7 +261,7 @@ def bound(mats, sample, seed=0, imatrix=False):
     print(f"{len(X)} super-blocks of 256 ({'all' if len(X) == total else f'sampled, seed {seed}'}) "
           f"from {len(mats)} matrices; {'importance-weighted, encoders given the imatrix' if imatrix else 'no imatrix'}")
     lines = ["| format | llama.cpp | search=True | per-sub-block optimum (bound) |", "|---|---:|---:|---:|"]
-    for fmt in ("Q4_K", "IQ4_XS"):
+    for fmt in formats:
         r = {}
         for search in (False, True):
             r[search] = db(float(np.sum(W * _encoder_err(mats, fmt, search, imatrix)[idx])))
@@ -300,7 +300,7 @@ def main():
     print(f"{len(ws)} matrices, {sum(w.size for w in ws.values())} weights, kernels {lowbit.cpu_info()['kernels']}, "
           f"{lowbit.get_num_threads()} threads")
     if a.bound:
-        bound(mats, a.sample, imatrix=a.imatrix)
+        bound(mats, a.sample, imatrix=a.imatrix, formats=[f for f in a.formats.split(",") if f in ("Q4_K", "IQ4_XS")])
         return
     if a.table:
         table(mats)

@@ -516,33 +516,52 @@ inline void iq4xs_descend(const float* x, const float* w, float* d_io, int* ls) 
 
 // The continuous scale of one 32-value sub-block on the IQ4 grid: the signed
 // absmax mapped near either end of the grid (many ratios), each refined by the
-// least-squares scale of its grid values.
+// least-squares scale of its grid values. With an importance matrix, also the
+// signed absmax of the values weighing at least 1/4, 1/2 and 1 times the mean
+// weight (w[i] * 32 >= f * sum w, as in qk45_fit), so that light values may clip.
 inline float iq4_fit(const float* x, const float* w) {
   float amax = 0, max = 0;
   for (int i = 0; i < 32; ++i)
     if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); max = x[i]; }
   if (amax == 0) return 0;
+  double swt = 0;
+  if (w)
+    for (int i = 0; i < 32; ++i) swt += w[i];
+  static constexpr double kFrac[4] = {0.0, 0.25, 0.5, 1.0};
   double best = 1e300;
   float best_d = 0;
-  for (int end = 0; end < 2; ++end)
-    for (int k = -8; k <= 16; ++k) {
-      const float v0 = end ? -127.0f : 113.0f;
-      float d = max / (v0 * (1.0f + static_cast<float>(k) / 64.0f));
-      for (int it = 0; it < 2; ++it) {
-        const float id = 1.0f / d;
-        double e = 0, sqx = 0, sq2 = 0;
-        for (int i = 0; i < 32; ++i) {
-          const float q = kq::kIq4nlValues[iq4_nearest(x[i] * id)];
-          const double wi = w ? w[i] : 1.0, r = x[i] - d * q;
-          e += wi * r * r;
-          sqx += wi * q * x[i];
-          sq2 += wi * q * q;
+  for (int r = 0; r < (w ? 4 : 1); ++r) {
+    float top = max;
+    if (r > 0) {
+      float ramax = 0;
+      top = 0;
+      for (int i = 0; i < 32; ++i)
+        if (static_cast<double>(w[i]) * 32.0 >= kFrac[r] * swt && std::fabs(x[i]) > ramax) {
+          ramax = std::fabs(x[i]);
+          top = x[i];
         }
-        if (e < best) { best = e; best_d = d; }
-        if (!(sq2 > 0) || sqx == 0) break;
-        d = static_cast<float>(sqx / sq2);
-      }
+      if (ramax == 0) continue;
     }
+    for (int end = 0; end < 2; ++end)
+      for (int k = -8; k <= 16; ++k) {
+        const float v0 = end ? -127.0f : 113.0f;
+        float d = top / (v0 * (1.0f + static_cast<float>(k) / 64.0f));
+        for (int it = 0; it < 2; ++it) {
+          const float id = 1.0f / d;
+          double e = 0, sqx = 0, sq2 = 0;
+          for (int i = 0; i < 32; ++i) {
+            const float q = kq::kIq4nlValues[iq4_nearest(x[i] * id)];
+            const double wi = w ? w[i] : 1.0, r2 = x[i] - d * q;
+            e += wi * r2 * r2;
+            sqx += wi * q * x[i];
+            sq2 += wi * q * q;
+          }
+          if (e < best) { best = e; best_d = d; }
+          if (!(sq2 > 0) || sqx == 0) break;
+          d = static_cast<float>(sqx / sq2);
+        }
+      }
+  }
   return best_d;
 }
 

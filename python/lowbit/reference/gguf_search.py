@@ -433,14 +433,24 @@ def _iq4xs_descend(x, w, d, ls):
 
 
 def _iq4_fit(x, w):
-    """iq4_fit on sub-blocks x (G, 32): the continuous scale on the IQ4 grid, float32 (G,)."""
+    """iq4_fit on sub-blocks x (G, 32): the continuous scale on the IQ4 grid, float32 (G,). Starts from the
+    signed absmax and, with weights, from that of the values weighing at least 1/4, 1/2 and 1 times the
+    mean (``w * 32 >= f * sum w`` in double), in the C++'s loop order (range, end, ratio)."""
     G = x.shape[0]
     amax, mx = K._first_absmax(x)
     end = np.repeat([0, 1], 25)
     k = np.tile(np.arange(-8, 17), 2)
     v0 = np.where(end == 1, F32(-127), F32(113)).astype(F32)
-    d = (mx[:, None] / (v0 * (F32(1) + _f(k) / F32(64)))).astype(F32)           # (G, 50)
-    alive = np.repeat((amax != 0)[:, None], k.size, axis=1)
+    tops, oks = [mx], [amax != 0]
+    if w is not None:
+        swt = _seq(w.astype(F64))
+        for f in (0.25, 0.5, 1.0):
+            sel = w.astype(F64) * 32.0 >= f * swt[:, None]
+            ra, top = K._first_absmax(np.where(sel, x, F32(0)).astype(F32))
+            tops.append(top)
+            oks.append((amax != 0) & (ra != 0))
+    d = np.concatenate([(t[:, None] / (v0 * (F32(1) + _f(k) / F32(64)))).astype(F32) for t in tops], axis=1)
+    alive = np.concatenate([np.repeat(o[:, None], k.size, axis=1) for o in oks], axis=1)   # (G, R*50)
     xg = x[:, None, :]
     x64 = xg.astype(F64)
     wi = np.ones((G, 1, 32)) if w is None else w[:, None, :].astype(F64)
