@@ -160,15 +160,31 @@ def _qk45_search(x, w, d, dmin, ls, lm, nmax):
 
 
 def _qk45_fit(x, w, nmax):
-    """qk45_fit on sub-blocks x (G, 32): (scale, offset) float32 (G,) each."""
+    """qk45_fit on sub-blocks x (G, 32): (scale, offset) float32 (G,) each. The starts: 25 steps over the
+    sub-block's range and, with weights, over the range of the values weighing at least 1/4, 1/2 and 1
+    times the mean (``w * 32 >= f * sum w`` in double), in that order (the C++'s loop order)."""
     G = x.shape[0]
     mn = x.min(axis=1)
     mx = x.max(axis=1)
     mn = np.where(mn > 0, F32(0), mn).astype(F32)
     t = np.arange(-16, 9)
-    s = ((mx - mn)[:, None] / (F32(nmax) + F32(0.25) * _f(t))).astype(F32)       # (G, 25)
-    m = np.repeat(mn[:, None], t.size, axis=1)
-    alive = np.repeat((mx > mn)[:, None], t.size, axis=1)
+    los, his, oks = [mn], [mx], [mx > mn]
+    if w is not None:
+        swt = _seq(w.astype(F64))
+        for f in (0.25, 0.5, 1.0):
+            sel = w.astype(F64) * 32.0 >= f * swt[:, None]
+            any_ = sel.any(axis=1)
+            lo = np.where(sel, x, np.inf).min(axis=1)
+            hi = np.where(sel, x, -np.inf).max(axis=1)
+            lo = np.where(any_, np.where(lo > 0, 0, lo), mn).astype(F32)
+            hi = np.where(any_, hi, mx).astype(F32)
+            los.append(lo)
+            his.append(hi)
+            oks.append((mx > mn) & any_ & (hi > lo))
+    s = np.concatenate([((h - l)[:, None] / (F32(nmax) + F32(0.25) * _f(t))).astype(F32)
+                        for l, h in zip(los, his)], axis=1)                         # (G, R*25)
+    m = np.concatenate([np.repeat(l[:, None], t.size, axis=1) for l in los], axis=1)
+    alive = np.concatenate([np.repeat(o[:, None], t.size, axis=1) for o in oks], axis=1)
     xg = x[:, None, :]
     x64 = xg.astype(F64)
     wi = np.ones((G, 1, 32)) if w is None else w[:, None, :].astype(F64)
@@ -192,7 +208,7 @@ def _qk45_fit(x, w, nmax):
         ns = np.where(clip, np.where(sl2 > 0, sxl / np.where(sl2 > 0, sl2, 1), 0.0), ns)
         alive = alive & (ns > 0)
         s, m = np.where(alive, ns, 1).astype(F32), np.where(alive, nm, 0).astype(F32)
-    e = np.stack(es, axis=2).reshape(G, -1)   # (t, it) order, as the C++ loops
+    e = np.stack(es, axis=2).reshape(G, -1)   # (range, t, it) order, as the C++ loops
     ok, i, _ = _pick(e, np.full(G, BIG))
     s_out = np.where(ok, _take(np.stack(ss, axis=2).reshape(G, -1), i), F32(0)).astype(F32)
     m_out = np.where(ok, _take(np.stack(ms, axis=2).reshape(G, -1), i), mn).astype(F32)
@@ -417,14 +433,24 @@ def _iq4xs_descend(x, w, d, ls):
 
 
 def _iq4_fit(x, w):
-    """iq4_fit on sub-blocks x (G, 32): the continuous scale on the IQ4 grid, float32 (G,)."""
+    """iq4_fit on sub-blocks x (G, 32): the continuous scale on the IQ4 grid, float32 (G,). Starts from the
+    signed absmax and, with weights, from that of the values weighing at least 1/4, 1/2 and 1 times the
+    mean (``w * 32 >= f * sum w`` in double), in the C++'s loop order (range, end, ratio)."""
     G = x.shape[0]
     amax, mx = K._first_absmax(x)
     end = np.repeat([0, 1], 25)
     k = np.tile(np.arange(-8, 17), 2)
     v0 = np.where(end == 1, F32(-127), F32(113)).astype(F32)
-    d = (mx[:, None] / (v0 * (F32(1) + _f(k) / F32(64)))).astype(F32)           # (G, 50)
-    alive = np.repeat((amax != 0)[:, None], k.size, axis=1)
+    tops, oks = [mx], [amax != 0]
+    if w is not None:
+        swt = _seq(w.astype(F64))
+        for f in (0.25, 0.5, 1.0):
+            sel = w.astype(F64) * 32.0 >= f * swt[:, None]
+            ra, top = K._first_absmax(np.where(sel, x, F32(0)).astype(F32))
+            tops.append(top)
+            oks.append((amax != 0) & (ra != 0))
+    d = np.concatenate([(t[:, None] / (v0 * (F32(1) + _f(k) / F32(64)))).astype(F32) for t in tops], axis=1)
+    alive = np.concatenate([np.repeat(o[:, None], k.size, axis=1) for o in oks], axis=1)   # (G, R*50)
     xg = x[:, None, :]
     x64 = xg.astype(F64)
     wi = np.ones((G, 1, 32)) if w is None else w[:, None, :].astype(F64)
