@@ -53,6 +53,37 @@ inline void cpu_relax() {
 #endif
 }
 
+// One call's work: chunks of `chunk` items of [0, n) handed out by one counter to every
+// task that drains it; the first exception a chunk throws is kept for the caller to raise
+// once every task has returned (nothing unwinds through a worker or an OpenMP runtime).
+struct Chunks {
+  const TaskFn* fn = nullptr;
+  size_t n = 0, chunk = 1;
+  std::atomic<size_t> next{0};
+  std::mutex err_m;
+  std::exception_ptr error;
+
+  void reset(const TaskFn& f, size_t items, size_t per_chunk) {
+    fn = &f;
+    n = items;
+    chunk = per_chunk;
+    next.store(0, std::memory_order_relaxed);
+    error = nullptr;
+  }
+  void drain(int tid) {
+    for (;;) {
+      size_t b = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (b >= n) return;
+      try {
+        (*fn)(b, std::min(n, b + chunk), tid);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_m);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+};
+
 class Pool {
  public:
   explicit Pool(int threads) {
@@ -72,11 +103,7 @@ class Pool {
   // Caller holds the run lock. At most max_tasks tasks (the caller and helpers): tids
   // 0 (the caller) and 1..helpers (workers, in the order they join).
   void run(size_t n, size_t chunk, const TaskFn& fn, int max_tasks) {
-    fn_ = &fn;
-    n_ = n;
-    chunk_ = chunk;
-    next_.store(0, std::memory_order_relaxed);
-    error_ = nullptr;
+    work_.reset(fn, n, chunk);
     size_t nchunks = (n + chunk - 1) / chunk;
     int helpers = static_cast<int>(
         std::min({workers_.size(), nchunks - 1, static_cast<size_t>(std::max(max_tasks, 1) - 1)}));
@@ -88,7 +115,7 @@ class Pool {
     }
     if (helpers > 0) cv_.notify_all();
     t_in_pool = true;
-    drain(0);
+    work_.drain(0);
     t_in_pool = false;
     if (helpers > 0) {
       // Every chunk is taken: helpers that have not joined yet (no free core to wake on:
@@ -101,26 +128,13 @@ class Pool {
       }
     }
     while (active_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
-    fn_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    work_.fn = nullptr;
+    if (work_.error) std::rethrow_exception(work_.error);
   }
 
   std::mutex run_lock;
 
  private:
-  void drain(int tid) {
-    for (;;) {
-      size_t b = next_.fetch_add(chunk_, std::memory_order_relaxed);
-      if (b >= n_) return;
-      size_t e = std::min(n_, b + chunk_);
-      try {
-        (*fn_)(b, e, tid);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(err_m_);
-        if (!error_) error_ = std::current_exception();
-      }
-    }
-  }
   void spin_while_idle(unsigned long long seen) const {
     const auto until = std::chrono::steady_clock::now() + kSpin;
     for (;;) {
@@ -152,22 +166,19 @@ class Pool {
         if (wanted_ <= 0) continue;
         tid = wanted_--;  // helpers .. 1: unique within the call
       }
-      drain(tid);
+      work_.drain(tid);
       active_.fetch_sub(1, std::memory_order_release);
     }
   }
 
   std::vector<std::thread> workers_;
-  std::mutex m_, err_m_;
+  std::mutex m_;
   std::condition_variable cv_;
   std::atomic<unsigned long long> generation_{0};
   int wanted_ = 0;
   bool stop_ = false;
-  const TaskFn* fn_ = nullptr;
-  size_t n_ = 0, chunk_ = 1;
-  std::atomic<size_t> next_{0};
+  Chunks work_;
   std::atomic<int> active_{0};
-  std::exception_ptr error_;
 };
 
 // An OpenMP runtime loaded by someone else (torch): GOMP_parallel runs fn(data) on a team
@@ -183,13 +194,8 @@ std::atomic<const OmpRuntime*> g_omp{nullptr};  // runtimes are never freed: a c
 std::mutex g_omp_run;  // one call at a time on the runtime's team; a second caller runs inline
 
 struct OmpCall {
-  OmpCall(const TaskFn& f, size_t items, size_t per_chunk, int (*num)()) : fn(&f), n(items), chunk(per_chunk), thread_num(num) {}
-  const TaskFn* fn;
-  size_t n, chunk;
+  Chunks work;
   int (*thread_num)();
-  std::atomic<size_t> next{0};
-  std::mutex err_m;
-  std::exception_ptr error;
 };
 
 void omp_task(void* data) {  // every thread of the team: chunks until none is left
@@ -197,18 +203,15 @@ void omp_task(void* data) {  // every thread of the team: chunks until none is l
   FpEnvGuard fp_env;  // the runtime's threads are not ours: restore their MXCSR after
   const bool outer = t_in_pool;
   t_in_pool = true;   // a kernel inside a chunk runs inline, as in lowbit's pool
-  const int tid = c.thread_num();
-  for (;;) {
-    size_t b = c.next.fetch_add(c.chunk, std::memory_order_relaxed);
-    if (b >= c.n) break;
-    try {
-      (*c.fn)(b, std::min(c.n, b + c.chunk), tid);
-    } catch (...) {  // nothing may unwind through the runtime
-      std::lock_guard<std::mutex> lock(c.err_m);
-      if (!c.error) c.error = std::current_exception();
-    }
-  }
+  c.work.drain(c.thread_num());
   t_in_pool = outer;
+}
+
+// LOWBIT_NUM_THREADS (capped at kMaxThreads), 0 when unset or not a count.
+int env_num_threads() {
+  const char* env = std::getenv("LOWBIT_NUM_THREADS");
+  const int n = env ? std::atoi(env) : 0;
+  return n >= 1 ? std::min(n, kMaxThreads) : 0;
 }
 
 std::mutex g_pool_mutex;     // guards g_pool and g_threads
@@ -231,8 +234,7 @@ void after_fork_in_child() {
 int threads_locked() {
   if (g_threads == 0) {
     g_threads = default_num_threads();
-    const char* env = std::getenv("LOWBIT_NUM_THREADS");
-    g_threads_set = env && std::atoi(env) >= 1;
+    g_threads_set = env_num_threads() > 0;
   }
   // On a shared OpenMP runtime the count the user gave that runtime (torch.set_num_threads,
   // OMP_NUM_THREADS) unless lowbit was given one: torch's default is the physical cores,
@@ -285,10 +287,7 @@ int cgroup_cpu_limit() {
 }  // namespace
 
 int default_num_threads() {
-  if (const char* env = std::getenv("LOWBIT_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n >= 1) return std::min(n, kMaxThreads);
-  }
+  if (int n = env_num_threads()) return n;
   int n = 0;
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
@@ -392,10 +391,13 @@ void parallel_for(size_t n, size_t grain, const TaskFn& fn, int max_tasks) {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
     threads = threads_locked();
     if (threads > 1) {
-      if (const OmpRuntime* rt = g_omp.load(std::memory_order_acquire)) {
+      if (g_omp.load(std::memory_order_acquire)) {
+        // the runtime, read again under its lock (use_openmp_threads switches it under that
+        // lock); busy with another caller, or called inside one of the runtime's own parallel
+        // regions: run inline, as a nested call does
         run = std::unique_lock<std::mutex>(g_omp_run, std::try_to_lock);
-        // (inside the runtime's own parallel region: run inline, as a nested call does)
-        if (run.owns_lock() && !rt->in_parallel()) omp = g_omp.load(std::memory_order_acquire);
+        if (run.owns_lock()) omp = g_omp.load(std::memory_order_acquire);
+        if (omp && omp->in_parallel()) omp = nullptr;
         if (!omp && run.owns_lock()) run.unlock();
       } else {
         if (!g_pool) g_pool = new Pool(threads);
@@ -416,10 +418,11 @@ void parallel_for(size_t n, size_t grain, const TaskFn& fn, int max_tasks) {
   size_t target = static_cast<size_t>(tasks) * 8;
   size_t chunk = std::max(grain, (n + target - 1) / target);
   if (pool) return pool->run(n, chunk, fn, max_tasks);
-  OmpCall call(fn, n, chunk, omp->thread_num);
+  OmpCall call{{}, omp->thread_num};
+  call.work.reset(fn, n, chunk);
   const size_t team = std::min<size_t>(static_cast<size_t>(tasks), (n + chunk - 1) / chunk);
   omp->parallel(omp_task, &call, static_cast<unsigned>(team), 0);
-  if (call.error) std::rethrow_exception(call.error);
+  if (call.work.error) std::rethrow_exception(call.work.error);
 }
 
 void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {

@@ -145,6 +145,20 @@ inline void qk45_params(const uint8_t* d_p, const uint8_t* dmin_p, const uint8_t
   }
 }
 
+// With an importance matrix the fits below also start from the values of one sub-block
+// that weigh at least kHeavyFrac[r] times its mean weight (r = 1..3; r = 0: all of them),
+// tested exactly in double: w[i] * 32 >= f * sum w.
+constexpr int kHeavyStarts = 4;
+constexpr double kHeavyFrac[kHeavyStarts] = {0.0, 0.25, 0.5, 1.0};
+inline double weight_sum32(const float* w) {
+  double s = 0;
+  for (int i = 0; i < 32; ++i) s += w[i];
+  return s;
+}
+inline bool heavy(const float* w, int i, double wsum, int r) {
+  return static_cast<double>(w[i]) * 32.0 >= kHeavyFrac[r] * wsum;
+}
+
 // A continuous least-squares fit of one sub-block (scale > 0, offset m <= 0) from
 // many starting steps, each refined twice (codes, then the fit of scale and
 // offset to them): a start for the 6-bit codes that ggml's weighted heuristic
@@ -161,17 +175,14 @@ inline void qk45_fit(const float* x, const float* w, float* s_out, float* m_out)
   *s_out = 0;
   *m_out = mn;
   if (!(mx > mn)) return;
-  double swt = 0;
-  if (w)
-    for (int i = 0; i < 32; ++i) swt += w[i];
-  static constexpr double kFrac[4] = {0.0, 0.25, 0.5, 1.0};
+  const double swt = w ? weight_sum32(w) : 0.0;
   double best = 1e300;
-  for (int r = 0; r < (w ? 4 : 1); ++r) {
+  for (int r = 0; r < (w ? kHeavyStarts : 1); ++r) {
     float lo = mn, hi = mx;
     if (r > 0) {
       bool any = false;
       for (int i = 0; i < 32; ++i) {
-        if (!(static_cast<double>(w[i]) * 32.0 >= kFrac[r] * swt)) continue;
+        if (!heavy(w, i, swt, r)) continue;
         if (!any) { lo = x[i]; hi = x[i]; any = true; }
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
@@ -524,19 +535,16 @@ inline float iq4_fit(const float* x, const float* w) {
   for (int i = 0; i < 32; ++i)
     if (std::fabs(x[i]) > amax) { amax = std::fabs(x[i]); max = x[i]; }
   if (amax == 0) return 0;
-  double swt = 0;
-  if (w)
-    for (int i = 0; i < 32; ++i) swt += w[i];
-  static constexpr double kFrac[4] = {0.0, 0.25, 0.5, 1.0};
+  const double swt = w ? weight_sum32(w) : 0.0;
   double best = 1e300;
   float best_d = 0;
-  for (int r = 0; r < (w ? 4 : 1); ++r) {
+  for (int r = 0; r < (w ? kHeavyStarts : 1); ++r) {
     float top = max;
     if (r > 0) {
       float ramax = 0;
       top = 0;
       for (int i = 0; i < 32; ++i)
-        if (static_cast<double>(w[i]) * 32.0 >= kFrac[r] * swt && std::fabs(x[i]) > ramax) {
+        if (heavy(w, i, swt, r) && std::fabs(x[i]) > ramax) {
           ramax = std::fabs(x[i]);
           top = x[i];
         }

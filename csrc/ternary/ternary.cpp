@@ -258,6 +258,17 @@ void run_fused(const Gemm& g, size_t N, const TernaryOut& out) {
       scratch.slots());
 }
 
+// A variant with dec_out on the decoded path: results straight from the tiles, K in one
+// chunk (run_fused) or in several (whole panels per work item).
+void run_dec_out(const Gemm& g, size_t N, const TernaryOut& out) {
+  const TernaryKernels& k = g.k;
+  if (use_fused(k, g.M, g.ldq)) return run_fused(g, N, out);
+  ThreadScratch scratch(tiles_scratch_bytes(k, g.M, g.ldq));
+  parallel_for(ceil_div(N, k.dec_rows), 1, scratch, [&](size_t b, size_t e, void* s) {
+    g.decoded(b * k.dec_rows, std::min(N, e * k.dec_rows), nullptr, 0, static_cast<unsigned char*>(s), &out);
+  });
+}
+
 }  // namespace
 
 bool tl_pack(const int8_t* codes, size_t N, size_t K, int bits, uint8_t* packed) {
@@ -324,16 +335,9 @@ void tl_matmul_s32(const int8_t* qx, size_t M, size_t K, const uint8_t* packed, 
   std::vector<int32_t> qsum(M);
   for (size_t m = 0; m < M; ++m) qsum[m] = kern.sum_s8(qx + m * K, K);
   const Gemm g{kern, bits, q, M, ldq, qsum.data(), packed, ldw, nblocks};
-  if (use_fused(kern, M, ldq))
-    return run_fused(g, N, TernaryOut{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr});
+  if (use_decoded(kern, M, ldq) && kern.dec_out)
+    return run_dec_out(g, N, TernaryOut{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr});
   ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));
-  if (use_decoded(kern, M, ldq) && kern.dec_out) {  // K in several chunks, whole panels per item
-    const TernaryOut out{bits, qsum.data(), acc, nullptr, N, nullptr, nullptr, 0, nullptr, nullptr};
-    parallel_for(ceil_div(N, kern.dec_rows), 1, scratch, [&](size_t b, size_t e, void* s) {
-      g.decoded(b * kern.dec_rows, std::min(N, e * kern.dec_rows), nullptr, 0, static_cast<unsigned char*>(s), &out);
-    });
-    return;
-  }
   parallel_for(ceil_div(N, kRowUnit), row_grain(M, K), scratch, [&](size_t b, size_t e, void* s) {
     const size_t n0 = b * kRowUnit, n1 = std::min(N, e * kRowUnit);
     g.run(n0, n1, acc + n0, N, s);
@@ -362,13 +366,7 @@ void tl_matmul_f32(const float* x, size_t M, size_t K, const uint8_t* packed, si
   if (nblocks && use_decoded(kern, M, ldq) && kern.dec_out) {  // results straight from the tiles' registers
     std::vector<float> rowf(gw_stride ? 0 : M);
     for (size_t m = 0; m < rowf.size(); ++m) rowf[m] = gw[0] / sx[m];  // tl_out_one's factor
-    const TernaryOut out{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias, rowf.data()};
-    if (use_fused(kern, M, ldq)) return run_fused(g, N, out);
-    ThreadScratch scratch(tiles_scratch_bytes(kern, M, ldq));  // K in several chunks, whole panels per item
-    parallel_for(ceil_div(N, kern.dec_rows), 1, scratch, [&](size_t b, size_t e, void* s) {
-      g.decoded(b * kern.dec_rows, std::min(N, e * kern.dec_rows), nullptr, 0, static_cast<unsigned char*>(s), &out);
-    });
-    return;
+    return run_dec_out(g, N, TernaryOut{bits, qsum.data(), nullptr, y, N, sx.data(), gw, gw_stride, bias, rowf.data()});
   }
   // per task: the int32 staging block, then the tiles' scratch
   const size_t stage_bytes = round_up(M * kNBlock * sizeof(int32_t), 64);

@@ -139,7 +139,7 @@ def use_openmp_threads(prefer: str = "") -> str:
     at about one thread's speed. On the shared runtime lowbit's work runs on those same hot
     threads. ``import lowbit.torch`` does this for torch (``LOWBIT_THREAD_POOL=lowbit`` keeps
     lowbit's own). The thread count follows the runtime's (``torch.set_num_threads``) unless
-lowbit was given one (:func:`set_num_threads`, ``LOWBIT_NUM_THREADS``). ``prefer``: part of a
+    lowbit was given one (:func:`set_num_threads`, ``LOWBIT_NUM_THREADS``). ``prefer``: part of a
     path that picks one runtime when several are loaded. A child process made by ``fork``
     goes back to lowbit's pool. ValueError when no OpenMP runtime is loaded."""
     if not isinstance(prefer, str):

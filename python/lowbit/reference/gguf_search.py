@@ -49,6 +49,14 @@ def _seq(t):
     return np.add.accumulate(np.asarray(t, F64), axis=-1)[..., -1]
 
 
+def _heavy(w):
+    """The masks (G, 32) of the values weighing at least 1/4, 1/2 and 1 times their sub-block's mean
+    weight, ``w[i] * 32 >= f * sum w`` in double (gguf_search.h's heavy; the fits' extra starts)."""
+    w64 = w.astype(F64)
+    swt = _seq(w64)
+    return [w64 * 32.0 >= f * swt[:, None] for f in (0.25, 0.5, 1.0)]
+
+
 def _round_i(v):
     """``static_cast<int>(std::lrintf(v))`` on x86-64: ties to even; NaN/Inf/out of range -> 0."""
     v = np.asarray(v, F32)
@@ -170,9 +178,7 @@ def _qk45_fit(x, w, nmax):
     t = np.arange(-16, 9)
     los, his, oks = [mn], [mx], [mx > mn]
     if w is not None:
-        swt = _seq(w.astype(F64))
-        for f in (0.25, 0.5, 1.0):
-            sel = w.astype(F64) * 32.0 >= f * swt[:, None]
+        for sel in _heavy(w):
             any_ = sel.any(axis=1)
             lo = np.where(sel, x, np.inf).min(axis=1)
             hi = np.where(sel, x, -np.inf).max(axis=1)
@@ -443,9 +449,7 @@ def _iq4_fit(x, w):
     v0 = np.where(end == 1, F32(-127), F32(113)).astype(F32)
     tops, oks = [mx], [amax != 0]
     if w is not None:
-        swt = _seq(w.astype(F64))
-        for f in (0.25, 0.5, 1.0):
-            sel = w.astype(F64) * 32.0 >= f * swt[:, None]
+        for sel in _heavy(w):
             ra, top = K._first_absmax(np.where(sel, x, F32(0)).astype(F32))
             tops.append(top)
             oks.append((amax != 0) & (ra != 0))
